@@ -1,0 +1,42 @@
+# Two commands matter: `make run` and `make test`. Both build the environment themselves
+# from the lock file, on any machine with Python 3.11+ and pip.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck imports pytest lock bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: $(STAMP)  ## migrate and serve on http://127.0.0.1:8000 (profile "dev" unless TESSERA_PROFILE says)
+	TESSERA_PROFILE=$${TESSERA_PROFILE:-dev} $(BIN)/tessera db upgrade
+	TESSERA_PROFILE=$${TESSERA_PROFILE:-dev} $(BIN)/tessera serve
+
+test: lint typecheck imports pytest  ## everything CI checks
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+lock:  ## re-resolve the lock file after changing dependencies in pyproject.toml
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -1,0 +1,1 @@
+"""Composition: the DI container, the web app, the CLI. The only package that imports modules."""

@@ -1,0 +1,14 @@
+"""The modules this application is made of. Adding a module means adding it here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import modules.identity
+
+if TYPE_CHECKING:
+    from app.kernel.module import Module
+
+__all__ = ("MODULES",)
+
+MODULES: tuple[Module, ...] = (modules.identity.module,)

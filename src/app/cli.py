@@ -1,0 +1,173 @@
+"""The ``tessera`` command: serve, migrate, and describe the application."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import msgspec
+
+from app.container import Composition, CompositionError, compose
+from app.kernel.config import ConfigError, Secret, Settings, load_settings
+from app.kernel.security import resolve_signing_key
+
+__all__ = ("main",)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn configuration and composition errors into one clear line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, CompositionError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _with_composition(settings: Settings, work: Callable[[Composition], Awaitable[R]]) -> R:
+    async def run() -> R:
+        composition = compose(settings)
+        try:
+            return await work(composition)
+        finally:
+            await composition.aclose()
+
+    return asyncio.run(run())
+
+
+@click.group()
+@click.version_option(package_name="tessera")
+def main() -> None:
+    """Tessera: task management as a modular monolith with extractable services."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind [config: server.host].")
+@click.option("--port", type=int, default=None, help="Port to bind [config: server.port].")
+@click.option("--workers", type=int, default=None, help="Worker processes [config: server.workers].")
+@_reports_errors
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the web application; refuses to start if any module's database is behind."""
+    import uvicorn
+
+    settings = load_settings()
+    resolve_signing_key(settings)  # fail now, and make a development key before workers fork
+    states = _with_composition(settings, Composition.migration_states)
+    if behind := [s for s in states if not s.is_current]:
+        lines = [f"  {s.module}: at {s.current or 'nothing'}, code expects {s.head}" for s in behind]
+        raise click.ClickException(
+            "a module's database is not at the revision this code expects:\n"
+            + "\n".join(lines)
+            + "\nrun `tessera db upgrade` first"
+        )
+    server = settings.server
+    uvicorn.run(
+        "app.web:serve_app",
+        factory=True,
+        host=host or server.host,
+        port=port or server.port,
+        workers=workers or server.workers,
+        log_level=server.log_level,
+        log_config=None,  # uvicorn's loggers propagate to the JSON root handler
+        access_log=False,
+        server_header=False,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Each module's database: migrate, inspect."""
+
+
+@db.command()
+@click.option("--module", "module_name", default=None, help="Only this module.")
+@_reports_errors
+def upgrade(module_name: str | None) -> None:
+    """Migrate every module's database (or one) to the newest revision. Safe to repeat."""
+    settings = load_settings()
+
+    async def work(composition: Composition) -> None:
+        if module_name is not None:
+            composition.module(module_name)  # KeyError → unknown module
+        await composition.upgrade(module_name)
+        for state in await composition.migration_states():
+            if module_name is None or state.module == module_name:
+                click.echo(f"{state.module}: at {state.current}")
+
+    try:
+        _with_composition(settings, work)
+    except KeyError:
+        raise click.ClickException(f"no module named {module_name!r}") from None
+
+
+@db.command()
+@_reports_errors
+def current() -> None:
+    """Show each module's revision and whether it is the newest."""
+    states = _with_composition(load_settings(), Composition.migration_states)
+    for state in states:
+        verdict = "up to date" if state.is_current else f"behind (newest: {state.head})"
+        click.echo(f"{state.module}: {state.current or 'empty'}  {verdict}")
+
+
+@main.command("modules")
+@_reports_errors
+def list_modules() -> None:
+    """Each module, the contract it provides and the contracts it requires: table and Mermaid."""
+    from app.catalog import MODULES
+
+    rows = [
+        (
+            m.name,
+            f"{m.provides.name} {m.provides.version}",
+            ", ".join(c.name for c in m.requires) or "-",
+            m.summary,
+        )
+        for m in MODULES
+    ]
+    headers = ("module", "provides", "requires", "summary")
+    widths = [max(len(str(r[i])) for r in (headers, *rows)) for i in range(len(headers))]
+    for row in (headers, *rows):
+        click.echo(
+            "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    click.echo("\n```mermaid\ngraph LR")
+    for m in MODULES:
+        click.echo(f"  {m.name}[{m.name}]")
+    for m in MODULES:
+        for contract in m.requires:
+            click.echo(f"  {m.name} -->|{contract.name} {contract.version}| {_provider_of(contract.name)}")
+    click.echo("```")
+
+
+def _provider_of(contract_name: str) -> str:
+    from app.catalog import MODULES
+
+    return next(m.name for m in MODULES if m.provides.name == contract_name)
+
+
+@main.command()
+@_reports_errors
+def openapi() -> None:
+    """Print the OpenAPI document of the public API."""
+    from app.web import create_app
+
+    settings = load_settings()
+    if not settings.security.signing_key and not settings.security.generate_signing_key:
+        # Describing the API signs nothing; a throwaway key lets it run unconfigured.
+        security = msgspec.structs.replace(settings.security, signing_key=Secret(secrets.token_urlsafe(48)))
+        settings = msgspec.structs.replace(settings, security=security)
+    app = create_app(compose(settings))
+    schema: dict[str, Any] = app.openapi_schema.to_schema()
+    click.echo(json.dumps(schema, indent=2))

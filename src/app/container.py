@@ -1,0 +1,118 @@
+"""The composition root: one container per module, wired to the kernel and to each other."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from app.catalog import MODULES
+from app.kernel.config import ConfigError, Settings
+from app.kernel.db import Database
+from app.kernel.migrations import Migrations, MigrationState
+from app.kernel.module import Module
+from app.kernel.security import AccessTokens
+
+__all__ = ("AppContainer", "Composition", "ComposedModule", "CompositionError", "compose")
+
+
+class CompositionError(Exception):
+    """The modules cannot be put together: a requirement is missing or misnamed."""
+
+
+class AppContainer(containers.DeclarativeContainer):
+    """The kernel services every module may ask for by name."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    access_tokens = providers.Singleton(AccessTokens.from_settings, settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedModule:
+    module: Module
+    container: containers.Container
+    database: Database
+    migrations: Migrations
+
+    @property
+    def name(self) -> str:
+        return self.module.name
+
+
+class Composition:
+    """The composed application: settings, the kernel container and every composed module.
+
+    A plain class on purpose: Litestar hands it to handlers as a dependency and would
+    try to validate a dataclass field by field.
+    """
+
+    __slots__ = ("container", "modules", "settings")
+
+    def __init__(
+        self, *, settings: Settings, container: AppContainer, modules: tuple[ComposedModule, ...]
+    ) -> None:
+        self.settings = settings
+        self.container = container
+        self.modules = modules
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        return self.container.access_tokens()
+
+    def module(self, name: str) -> ComposedModule:
+        for composed in self.modules:
+            if composed.name == name:
+                return composed
+        raise KeyError(name)
+
+    async def migration_states(self) -> list[MigrationState]:
+        return list(await asyncio.gather(*(m.migrations.state() for m in self.modules)))
+
+    async def upgrade(self, module: str | None = None) -> None:
+        for composed in self.modules:
+            if module is None or composed.name == module:
+                await composed.migrations.upgrade()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(m.database.dispose() for m in self.modules))
+
+
+def compose(settings: Settings, catalog: Sequence[Module] = MODULES) -> Composition:
+    """Build every module's container and satisfy each of its dependencies by name."""
+    names = {module.name for module in catalog}
+    if unknown := sorted(set(settings.database.modules) - names):
+        raise ConfigError(f"database.modules.{unknown[0]}: no such module (modules: {sorted(names)})")
+    app = AppContainer(settings=providers.Object(settings))
+    composed = [
+        ComposedModule(
+            module=module,
+            container=module.container(),
+            database=(database := Database.for_module(settings, module.name)),
+            migrations=Migrations(database),
+        )
+        for module in catalog
+    ]
+    implementations = {m.module.provides.name: m.container.api for m in composed}
+    for target in composed:
+        offered: dict[str, Any] = {
+            "settings": app.settings,
+            "access_tokens": app.access_tokens,
+            "database": providers.Object(target.database),
+        }
+        for contract in target.module.requires:
+            if contract.name not in implementations:
+                raise CompositionError(
+                    f"module {target.name} requires contract {contract.name!r}, which no module provides"
+                )
+            offered[contract.name] = implementations[contract.name]
+        for name, dependency in target.container.dependencies.items():
+            if name not in offered:
+                raise CompositionError(
+                    f"module {target.name}: its container asks for {name!r}; "
+                    f"a module may ask for {sorted(offered)}"
+                )
+            dependency.override(offered[name])
+    return Composition(settings=settings, container=app, modules=tuple(composed))

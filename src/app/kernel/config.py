@@ -1,0 +1,188 @@
+"""Configuration: TOML files, then environment variables, decoded into frozen Structs.
+
+Layers, each overriding the one before:
+
+1. ``config/default.toml``;
+2. ``config/<profile>.toml`` when ``TESSERA_PROFILE`` names a profile;
+3. the file named by ``TESSERA_CONFIG``;
+4. ``TESSERA_<SECTION>__<KEY>=value`` variables (``__`` separates levels);
+5. ``TESSERA_<SECTION>__<KEY>_FILE=/path`` variables, whose file holds a secret.
+
+An unknown key or a value of the wrong type stops start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from app.kernel.paths import CONFIG_DIR
+
+__all__ = (
+    "ConfigError",
+    "DatabaseSettings",
+    "ModuleDatabaseSettings",
+    "PasswordHashSettings",
+    "Secret",
+    "SecuritySettings",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+)
+
+ENV_PREFIX = "TESSERA_"
+_RESERVED = frozenset({"TESSERA_PROFILE", "TESSERA_CONFIG"})
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending key."""
+
+
+class Secret(str):
+    """A string that never shows itself in a repr, a log line or an error message."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    max_body_bytes: int = 1_048_576
+    log_level: str = "info"
+
+
+class PasswordHashSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Argon2id cost; OWASP's 2023 floor is m=19 MiB, t=2, p=1."""
+
+    time_cost: int = 3
+    memory_kib: int = 65_536
+    parallelism: int = 2
+
+
+class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    issuer: str = "tessera"
+    audience: str = "tessera-api"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 1_209_600
+    signing_key: Secret = Secret("")
+    # Development convenience: with no key configured, make one in the data dir and keep it.
+    generate_signing_key: bool = False
+    password_hash: PasswordHashSettings = msgspec.field(default_factory=PasswordHashSettings)
+
+
+class ModuleDatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: Secret = Secret("")
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Empty: each module gets its own SQLite file in the data dir.
+    url: Secret = Secret("")
+    echo: bool = False
+    pool_size: int = 5
+    modules: dict[str, ModuleDatabaseSettings] = msgspec.field(default_factory=dict)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    profile: str = "default"
+    data_dir: str = "./data"
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_dir: Path = CONFIG_DIR,
+) -> Settings:
+    """Read every configuration layer and decode the result, or raise ConfigError."""
+    env = os.environ if environ is None else environ
+    merged: dict[str, Any] = _read_toml(config_dir / "default.toml")
+    profile = env.get("TESSERA_PROFILE", "").strip()
+    if profile:
+        profile_file = config_dir / f"{profile}.toml"
+        if not profile_file.is_file():
+            raise ConfigError(f"TESSERA_PROFILE={profile!r}: no file {profile_file}")
+        _deep_merge(merged, _read_toml(profile_file))
+        merged["profile"] = profile
+    if extra := env.get("TESSERA_CONFIG", "").strip():
+        _deep_merge(merged, _read_toml(Path(extra)))
+    _deep_merge(merged, _environment_overrides(env))
+    try:
+        return msgspec.convert(merged, Settings, strict=False, dec_hook=_decode_secret)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_name_the_key(str(exc))}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _environment_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _RESERVED:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[-1].endswith("_file"):
+            path[-1] = path[-1][: -len("_file")]
+            value = _read_secret_file(name, value)
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overrides
+
+
+def _read_secret_file(variable: str, location: str) -> str:
+    try:
+        return Path(location).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read secret file: {exc.strerror}") from None
+
+
+def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _decode_secret(type_: type, value: Any) -> Any:
+    if type_ is Secret and isinstance(value, str):
+        return Secret(value)
+    raise NotImplementedError
+
+
+def _name_the_key(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.server.port`"; people write server.port.
+    text, _, where = message.partition(" - at ")
+    key = where.strip("`").removeprefix("$").lstrip(".")
+    if unknown := _UNKNOWN_FIELD.fullmatch(text):
+        return f"{'.'.join(filter(None, (key, unknown['name'])))}: unknown key"
+    return f"{key}: {text}" if key else text

@@ -1,0 +1,132 @@
+"""A database per module: its own engine, its own schema, its own units of work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, event, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+from app.kernel.config import Settings
+
+__all__ = ("Database", "UtcDateTime", "module_database_url")
+
+_open_sessions: ContextVar[dict[str, AsyncSession] | None] = ContextVar("tessera_open_sessions", default=None)
+
+
+def module_database_url(settings: Settings, module: str) -> URL:
+    """The URL a module's data lives at: its own override, the shared default, or a SQLite file."""
+    override = settings.database.modules.get(module)
+    raw = (override.url if override and override.url else None) or settings.database.url
+    if raw:
+        return make_url(raw.reveal())
+    data_dir = Path(settings.data_dir).resolve()
+    return make_url(f"sqlite+aiosqlite:///{data_dir / f'{module}.db'}")
+
+
+class Database:
+    """One module's database.
+
+    On SQLite the module has a file of its own; on PostgreSQL a schema named after the
+    module, selected through the connection's ``search_path`` so that the same table
+    definitions and migrations serve both.
+    """
+
+    __slots__ = ("_sessions", "engine", "module", "schema", "url")
+
+    def __init__(self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5) -> None:
+        self.module = module
+        self.url = url
+        self.schema = module if url.get_backend_name() == "postgresql" else None
+        self.engine = _create_engine(url, schema=self.schema, echo=echo, pool_size=pool_size)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_module(cls, settings: Settings, module: str) -> Database:
+        return cls(
+            module=module,
+            url=module_database_url(settings, module),
+            echo=settings.database.echo,
+            pool_size=settings.database.pool_size,
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: committed when the block ends, rolled back if it raises.
+
+        Nested calls within one call context join the unit of work already open for
+        this module, so a request that calls several services commits once.
+        """
+        open_sessions = _open_sessions.get() or {}
+        if (session := open_sessions.get(self.module)) is not None:
+            yield session
+            return
+        async with self._sessions() as session, session.begin():
+            token = _open_sessions.set({**open_sessions, self.module: session})
+            try:
+                yield session
+            finally:
+                _open_sessions.reset(token)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self.engine.connect() as connection:
+            await connection.execute(select(1))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database(module={self.module!r}, url={self.url.render_as_string(hide_password=True)!r})"
+
+
+def _create_engine(url: URL, *, schema: str | None, echo: bool, pool_size: int) -> AsyncEngine:
+    options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, **options)
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        return engine
+    options["pool_size"] = pool_size
+    if schema is not None:
+        options["connect_args"] = {"server_settings": {"search_path": schema}}
+    return create_async_engine(url, **options)
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; busy_timeout waits for the lock instead of failing.
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, on SQLite (which keeps none) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: Tessera stores UTC-aware timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,112 @@
+"""Alembic per module: each module's history under ``migrations/<module>/``, its own version table.
+
+Every module's ``env.py`` is two lines that call :func:`run_env`; the engine, schema and
+version table come from here, so a module's schema moves with it when it is extracted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.schema import CreateSchema
+
+from app.kernel.paths import MIGRATIONS_DIR
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, MetaData
+
+    from app.kernel.db import Database
+
+__all__ = ("MigrationState", "Migrations", "run_env")
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationState:
+    module: str
+    current: str | None
+    head: str | None
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.head
+
+
+class Migrations:
+    """The migration history of one module, applied to that module's database."""
+
+    __slots__ = ("database", "location")
+
+    def __init__(self, database: Database, location: str | Path | None = None) -> None:
+        self.database = database
+        self.location = Path(location) if location else MIGRATIONS_DIR / database.module
+
+    @property
+    def version_table(self) -> str:
+        return f"alembic_version_{self.database.module}"
+
+    def config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(self.location))
+        config.attributes["version_table"] = self.version_table
+        config.attributes["schema"] = self.database.schema
+        return config
+
+    def head(self) -> str | None:
+        return ScriptDirectory.from_config(self.config()).get_current_head()
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Bring the database up to ``revision``; running it again changes nothing."""
+        async with self.database.engine.begin() as connection:
+            if self.database.schema is not None:
+                await connection.execute(CreateSchema(self.database.schema, if_not_exists=True))
+            await connection.run_sync(self._run, "upgrade", revision)
+
+    async def downgrade(self, revision: str = "base") -> None:
+        async with self.database.engine.begin() as connection:
+            await connection.run_sync(self._run, "downgrade", revision)
+
+    async def current(self) -> str | None:
+        async with self.database.engine.connect() as connection:
+            return await connection.run_sync(self._current_revision)
+
+    async def state(self) -> MigrationState:
+        return MigrationState(module=self.database.module, current=await self.current(), head=self.head())
+
+    def _run(self, connection: Connection, action: str, revision: str) -> None:
+        config = self.config()
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+
+    def _current_revision(self, connection: Connection) -> str | None:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "version_table": self.version_table,
+                "version_table_schema": self.database.schema,
+            },
+        )
+        return context.get_current_revision()
+
+
+def run_env(context: Any, target_metadata: MetaData) -> None:
+    """The body of every module's ``env.py``: migrate over the connection Tessera hands in."""
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through `tessera db upgrade`, not the alembic command")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=config.attributes["version_table"],
+        version_table_schema=config.attributes["schema"],
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

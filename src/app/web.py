@@ -1,0 +1,105 @@
+"""The web application, assembled from the modules' manifests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from litestar import Litestar, Request, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from app.container import ComposedModule, Composition, compose
+from app.health import HealthController
+from app.kernel.config import load_settings
+from app.kernel.context import RequestContextMiddleware, bind_principal
+from app.kernel.problems import exception_handlers
+from app.kernel.telemetry import configure_logging
+from contracts import Principal
+
+__all__ = ("create_app", "serve_app")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(composition: Composition | None = None) -> Litestar:
+    """The Litestar app for a composition (by default: every module, configured from the environment)."""
+    composition = composition or compose(load_settings())
+    auth = composition.access_tokens.auth()
+    app = Litestar(
+        route_handlers=[
+            HealthController,
+            *(_module_router(m) for m in composition.modules if m.module.routes),
+        ],
+        dependencies={
+            "principal": Provide(_principal, sync_to_thread=False),
+            "composition": Provide(lambda: composition, sync_to_thread=False),
+        },
+        before_request=_bind_principal,
+        on_app_init=[auth.on_app_init],
+        on_shutdown=[composition.aclose],
+        exception_handlers=exception_handlers(),
+        logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry
+        request_max_body_size=composition.settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Tessera",
+            version=_version(),
+            description="Task management: a modular monolith whose modules can each run as a service.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        state=State({"composition": composition}),
+    )
+    # Outermost, so that 404s, 405s and auth failures carry the correlation id too.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
+
+
+def serve_app() -> Litestar:
+    """Factory for the ASGI server: each worker configures logging, then builds the app."""
+    settings = load_settings()
+    configure_logging(settings.server.log_level)
+    return create_app(compose(settings))
+
+
+def _module_router(composed: ComposedModule) -> Router:
+    container = composed.container
+    return Router(
+        path=API_PREFIX,
+        route_handlers=list(composed.module.routes),
+        dependencies={
+            name: Provide(_resolver(getattr(container, provider)), sync_to_thread=False)
+            for name, provider in composed.module.dependencies.items()
+        },
+    )
+
+
+def _resolver(provider: Callable[[], Any]) -> Callable[[], Any]:
+    # Litestar reads a dependency's signature; a provider has none, so wrap it.
+    def resolve() -> Any:
+        return provider()
+
+    return resolve
+
+
+def _principal(request: Request[Any, Any, Any]) -> Principal:
+    user = request.scope.get("user")
+    if not isinstance(user, Principal):
+        raise NotAuthorizedException("authentication required")
+    return user
+
+
+def _bind_principal(request: Request[Any, Any, Any]) -> None:
+    user = request.scope.get("user")
+    bind_principal(user if isinstance(user, Principal) else None)
+
+
+def _version() -> str:
+    try:
+        return version("tessera")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,21 @@
+"""What modules promise each other. Pure: the standard library and msgspec only."""
+
+from contracts._base import (
+    Contract,
+    ContractError,
+    FieldError,
+    InvalidInput,
+    Principal,
+    idempotent,
+    is_idempotent,
+)
+
+__all__ = (
+    "Contract",
+    "ContractError",
+    "FieldError",
+    "InvalidInput",
+    "Principal",
+    "idempotent",
+    "is_idempotent",
+)

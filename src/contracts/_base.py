@@ -1,0 +1,90 @@
+"""The vocabulary every contract is written in: errors, principals, the contract record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+__all__ = (
+    "Contract",
+    "ContractError",
+    "FieldError",
+    "InvalidInput",
+    "Principal",
+    "idempotent",
+    "is_idempotent",
+)
+
+ApiT = TypeVar("ApiT")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_IDEMPOTENT_MARK = "__tessera_idempotent__"
+
+
+class ContractError(Exception):
+    """Base of every error a contract promises.
+
+    A subclass names one failure with a stable ``code`` and the HTTP ``status`` it maps to.
+    A caller catches the same class whether the callee runs in this process or another.
+    """
+
+    code: ClassVar[str] = "contract.error"
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "The request could not be completed"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+
+class FieldError(msgspec.Struct, frozen=True, kw_only=True):
+    """One invalid input field: where it is and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class InvalidInput(ContractError):
+    """Input that is well-formed but breaks a rule; names every offending field."""
+
+    code = "request.invalid_input"
+    status = 422
+    title = "The input is not valid"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is acting: an authenticated user."""
+
+    user_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Contract(Generic[ApiT]):
+    """What one module promises the others: its API Protocol, version and errors."""
+
+    name: str
+    version: str
+    api: type[Any]  # the Protocol class ApiT (a Protocol is not a concrete type[ApiT])
+    errors: tuple[type[ContractError], ...] = field(default=())
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0])
+
+
+def idempotent(method: F) -> F:
+    """Mark a contract method as safe to retry (a read, or a write keyed by the caller)."""
+    setattr(method, _IDEMPOTENT_MARK, True)
+    return method
+
+
+def is_idempotent(method: Callable[..., Any]) -> bool:
+    return bool(getattr(method, _IDEMPOTENT_MARK, False))

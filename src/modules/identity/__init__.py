@@ -1,0 +1,5 @@
+"""Identity: users, credentials and tokens."""
+
+from modules.identity.module import module
+
+__all__ = ("module",)

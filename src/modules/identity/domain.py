@@ -1,0 +1,125 @@
+"""Users, credentials and refresh-token rules. Pure Python: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.kernel.config import PasswordHashSettings
+from contracts import ContractError
+from contracts.identity import UserProfile
+
+__all__ = (
+    "EMAIL_PATTERN",
+    "EmailAlreadyRegistered",
+    "InvalidCredentials",
+    "InvalidRefreshToken",
+    "Passwords",
+    "RefreshTokenRecord",
+    "TokenPair",
+    "User",
+    "email_key",
+    "hash_refresh_token",
+    "new_refresh_token",
+)
+
+# Deliberately loose: one @, no spaces, a dot in the domain. Delivery is the real test.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class EmailAlreadyRegistered(ContractError):
+    code = "identity.email_taken"
+    status = 409
+    title = "That e-mail address is already registered"
+
+
+class InvalidCredentials(ContractError):
+    code = "identity.invalid_credentials"
+    status = 401
+    title = "Unknown e-mail address or wrong password"
+
+
+class InvalidRefreshToken(ContractError):
+    code = "identity.invalid_refresh_token"
+    status = 401
+    title = "The refresh token is not valid"
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    email: str
+    display_name: str
+    password_hash: str
+    active: bool
+    created_at: datetime
+
+    def profile(self) -> UserProfile:
+        return UserProfile(id=self.id, display_name=self.display_name, active=self.active)
+
+
+class RefreshTokenRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    family_id: UUID
+    user_id: UUID
+    expires_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+
+    def is_spent(self) -> bool:
+        """Rotated or revoked: presenting it again means someone kept a copy."""
+        return self.rotated_at is not None or self.revoked_at is not None
+
+
+class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105  (the OAuth token type, not a secret)
+
+
+def email_key(email: str) -> str:
+    return email.strip().casefold()
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A fresh opaque refresh token and the hash under which it is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Passwords:
+    """Argon2id hashing, with a decoy hash so that unknown users cost as much as known ones."""
+
+    __slots__ = ("_decoy", "_hasher")
+
+    def __init__(self, settings: PasswordHashSettings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.time_cost,
+            memory_cost=settings.memory_kib,
+            parallelism=settings.parallelism,
+        )
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when ``password`` matches; with no hash, spends the same time and says False."""
+        try:
+            matches = self._hasher.verify(password_hash or self._decoy, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return matches and password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)

@@ -1,0 +1,19 @@
+"""The identity module's manifest."""
+
+from __future__ import annotations
+
+from app.kernel.module import Module
+from contracts.identity import IDENTITY
+from modules.identity.container import IdentityContainer
+from modules.identity.http import AuthController, UsersController
+
+__all__ = ("module",)
+
+module = Module(
+    name="identity",
+    summary="Users, credentials and tokens",
+    provides=IDENTITY,
+    container=IdentityContainer,
+    routes=(UsersController, AuthController),
+    dependencies={"identity": "service"},
+)

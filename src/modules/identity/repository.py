@@ -1,0 +1,134 @@
+"""Queries over the identity tables, inside the unit of work the caller opened."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modules.identity.domain import EmailAlreadyRegistered, RefreshTokenRecord, User, email_key
+from modules.identity.tables import refresh_tokens, users
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ("IdentityRepository",)
+
+_USER_COLUMNS = (
+    users.c.id,
+    users.c.email,
+    users.c.display_name,
+    users.c.password_hash,
+    users.c.active,
+    users.c.created_at,
+)
+_TOKEN_COLUMNS = (
+    refresh_tokens.c.id,
+    refresh_tokens.c.family_id,
+    refresh_tokens.c.user_id,
+    refresh_tokens.c.expires_at,
+    refresh_tokens.c.rotated_at,
+    refresh_tokens.c.revoked_at,
+)
+
+
+class IdentityRepository:
+    __slots__ = ("_session",)
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_user(self, user: User) -> None:
+        try:
+            async with self._session.begin_nested():
+                await self._session.execute(
+                    insert(users).values(
+                        id=user.id,
+                        email=user.email,
+                        email_key=email_key(user.email),
+                        display_name=user.display_name,
+                        password_hash=user.password_hash,
+                        active=user.active,
+                        created_at=user.created_at,
+                    )
+                )
+        except IntegrityError:
+            raise EmailAlreadyRegistered from None
+
+    async def user_by_id(self, user_id: UUID) -> User | None:
+        row = (await self._session.execute(select(*_USER_COLUMNS).where(users.c.id == user_id))).first()
+        return _user(row._mapping) if row else None
+
+    async def user_by_email(self, email: str) -> User | None:
+        query = select(*_USER_COLUMNS).where(users.c.email_key == email_key(email))
+        row = (await self._session.execute(query)).first()
+        return _user(row._mapping) if row else None
+
+    async def users_by_ids(self, user_ids: Sequence[UUID]) -> list[User]:
+        if not user_ids:
+            return []
+        query = select(*_USER_COLUMNS).where(users.c.id.in_(set(user_ids)))
+        return [_user(row._mapping) for row in await self._session.execute(query)]
+
+    async def email_taken(self, email: str) -> bool:
+        query = select(users.c.id).where(users.c.email_key == email_key(email))
+        return (await self._session.execute(query)).first() is not None
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
+        await self._session.execute(
+            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
+
+    async def add_refresh_token(
+        self,
+        *,
+        token_id: UUID,
+        family_id: UUID,
+        user_id: UUID,
+        token_hash: str,
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        await self._session.execute(
+            insert(refresh_tokens).values(
+                id=token_id,
+                family_id=family_id,
+                user_id=user_id,
+                token_hash=token_hash,
+                issued_at=issued_at,
+                expires_at=expires_at,
+            )
+        )
+
+    async def refresh_token_by_hash(self, token_hash: str) -> RefreshTokenRecord | None:
+        query = select(*_TOKEN_COLUMNS).where(refresh_tokens.c.token_hash == token_hash)
+        row = (await self._session.execute(query)).first()
+        return RefreshTokenRecord(**row._mapping) if row else None
+
+    async def rotate_refresh_token(self, token_id: UUID, at: datetime) -> bool:
+        """Mark a live token rotated; False if another request spent it first."""
+        result = await self._session.execute(
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.id == token_id,
+                refresh_tokens.c.rotated_at.is_(None),
+                refresh_tokens.c.revoked_at.is_(None),
+            )
+            .values(rotated_at=at)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def revoke_family(self, family_id: UUID, at: datetime) -> None:
+        await self._session.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+
+def _user(row: Any) -> User:
+    return User(**row)

@@ -1,0 +1,153 @@
+"""The identity service: accounts and credentials, and the IdentityApi other modules call."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from contracts import Principal
+from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
+from modules.identity.domain import (
+    InvalidCredentials,
+    InvalidRefreshToken,
+    Passwords,
+    TokenPair,
+    User,
+    hash_refresh_token,
+    new_refresh_token,
+)
+from modules.identity.repository import IdentityRepository
+
+if TYPE_CHECKING:
+    from app.kernel.db import Database
+    from app.kernel.security import AccessTokens
+
+__all__ = ("IdentityService",)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IdentityService(IdentityApi):
+    """Implements ``contracts.identity.IdentityApi`` and the module's own account operations."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        passwords: Passwords,
+        access_tokens: AccessTokens,
+        refresh_token_ttl_seconds: int,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._database = database
+        self._passwords = passwords
+        self._access_tokens = access_tokens
+        self._refresh_ttl = timedelta(seconds=refresh_token_ttl_seconds)
+        self._clock = clock
+
+    # -- IdentityApi -------------------------------------------------------------------
+
+    async def get_user(self, user_id: UUID) -> UserProfile:
+        async with self._database.transaction() as session:
+            user = await IdentityRepository(session).user_by_id(user_id)
+        if user is None:
+            raise UserNotFound(f"no user {user_id}")
+        return user.profile()
+
+    async def get_users(self, user_ids: list[UUID]) -> list[UserProfile]:
+        async with self._database.transaction() as session:
+            found = {u.id: u for u in await IdentityRepository(session).users_by_ids(user_ids)}
+        ordered = dict.fromkeys(user_ids)
+        return [found[user_id].profile() for user_id in ordered if user_id in found]
+
+    async def require_active_user(self, user_id: UUID) -> UserProfile:
+        profile = await self.get_user(user_id)
+        if not profile.active:
+            raise UserInactive(f"user {user_id} is deactivated")
+        return profile
+
+    # -- accounts ----------------------------------------------------------------------
+
+    async def register(self, *, email: str, password: str, display_name: str) -> User:
+        password_hash = await asyncio.to_thread(self._passwords.hash, password)
+        user = User(
+            id=uuid.uuid4(),
+            email=email.strip(),
+            display_name=display_name.strip(),
+            password_hash=password_hash,
+            active=True,
+            created_at=self._clock(),
+        )
+        async with self._database.transaction() as session:
+            await IdentityRepository(session).add_user(user)
+        return user
+
+    async def account(self, user_id: UUID) -> User:
+        async with self._database.transaction() as session:
+            user = await IdentityRepository(session).user_by_id(user_id)
+        if user is None:
+            raise UserNotFound(f"no user {user_id}")
+        return user
+
+    async def log_in(self, *, email: str, password: str) -> TokenPair:
+        """Exchange credentials for tokens; unknown e-mail and wrong password look alike."""
+        async with self._database.transaction() as session:
+            user = await IdentityRepository(session).user_by_email(email)
+        stored_hash = user.password_hash if user else None
+        if not await asyncio.to_thread(self._passwords.verify, stored_hash, password):
+            raise InvalidCredentials
+        assert user is not None  # verify() is False without a hash
+        if not user.active:
+            raise InvalidCredentials
+        async with self._database.transaction() as session:
+            repository = IdentityRepository(session)
+            if self._passwords.needs_rehash(user.password_hash):
+                new_hash = await asyncio.to_thread(self._passwords.hash, password)
+                await repository.set_password_hash(user.id, new_hash)
+            return await self._issue(repository, user_id=user.id, family_id=uuid.uuid4())
+
+    async def refresh(self, *, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token. A spent token is theft: its whole family is revoked."""
+        now = self._clock()
+        async with self._database.transaction() as session:
+            repository = IdentityRepository(session)
+            record = await repository.refresh_token_by_hash(hash_refresh_token(refresh_token))
+            if record is None:
+                raise InvalidRefreshToken
+            stolen = record.is_spent() or not await repository.rotate_refresh_token(record.id, now)
+            if stolen:
+                await repository.revoke_family(record.family_id, now)
+            else:
+                user = await repository.user_by_id(record.user_id)
+                if record.expires_at > now and user is not None and user.active:
+                    return await self._issue(repository, user_id=user.id, family_id=record.family_id)
+        # Leaving the block committed the revocation or the spent rotation; now refuse.
+        raise InvalidRefreshToken
+
+    async def log_out(self, *, refresh_token: str) -> None:
+        """Revoke the refresh token's family. Unknown tokens are ignored: logout is idempotent."""
+        async with self._database.transaction() as session:
+            repository = IdentityRepository(session)
+            record = await repository.refresh_token_by_hash(hash_refresh_token(refresh_token))
+            if record is not None:
+                await repository.revoke_family(record.family_id, self._clock())
+
+    async def _issue(self, repository: IdentityRepository, *, user_id: UUID, family_id: UUID) -> TokenPair:
+        now = self._clock()
+        token, token_hash = new_refresh_token()
+        await repository.add_refresh_token(
+            token_id=uuid.uuid4(),
+            family_id=family_id,
+            user_id=user_id,
+            token_hash=token_hash,
+            issued_at=now,
+            expires_at=now + self._refresh_ttl,
+        )
+        access = self._access_tokens.issue(Principal(user_id=user_id))
+        return TokenPair(access_token=access.token, expires_in=access.expires_in, refresh_token=token)

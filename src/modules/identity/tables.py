@@ -1,0 +1,46 @@
+"""The identity schema: users and their refresh-token families. Nobody else reads these."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, ForeignKey, MetaData, String, Table, Uuid
+
+from app.kernel.db import UtcDateTime
+
+__all__ = ("metadata", "refresh_tokens", "users")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(254), nullable=False),
+    # The e-mail as compared: case-folded, so that uniqueness ignores case.
+    Column("email_key", String(254), nullable=False, unique=True),
+    Column("display_name", String(100), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    # Every token rotated out of one login shares a family; reuse of any revokes them all.
+    Column("family_id", Uuid, nullable=False, index=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    # SHA-256 of the token: a stolen database yields no usable token.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("rotated_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)

@@ -1,0 +1,68 @@
+"""What every implementation of IdentityApi must do: one suite for every target.
+
+A target supplies the implementation under test and a way to make users exist in it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+from uuid import UUID
+
+import msgspec
+import pytest
+
+from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
+
+
+class IdentityTarget(Protocol):
+    api: IdentityApi
+
+    async def given_user(self, display_name: str, *, active: bool = True) -> UUID: ...
+
+
+class IdentityApiConformance:
+    """Subclass in a test module that provides a ``target`` fixture."""
+
+    async def test_get_user_returns_the_public_profile(self, target: IdentityTarget) -> None:
+        user_id = await target.given_user("Ada")
+        assert await target.api.get_user(user_id) == UserProfile(id=user_id, display_name="Ada", active=True)
+
+    async def test_get_user_of_an_unknown_id_raises_user_not_found(self, target: IdentityTarget) -> None:
+        with pytest.raises(UserNotFound) as raised:
+            await target.api.get_user(uuid.uuid4())
+        assert raised.value.code == "identity.user_not_found"
+        assert raised.value.status == 404
+
+    async def test_get_users_returns_known_ids_in_the_order_asked(self, target: IdentityTarget) -> None:
+        ada = await target.given_user("Ada")
+        grace = await target.given_user("Grace")
+        profiles = await target.api.get_users([grace, uuid.uuid4(), ada, grace])
+        assert [p.id for p in profiles] == [grace, ada]
+        assert [p.display_name for p in profiles] == ["Grace", "Ada"]
+
+    async def test_get_users_of_nothing_is_nothing(self, target: IdentityTarget) -> None:
+        assert await target.api.get_users([]) == []
+
+    async def test_require_active_user_returns_an_active_user(self, target: IdentityTarget) -> None:
+        user_id = await target.given_user("Ada")
+        assert (await target.api.require_active_user(user_id)).id == user_id
+
+    async def test_require_active_user_refuses_a_deactivated_user(self, target: IdentityTarget) -> None:
+        user_id = await target.given_user("Gone", active=False)
+        with pytest.raises(UserInactive) as raised:
+            await target.api.require_active_user(user_id)
+        assert raised.value.code == "identity.user_inactive"
+
+    async def test_require_active_user_refuses_an_unknown_user(self, target: IdentityTarget) -> None:
+        with pytest.raises(UserNotFound):
+            await target.api.require_active_user(uuid.uuid4())
+
+    async def test_a_deactivated_user_is_still_found(self, target: IdentityTarget) -> None:
+        user_id = await target.given_user("Gone", active=False)
+        assert (await target.api.get_user(user_id)).active is False
+
+    async def test_results_survive_the_wire(self, target: IdentityTarget) -> None:
+        user_id = await target.given_user("Ada")
+        profile = await target.api.get_user(user_id)
+        assert msgspec.json.decode(msgspec.json.encode(profile), type=UserProfile) == profile

@@ -1,0 +1,44 @@
+"""An in-memory IdentityApi for the tests of modules that consume identity.
+
+It passes the same conformance suite as the real module, so a consumer tested against
+it is tested against identity's promise, not against a guess.
+"""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
+
+__all__ = ("FakeIdentity",)
+
+
+class FakeIdentity(IdentityApi):
+    def __init__(self) -> None:
+        self._profiles: dict[UUID, UserProfile] = {}
+        self.calls: list[str] = []
+
+    def add_user(
+        self, display_name: str = "Someone", *, active: bool = True, user_id: UUID | None = None
+    ) -> UUID:
+        profile = UserProfile(id=user_id or uuid.uuid4(), display_name=display_name, active=active)
+        self._profiles[profile.id] = profile
+        return profile.id
+
+    async def get_user(self, user_id: UUID) -> UserProfile:
+        self.calls.append("get_user")
+        if user_id not in self._profiles:
+            raise UserNotFound(f"no user {user_id}")
+        return self._profiles[user_id]
+
+    async def get_users(self, user_ids: list[UUID]) -> list[UserProfile]:
+        self.calls.append("get_users")
+        return [self._profiles[i] for i in dict.fromkeys(user_ids) if i in self._profiles]
+
+    async def require_active_user(self, user_id: UUID) -> UserProfile:
+        self.calls.append("require_active_user")
+        profile = await self.get_user(user_id)
+        if not profile.active:
+            raise UserInactive(f"user {user_id} is deactivated")
+        return profile

@@ -1,0 +1,132 @@
+"""A database per module, units of work, and per-module migrations on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select, text
+
+from app.container import compose
+from app.kernel.config import Settings
+from app.kernel.db import Database
+from modules.identity.tables import users
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_each_module_gets_its_own_sqlite_file(migrated: Settings) -> None:
+    data_dir = Path(migrated.data_dir)
+    assert sorted(p.name for p in data_dir.glob("*.db")) == ["identity.db"]
+
+
+async def test_upgrade_is_idempotent_and_reports_the_head(settings: Settings) -> None:
+    composition = compose(settings)
+    try:
+        assert [s.current for s in await composition.migration_states()] == [None]
+        await composition.upgrade()
+        await composition.upgrade()
+        states = await composition.migration_states()
+        assert all(s.is_current and s.current == s.head for s in states)
+    finally:
+        await composition.aclose()
+
+
+async def test_each_module_has_its_own_version_table(migrated: Settings) -> None:
+    composition = compose(migrated)
+    try:
+        database = composition.module("identity").database
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: c.dialect.get_table_names(c))
+        assert "alembic_version_identity" in tables
+        assert "alembic_version" not in tables
+    finally:
+        await composition.aclose()
+
+
+async def _count_users(database: Database) -> int:
+    async with database.transaction() as session:
+        return int((await session.execute(select(func.count()).select_from(users))).scalar_one())
+
+
+def _user_row(email: str) -> dict[str, object]:
+    import uuid
+    from datetime import UTC, datetime
+
+    return {
+        "id": uuid.uuid4(),
+        "email": email,
+        "email_key": email,
+        "display_name": "X",
+        "password_hash": "x",
+        "active": True,
+        "created_at": datetime.now(UTC),
+    }
+
+
+async def test_a_unit_of_work_that_fails_leaves_nothing_behind(migrated: Settings) -> None:
+    composition = compose(migrated)
+    database = composition.module("identity").database
+    try:
+        with pytest.raises(RuntimeError):
+            async with database.transaction() as session:
+                await session.execute(insert(users).values(**_user_row("a@example.com")))
+                raise RuntimeError("boom")
+        assert await _count_users(database) == 0
+    finally:
+        await composition.aclose()
+
+
+async def test_nested_units_of_work_commit_once_as_one(migrated: Settings) -> None:
+    composition = compose(migrated)
+    database = composition.module("identity").database
+    try:
+        with pytest.raises(RuntimeError):
+            async with database.transaction() as outer:
+                await outer.execute(insert(users).values(**_user_row("a@example.com")))
+                async with database.transaction() as inner:
+                    assert inner is outer
+                    await inner.execute(insert(users).values(**_user_row("b@example.com")))
+                raise RuntimeError("the outer unit fails after the inner one finished")
+        assert await _count_users(database) == 0
+    finally:
+        await composition.aclose()
+
+
+@pytest.mark.postgres
+async def test_postgres_migrates_from_empty_into_the_module_schema(postgres_settings: Settings) -> None:
+    composition = compose(postgres_settings)
+    database = composition.module("identity").database
+    try:
+        assert database.schema == "identity"
+        await composition.upgrade()
+        await composition.upgrade()
+        assert all(s.is_current for s in await composition.migration_states())
+        async with database.engine.connect() as connection:
+            tables = set(
+                (
+                    await connection.execute(
+                        text(
+                            "select table_name from information_schema.tables where table_schema = 'identity'"
+                        )
+                    )
+                ).scalars()
+            )
+        assert {"users", "refresh_tokens", "alembic_version_identity"} <= tables
+        assert await _count_users(database) == 0
+    finally:
+        await composition.aclose()
+
+
+@pytest.mark.postgres
+async def test_postgres_migrations_go_down_and_up_again(postgres_settings: Settings) -> None:
+    composition = compose(postgres_settings)
+    migrations = composition.module("identity").migrations
+    try:
+        await migrations.upgrade()
+        await migrations.downgrade("base")
+        assert await migrations.current() is None
+        await migrations.upgrade()
+        assert await migrations.current() == migrations.head()
+    finally:
+        await composition.aclose()

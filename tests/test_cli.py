@@ -1,0 +1,88 @@
+"""The tessera command: migrations, module map, OpenAPI, and a serve that refuses stale schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+from tests.conftest import SIGNING_KEY
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("TESSERA_PROFILE", "test")
+    monkeypatch.setenv("TESSERA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TESSERA_SECURITY__SIGNING_KEY", SIGNING_KEY)
+    return data_dir
+
+
+def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["db", "upgrade"])
+    assert first.exit_code == 0, first.output
+    assert "identity: at identity_0001" in first.output
+    assert runner.invoke(main, ["db", "upgrade", "--module", "identity"]).exit_code == 0
+    current = runner.invoke(main, ["db", "current"])
+    assert current.exit_code == 0
+    assert "identity: identity_0001  up to date" in current.output
+    assert sorted(p.name for p in env.glob("*.db")) == ["identity.db"]
+
+
+def test_db_current_shows_an_empty_database_as_behind(env: Path) -> None:
+    result = CliRunner().invoke(main, ["db", "current"])
+    assert "identity: empty  behind" in result.output
+
+
+def test_db_upgrade_of_an_unknown_module_is_refused(env: Path) -> None:
+    result = CliRunner().invoke(main, ["db", "upgrade", "--module", "billing"])
+    assert result.exit_code == 1
+    assert "no module named 'billing'" in result.output
+
+
+def test_serve_refuses_to_start_while_a_database_is_behind(env: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert "identity: at nothing, code expects identity_0001" in result.output
+    assert "tessera db upgrade" in result.output
+
+
+def test_a_bad_configuration_stops_start_up_naming_the_key(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESSERA_SERVER__PORT", "eighty")
+    result = CliRunner().invoke(main, ["db", "current"])
+    assert result.exit_code == 1
+    assert "server.port" in result.output
+
+
+def test_serve_without_a_signing_key_says_how_to_give_one(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_PROFILE", "production")
+    monkeypatch.delenv("TESSERA_SECURITY__SIGNING_KEY")
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 1
+    assert "TESSERA_SECURITY__SIGNING_KEY_FILE" in result.output
+
+
+def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
+    result = CliRunner().invoke(main, ["modules"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["module", "provides", "requires", "summary"]
+    assert lines[1].split()[:3] == ["identity", "identity", "1.0"]
+    assert "```mermaid" in result.output
+    assert "graph LR" in result.output
+
+
+def test_openapi_prints_the_public_api(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESSERA_SECURITY__SIGNING_KEY")
+    monkeypatch.setenv("TESSERA_PROFILE", "production")
+    result = CliRunner().invoke(main, ["openapi"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(result.output)
+    assert spec["info"]["title"] == "Tessera"
+    assert "/api/v1/auth/token" in spec["paths"]
