@@ -26,11 +26,12 @@ def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:
     first = runner.invoke(main, ["db", "upgrade"])
     assert first.exit_code == 0, first.output
     assert "identity: at identity_0001" in first.output
+    assert "tasks: at tasks_0001" in first.output
     assert runner.invoke(main, ["db", "upgrade", "--module", "identity"]).exit_code == 0
     current = runner.invoke(main, ["db", "current"])
     assert current.exit_code == 0
     assert "identity: identity_0001  up to date" in current.output
-    assert sorted(p.name for p in env.glob("*.db")) == ["identity.db"]
+    assert sorted(p.name for p in env.glob("*.db")) == ["identity.db", "tasks.db"]
 
 
 def test_db_current_shows_an_empty_database_as_behind(env: Path) -> None:
@@ -73,7 +74,9 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["module", "provides", "requires", "summary"]
-    assert lines[1].split()[:3] == ["identity", "identity", "1.0"]
+    assert lines[1].split()[:4] == ["identity", "identity", "1.0", "-"]
+    assert lines[2].split()[:4] == ["tasks", "tasks", "1.0", "identity"]
+    assert "tasks -->|identity 1.0| identity" in result.output
     assert "```mermaid" in result.output
     assert "graph LR" in result.output
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import modules.identity
+import modules.tasks
 
 if TYPE_CHECKING:
     from app.kernel.module import Module
 
 __all__ = ("MODULES",)
 
-MODULES: tuple[Module, ...] = (modules.identity.module,)
+MODULES: tuple[Module, ...] = (modules.identity.module, modules.tasks.module)

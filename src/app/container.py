@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dependency_injector import containers, providers
 
-from app.catalog import MODULES
 from app.kernel.config import ConfigError, Settings
 from app.kernel.db import Database
 from app.kernel.migrations import Migrations, MigrationState
@@ -80,8 +79,22 @@ class Composition:
         await asyncio.gather(*(m.database.dispose() for m in self.modules))
 
 
-def compose(settings: Settings, catalog: Sequence[Module] = MODULES) -> Composition:
-    """Build every module's container and satisfy each of its dependencies by name."""
+def compose(
+    settings: Settings,
+    catalog: Sequence[Module] | None = None,
+    *,
+    external: Mapping[str, object] | None = None,
+) -> Composition:
+    """Build every module's container and satisfy each of its dependencies by name.
+
+    ``catalog`` defaults to every module of the application. ``external`` supplies
+    implementations of contracts no module in the catalog provides (a fake in a
+    module's own tests), keyed by contract name.
+    """
+    if catalog is None:
+        from app.catalog import MODULES  # imported here: a module's own tests compose without it
+
+        catalog = MODULES
     names = {module.name for module in catalog}
     if unknown := sorted(set(settings.database.modules) - names):
         raise ConfigError(f"database.modules.{unknown[0]}: no such module (modules: {sorted(names)})")
@@ -95,7 +108,10 @@ def compose(settings: Settings, catalog: Sequence[Module] = MODULES) -> Composit
         )
         for module in catalog
     ]
-    implementations = {m.module.provides.name: m.container.api for m in composed}
+    implementations: dict[str, Any] = {
+        name: providers.Object(implementation) for name, implementation in (external or {}).items()
+    }
+    implementations.update({m.module.provides.name: m.container.api for m in composed})
     for target in composed:
         offered: dict[str, Any] = {
             "settings": app.settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
@@ -11,6 +12,7 @@ import msgspec
 
 __all__ = (
     "Contract",
+    "IntegrationEvent",
     "ContractError",
     "FieldError",
     "InvalidInput",
@@ -66,6 +68,17 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UUID
 
 
+class IntegrationEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """A fact one module publishes for others. Subclasses set ``tag="<module>.<Name>.v<N>"``.
+
+    The tag names the event and its schema version; a consumer decodes by it, and a
+    breaking change gets a new tag rather than a changed meaning.
+    """
+
+    event_id: UUID
+    occurred_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Contract(Generic[ApiT]):
     """What one module promises the others: its API Protocol, version and errors."""
@@ -74,6 +87,7 @@ class Contract(Generic[ApiT]):
     version: str
     api: type[Any]  # the Protocol class ApiT (a Protocol is not a concrete type[ApiT])
     errors: tuple[type[ContractError], ...] = field(default=())
+    events: tuple[type[IntegrationEvent], ...] = field(default=())
 
     @property
     def major(self) -> int:

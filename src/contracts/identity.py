@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -38,6 +38,7 @@ class UserInactive(ContractError):
     title = "The user is deactivated"
 
 
+@runtime_checkable
 class IdentityApi(Protocol):
     """What the identity module answers for other modules."""
 

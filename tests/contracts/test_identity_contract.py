@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from app.container import Composition
+from app.kernel.rpc import strict
 from contracts import is_idempotent
 from contracts.identity import IDENTITY, IdentityApi
 from modules.identity.service import IdentityService
@@ -21,10 +22,10 @@ from tests.fakes.identity import FakeIdentity
 class LocalIdentity:
     """The identity module's own service, over its real (SQLite) database."""
 
-    def __init__(self, composition: Composition) -> None:
+    def __init__(self, composition: Composition, *, strict_mode: bool = False) -> None:
         self._composed = composition.module("identity")
         self.service: IdentityService = self._composed.container.api()
-        self.api: IdentityApi = self.service
+        self.api: IdentityApi = strict(IDENTITY, self.service) if strict_mode else self.service
 
     async def given_user(self, display_name: str, *, active: bool = True) -> UUID:
         user = await self.service.register(

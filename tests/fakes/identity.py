@@ -17,7 +17,7 @@ __all__ = ("FakeIdentity",)
 class FakeIdentity(IdentityApi):
     def __init__(self) -> None:
         self._profiles: dict[UUID, UserProfile] = {}
-        self.calls: list[str] = []
+        self.calls: list[str] = []  # contract methods called, in order
 
     def add_user(
         self, display_name: str = "Someone", *, active: bool = True, user_id: UUID | None = None
@@ -26,11 +26,12 @@ class FakeIdentity(IdentityApi):
         self._profiles[profile.id] = profile
         return profile.id
 
+    def remove_user(self, user_id: UUID) -> None:
+        del self._profiles[user_id]
+
     async def get_user(self, user_id: UUID) -> UserProfile:
         self.calls.append("get_user")
-        if user_id not in self._profiles:
-            raise UserNotFound(f"no user {user_id}")
-        return self._profiles[user_id]
+        return self._find(user_id)
 
     async def get_users(self, user_ids: list[UUID]) -> list[UserProfile]:
         self.calls.append("get_users")
@@ -38,7 +39,12 @@ class FakeIdentity(IdentityApi):
 
     async def require_active_user(self, user_id: UUID) -> UserProfile:
         self.calls.append("require_active_user")
-        profile = await self.get_user(user_id)
+        profile = self._find(user_id)
         if not profile.active:
             raise UserInactive(f"user {user_id} is deactivated")
         return profile
+
+    def _find(self, user_id: UUID) -> UserProfile:
+        if user_id not in self._profiles:
+            raise UserNotFound(f"no user {user_id}")
+        return self._profiles[user_id]

@@ -89,7 +89,7 @@ def test_liveness_needs_nothing(client: Client) -> None:
 def test_readiness_reports_each_module_database(client: Client) -> None:
     response = client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "modules": {"identity": "ok"}}
+    assert response.json() == {"status": "ok", "modules": {"identity": "ok", "tasks": "ok"}}
 
 
 def test_readiness_fails_with_503_when_a_database_cannot_be_reached(
@@ -102,7 +102,7 @@ def test_readiness_fails_with_503_when_a_database_cannot_be_reached(
 
     monkeypatch.setattr(Database, "ping", unreachable)
     problem = _is_problem(client.get("/health/ready"), 503, "health.not_ready")
-    assert [e["field"] for e in problem["errors"]] == ["identity"]
+    assert [e["field"] for e in problem["errors"]] == ["identity", "tasks"]
 
 
 def test_openapi_is_served(client: Client) -> None:

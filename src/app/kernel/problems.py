@@ -112,6 +112,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
+    if status >= 500:
+        log.error("%s on %s %s", exc, request.method, request.url.path, exc_info=exc)
     code = next(
         (code for kind, code in _HTTP_CODES.items() if isinstance(exc, kind)),
         f"http.{HTTPStatus(status).name.lower()}",

@@ -1,0 +1,179 @@
+"""The server under test: a real ``tessera serve`` subprocess on loopback, and its database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+__all__ = (
+    "POSTGRES_ADMIN_DSN",
+    "POSTGRES_BENCH_URL",
+    "Backend",
+    "ServerError",
+    "ServerProcess",
+    "prepare_postgres",
+)
+
+VENV_BIN = Path(sys.executable).parent
+TESSERA = str(VENV_BIN / "tessera")
+READY_DEADLINE = 30.0
+UPGRADE_DEADLINE = 60.0
+STOP_GRACE = 10.0
+
+POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_BENCH_DB = "tessera_bench"
+POSTGRES_BENCH_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{POSTGRES_BENCH_DB}"
+MODULE_SCHEMAS = ("identity", "tasks")
+
+
+class ServerError(Exception):
+    """The server could not be migrated or started; the message says why."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "sqlite" | "postgres"
+    database_url: str | None = None  # None: the default, one SQLite file per module
+
+
+async def prepare_postgres() -> str | None:
+    """Make an empty ``tessera_bench`` database; None when ready, else why PostgreSQL is skipped."""
+    try:
+        import asyncpg
+    except ImportError:
+        return "asyncpg is not installed"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL not reachable at 127.0.0.1:5432 as postgres ({type(exc).__name__}: {exc})"
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", POSTGRES_BENCH_DB)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{POSTGRES_BENCH_DB}"')
+    finally:
+        await admin.close()
+    bench = await asyncpg.connect(POSTGRES_ADMIN_DSN.rsplit("/", 1)[0] + f"/{POSTGRES_BENCH_DB}", timeout=3)
+    try:
+        for schema in MODULE_SCHEMAS:
+            await bench.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await bench.close()
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def server_environment(backend: Backend, data_dir: Path) -> dict[str, str]:
+    """The inherited environment without any TESSERA_* variable, plus the bench's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env["TESSERA_PROFILE"] = "dev"
+    env["TESSERA_DATA_DIR"] = str(data_dir)
+    if backend.database_url:
+        env["TESSERA_DATABASE__URL"] = backend.database_url
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class ServerProcess:
+    """One server process; its output goes to a log file in the data dir."""
+
+    backend: Backend
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    process: asyncio.subprocess.Process | None = None
+    log_path: Path = field(init=False)
+    _log: IO[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir / "server.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def upgrade(self) -> None:
+        """``tessera db upgrade`` in the server's environment."""
+        env = server_environment(self.backend, self.data_dir)
+        upgrade = await asyncio.create_subprocess_exec(
+            TESSERA, "db", "upgrade", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            output, _ = await asyncio.wait_for(upgrade.communicate(), UPGRADE_DEADLINE)
+        except TimeoutError:
+            upgrade.kill()
+            await upgrade.wait()
+            raise ServerError(f"`tessera db upgrade` took over {UPGRADE_DEADLINE:.0f} s") from None
+        if upgrade.returncode != 0:
+            raise ServerError(f"`tessera db upgrade` failed:\n{output.decode(errors='replace')}")
+
+    async def start(self, command: Sequence[str] | None = None) -> None:
+        """Start the server (``tessera serve`` unless told otherwise) and wait until it is ready."""
+        argv = list(command) if command else [TESSERA, "serve"]
+        argv += ["--port", str(self.port), "--workers", "1"]
+        self._log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=server_environment(self.backend, self.data_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,  # the harness's Ctrl-C reaches it only through stop()
+        )
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_DEADLINE
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.returncode is not None:
+                    raise ServerError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health/ready")).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+        raise ServerError(f"/health/ready not 200 within {READY_DEADLINE:.0f} s:\n{self.log_tail()}")
+
+    async def stop(self) -> None:
+        """SIGINT (uvicorn's graceful shutdown), then SIGKILL after a grace period."""
+        process, self.process = self.process, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])

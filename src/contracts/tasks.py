@@ -1,0 +1,153 @@
+"""The tasks contract: tasks as other modules may read them, and the events tasks publish."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+import msgspec
+
+from contracts._base import Contract, ContractError, IntegrationEvent, Principal, idempotent
+
+__all__ = (
+    "TASKS",
+    "OpenTaskCount",
+    "Priority",
+    "Task",
+    "TaskAssigned",
+    "TaskCreated",
+    "TaskDeleted",
+    "TaskNotFound",
+    "TaskPage",
+    "TaskQuery",
+    "TaskStatus",
+    "TaskStatusChanged",
+    "TasksApi",
+)
+
+
+class TaskStatus(enum.StrEnum):
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: UUID
+    title: str
+    description: str
+    status: TaskStatus
+    priority: Priority
+    due_at: datetime | None
+    labels: list[str]
+    owner_id: UUID
+    assignee_id: UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class TaskQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which of a user's tasks to list, in what order, from where."""
+
+    status: list[TaskStatus] | None = None
+    assignee_id: UUID | None = None
+    label: str | None = None
+    title_contains: str | None = None
+    due_before: datetime | None = None
+    sort: str = "created_at"  # created_at | due_at | priority
+    descending: bool = True
+    limit: int = 50
+    cursor: str | None = None
+
+
+class TaskPage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    items: list[Task]
+    next_cursor: str | None
+
+
+class OpenTaskCount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    user_id: UUID
+    open: int
+
+
+class TaskNotFound(ContractError):
+    """No such task, or one the principal may not see: the two look the same."""
+
+    code = "tasks.task_not_found"
+    status = 404
+    title = "No such task"
+
+
+@runtime_checkable
+class TasksApi(Protocol):
+    @idempotent
+    async def get_task(self, principal: Principal, task_id: UUID) -> Task:
+        """A task the principal owns or is assigned; raises TaskNotFound otherwise."""
+        ...
+
+    @idempotent
+    async def list_tasks(self, principal: Principal, query: TaskQuery) -> TaskPage:
+        """The principal's tasks (owned or assigned), filtered, sorted, one page at a time."""
+        ...
+
+    @idempotent
+    async def count_open_tasks(self, user_ids: list[UUID]) -> list[OpenTaskCount]:
+        """For each user asked, how many todo or in-progress tasks are assigned to them."""
+        ...
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+class TaskCreated(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskCreated.v1"):
+    task_id: UUID
+    owner_id: UUID
+    assignee_id: UUID | None
+    title: str
+
+
+class TaskAssigned(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskAssigned.v1"):
+    """The assignee changed; ``assignee_id`` None means the task was unassigned."""
+
+    task_id: UUID
+    owner_id: UUID
+    assignee_id: UUID | None
+    previous_assignee_id: UUID | None
+    assigned_by: UUID | None
+    title: str
+
+
+class TaskStatusChanged(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskStatusChanged.v1"):
+    task_id: UUID
+    owner_id: UUID
+    assignee_id: UUID | None
+    changed_by: UUID
+    previous_status: TaskStatus
+    status: TaskStatus
+    title: str
+
+
+class TaskDeleted(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskDeleted.v1"):
+    task_id: UUID
+    owner_id: UUID
+    assignee_id: UUID | None
+
+
+TASKS: Contract[TasksApi] = Contract(
+    name="tasks",
+    version="1.0",
+    api=TasksApi,
+    errors=(TaskNotFound,),
+    events=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskDeleted),
+)

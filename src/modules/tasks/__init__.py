@@ -1,0 +1,5 @@
+"""Tasks: the work users create, assign and complete."""
+
+from modules.tasks.module import module
+
+__all__ = ("module",)

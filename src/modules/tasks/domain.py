@@ -1,0 +1,168 @@
+"""Tasks: what a task is, who may do what to it, and how its status may move. No I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from contracts import ContractError, FieldError, InvalidInput
+from contracts.tasks import Priority, Task, TaskStatus
+
+__all__ = (
+    "ALLOWED_TRANSITIONS",
+    "DESCRIPTION_MAX",
+    "LABELS_MAX",
+    "LABEL_MAX",
+    "OPEN_STATUSES",
+    "PRIORITY_RANK",
+    "TITLE_MAX",
+    "IdempotencyKeyReused",
+    "InvalidTransition",
+    "NotPermitted",
+    "TaskChanges",
+    "TaskDraft",
+    "VersionMismatch",
+    "apply_changes",
+    "can_see",
+    "new_task",
+)
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 10_000
+LABELS_MAX = 20
+LABEL_MAX = 50
+
+# Work moves forward, can be dropped, and finished or dropped work can be reopened.
+ALLOWED_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.TODO: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.DONE, TaskStatus.CANCELLED}),
+    TaskStatus.IN_PROGRESS: frozenset({TaskStatus.TODO, TaskStatus.DONE, TaskStatus.CANCELLED}),
+    TaskStatus.DONE: frozenset({TaskStatus.TODO, TaskStatus.IN_PROGRESS}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.TODO}),
+}
+OPEN_STATUSES = frozenset({TaskStatus.TODO, TaskStatus.IN_PROGRESS})
+PRIORITY_RANK: Mapping[Priority, int] = {
+    Priority.LOW: 0,
+    Priority.NORMAL: 1,
+    Priority.HIGH: 2,
+    Priority.URGENT: 3,
+}
+
+
+class InvalidTransition(ContractError):
+    code = "tasks.invalid_transition"
+    status = 409
+    title = "The task cannot move to that status"
+
+
+class NotPermitted(ContractError):
+    code = "tasks.not_permitted"
+    status = 403
+    title = "Only the task's owner may do that"
+
+
+class VersionMismatch(ContractError):
+    code = "tasks.version_mismatch"
+    status = 412
+    title = "The task has changed since you read it"
+
+
+class IdempotencyKeyReused(ContractError):
+    code = "tasks.idempotency_key_reused"
+    status = 422
+    title = "That Idempotency-Key was used for a different request"
+
+
+class TaskDraft(msgspec.Struct, frozen=True, kw_only=True):
+    """What a user asks for when creating a task."""
+
+    title: str
+    description: str = ""
+    priority: Priority = Priority.NORMAL
+    due_at: datetime | None = None
+    labels: list[str] = msgspec.field(default_factory=list)
+    assignee_id: UUID | None = None
+
+
+class TaskChanges(msgspec.Struct, frozen=True, kw_only=True):
+    """A partial update: fields left UNSET are not touched; ``None`` clears a clearable field."""
+
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    due_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    labels: list[str] | msgspec.UnsetType = msgspec.UNSET
+    assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def can_see(task: Task, user_id: UUID) -> bool:
+    return user_id in (task.owner_id, task.assignee_id)
+
+
+def new_task(draft: TaskDraft, *, owner_id: UUID, now: datetime) -> Task:
+    title, labels = _checked(title=draft.title, description=draft.description, labels=draft.labels)
+    return Task(
+        id=uuid.uuid4(),
+        title=title,
+        description=draft.description,
+        status=TaskStatus.TODO,
+        priority=draft.priority,
+        due_at=draft.due_at,
+        labels=labels,
+        owner_id=owner_id,
+        assignee_id=draft.assignee_id,
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+
+
+def apply_changes(task: Task, changes: TaskChanges, *, actor: UUID, now: datetime) -> Task:
+    """The task after ``changes`` by ``actor``, or the rule the change breaks.
+
+    The owner or the assignee may edit; only the owner may reassign.
+    """
+    updates = {
+        name: value
+        for name in changes.__struct_fields__
+        if (value := getattr(changes, name)) is not msgspec.UNSET
+    }
+    if "assignee_id" in updates and updates["assignee_id"] != task.assignee_id and actor != task.owner_id:
+        raise NotPermitted("only the owner may reassign a task")
+    status = updates.get("status", task.status)
+    if status != task.status and status not in ALLOWED_TRANSITIONS[task.status]:
+        raise InvalidTransition(f"a task that is {task.status} cannot become {status}")
+    title, labels = _checked(
+        title=updates.get("title", task.title),
+        description=updates.get("description", task.description),
+        labels=updates.get("labels", task.labels),
+    )
+    updates.update(title=title, labels=labels)
+    changed = {k: v for k, v in updates.items() if getattr(task, k) != v}
+    if not changed:
+        return task
+    return msgspec.structs.replace(task, **changed, updated_at=now, version=task.version + 1)
+
+
+def _checked(*, title: str, description: str, labels: list[str]) -> tuple[str, list[str]]:
+    """Normalised title and labels, or InvalidInput naming every field that breaks a rule."""
+    errors: list[FieldError] = []
+    title = title.strip()
+    if not 1 <= len(title) <= TITLE_MAX:
+        errors.append(FieldError(field="title", message=f"must be 1 to {TITLE_MAX} characters"))
+    if len(description) > DESCRIPTION_MAX:
+        errors.append(
+            FieldError(field="description", message=f"must be at most {DESCRIPTION_MAX} characters")
+        )
+    cleaned = list(dict.fromkeys(label.strip() for label in labels))
+    if len(cleaned) > LABELS_MAX:
+        errors.append(FieldError(field="labels", message=f"at most {LABELS_MAX} labels"))
+    if any(not 1 <= len(label) <= LABEL_MAX for label in cleaned):
+        errors.append(FieldError(field="labels", message=f"each label must be 1 to {LABEL_MAX} characters"))
+    if errors:
+        raise InvalidInput(errors)
+    return title, cleaned

@@ -1,0 +1,216 @@
+"""The tasks REST API. Owners' and assignees' profiles come from identity, one batch per request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from app.kernel.problems import problem_responses
+from contracts import FieldError, InvalidInput, Principal
+from contracts.identity import IdentityApi, UserProfile
+from contracts.tasks import Priority, Task, TaskNotFound, TaskQuery, TaskStatus
+from modules.tasks.domain import (
+    DESCRIPTION_MAX,
+    LABEL_MAX,
+    LABELS_MAX,
+    TITLE_MAX,
+    IdempotencyKeyReused,
+    InvalidTransition,
+    NotPermitted,
+    TaskChanges,
+    TaskDraft,
+    VersionMismatch,
+)
+from modules.tasks.service import MAX_PAGE, TasksService
+
+__all__ = ("TasksController",)
+
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
+Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=LABEL_MAX)]
+Labels = Annotated[list[Label], msgspec.Meta(max_length=LABELS_MAX)]
+
+
+class NewTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    title: Title
+    description: Description = ""
+    priority: Priority = Priority.NORMAL
+    due_at: datetime | None = None
+    labels: Labels = msgspec.field(default_factory=list)
+    assignee_id: UUID | None = None
+
+
+class TaskPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Only the fields present change; ``null`` clears ``due_at`` or ``assignee_id``."""
+
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    due_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    labels: Labels | msgspec.UnsetType = msgspec.UNSET
+    assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class Person(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    display_name: str | None  # None when identity no longer knows the user
+
+
+class TaskView(Task, frozen=True, kw_only=True):
+    owner: Person
+    assignee: Person | None
+
+
+class TaskList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[TaskView]
+    next_cursor: str | None
+
+
+class TasksController(Controller):
+    path = "/tasks"
+    tags = ("tasks",)
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=problem_responses(401, 422, IdempotencyKeyReused),
+        summary="Create a task (send Idempotency-Key to make retries safe)",
+    )
+    async def create(
+        self,
+        data: JSONBody[NewTask],
+        principal: NamedDependency[Principal],
+        tasks: NamedDependency[TasksService],
+        people: NamedDependency[IdentityApi],
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)
+        ] = None,
+    ) -> Response[TaskView]:
+        draft = TaskDraft(**msgspec.structs.asdict(data))
+        created = await tasks.create_task(principal, draft, idempotency_key=idempotency_key)
+        (view,) = await _views([created.task], people)
+        return Response(
+            view,
+            status_code=HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/tasks/{view.id}", "ETag": _etag(view)}
+            | ({"Idempotent-Replayed": "true"} if created.replayed else {}),
+        )
+
+    @get("/", responses=problem_responses(401, 422), summary="List the tasks you own or are assigned")
+    async def list_tasks(
+        self,
+        principal: NamedDependency[Principal],
+        tasks: NamedDependency[TasksService],
+        people: NamedDependency[IdentityApi],
+        status: Annotated[list[TaskStatus] | None, QueryParameter(required=False)] = None,
+        assignee_id: Annotated[UUID | None, QueryParameter(required=False)] = None,
+        label: Annotated[str | None, QueryParameter(max_length=LABEL_MAX, required=False)] = None,
+        q: Annotated[
+            str | None, QueryParameter(max_length=TITLE_MAX, required=False, description="title contains")
+        ] = None,
+        due_before: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        sort: Annotated[Literal["created_at", "due_at", "priority"], QueryParameter()] = "created_at",
+        order: Annotated[Literal["asc", "desc"], QueryParameter()] = "desc",
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
+    ) -> TaskList:
+        page = await tasks.list_tasks(
+            principal,
+            TaskQuery(
+                status=status,
+                assignee_id=assignee_id,
+                label=label,
+                title_contains=q,
+                due_before=due_before,
+                sort=sort,
+                descending=order == "desc",
+                limit=limit,
+                cursor=cursor,
+            ),
+        )
+        return TaskList(items=await _views(page.items, people), next_cursor=page.next_cursor)
+
+    @get("/{task_id:uuid}", responses=problem_responses(401, TaskNotFound), summary="One task")
+    async def get_task(
+        self,
+        task_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        tasks: NamedDependency[TasksService],
+        people: NamedDependency[IdentityApi],
+    ) -> Response[TaskView]:
+        (view,) = await _views([await tasks.get_task(principal, task_id)], people)
+        return Response(view, headers={"ETag": _etag(view)})
+
+    @patch(
+        "/{task_id:uuid}",
+        responses=problem_responses(401, 422, TaskNotFound, NotPermitted, InvalidTransition, VersionMismatch),
+        summary="Change a task (If-Match: its ETag, to refuse lost updates)",
+    )
+    async def update(
+        self,
+        task_id: FromPath[UUID],
+        data: JSONBody[TaskPatch],
+        principal: NamedDependency[Principal],
+        tasks: NamedDependency[TasksService],
+        people: NamedDependency[IdentityApi],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[TaskView]:
+        changes = TaskChanges(**{f: getattr(data, f) for f in data.__struct_fields__})
+        task = await tasks.update_task(principal, task_id, changes, expected_version=_version_of(if_match))
+        (view,) = await _views([task], people)
+        return Response(view, headers={"ETag": _etag(view)})
+
+    @delete(
+        "/{task_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problem_responses(401, TaskNotFound, NotPermitted),
+        summary="Delete a task (owner only)",
+    )
+    async def remove(
+        self,
+        task_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        tasks: NamedDependency[TasksService],
+    ) -> None:
+        await tasks.delete_task(principal, task_id)
+
+
+async def _views(found: list[Task], people: IdentityApi) -> list[TaskView]:
+    """Tasks with their owners' and assignees' profiles, from one call to identity."""
+    wanted = list(dict.fromkeys(u for t in found for u in (t.owner_id, t.assignee_id) if u is not None))
+    profiles: dict[UUID, UserProfile] = {p.id: p for p in await people.get_users(wanted)} if wanted else {}
+
+    def person(user_id: UUID) -> Person:
+        profile = profiles.get(user_id)
+        return Person(id=user_id, display_name=profile.display_name if profile else None)
+
+    return [
+        TaskView(
+            **{f: getattr(task, f) for f in task.__struct_fields__},
+            owner=person(task.owner_id),
+            assignee=person(task.assignee_id) if task.assignee_id else None,
+        )
+        for task in found
+    ]
+
+
+def _etag(task: Task) -> str:
+    return f'"{task.version}"'
+
+
+def _version_of(if_match: str | None) -> int | None:
+    """The version an If-Match header names; ``*`` or no header means any."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise InvalidInput([FieldError(field="If-Match", message="not an ETag this API issued")])
+    return int(tag)

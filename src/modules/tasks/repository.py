@@ -1,0 +1,230 @@
+"""Queries over the tasks tables, inside the unit of work the caller opened."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, tuple_, update
+
+from app.kernel.db import UtcDateTime
+from contracts import FieldError, InvalidInput
+from contracts.tasks import OpenTaskCount, Priority, Task, TaskQuery, TaskStatus
+from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
+from modules.tasks.tables import idempotency_keys, task_labels, tasks
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ("IdempotencyRecord", "TasksRepository")
+
+_PRIORITY_OF_RANK = {rank: priority for priority, rank in PRIORITY_RANK.items()}
+# Tasks without a due date sort after every dated one.
+_NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=UTC)
+_SORT_KEYS: dict[str, ColumnElement[Any]] = {
+    "created_at": tasks.c.created_at,
+    "due_at": func.coalesce(tasks.c.due_at, literal(_NO_DUE_DATE, UtcDateTime)),
+    "priority": tasks.c.priority,
+}
+_TASK_COLUMNS = tuple(c for c in tasks.c)
+
+
+class IdempotencyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    fingerprint: str
+    task: Task
+
+
+class _Cursor(msgspec.Struct, frozen=True, array_like=True):
+    """Where the previous page ended: its sort, direction, last sort key and last id."""
+
+    sort: str
+    descending: bool
+    key: datetime | int
+    id: UUID
+
+
+class TasksRepository:
+    __slots__ = ("_session",)
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, task: Task) -> None:
+        await self._session.execute(insert(tasks).values(**_row(task)))
+        await self._write_labels(task)
+
+    async def get(self, task_id: UUID) -> Task | None:
+        row = (await self._session.execute(select(*_TASK_COLUMNS).where(tasks.c.id == task_id))).first()
+        if row is None:
+            return None
+        labels = await self._labels_of([task_id])
+        return _task(row._mapping, labels[task_id])
+
+    async def replace(self, task: Task, *, expected_version: int) -> bool:
+        """Write ``task`` over the stored one if that is still at ``expected_version``."""
+        result = await self._session.execute(
+            update(tasks)
+            .where(tasks.c.id == task.id, tasks.c.version == expected_version)
+            .values(**{k: v for k, v in _row(task).items() if k != "id"})
+        )
+        if not getattr(result, "rowcount", 0):
+            return False
+        await self._session.execute(delete(task_labels).where(task_labels.c.task_id == task.id))
+        await self._write_labels(task)
+        return True
+
+    async def remove(self, task_id: UUID) -> None:
+        await self._session.execute(delete(task_labels).where(task_labels.c.task_id == task_id))
+        await self._session.execute(delete(tasks).where(tasks.c.id == task_id))
+
+    async def page_for(self, user_id: UUID, query: TaskQuery) -> tuple[list[Task], str | None]:
+        """One page of the tasks ``user_id`` owns or is assigned, and the cursor after it."""
+        sort_key = _SORT_KEYS[query.sort]
+        statement = select(*_TASK_COLUMNS, sort_key.label("sort_key")).where(
+            or_(tasks.c.owner_id == user_id, tasks.c.assignee_id == user_id), *_filters(query)
+        )
+        if query.cursor is not None:
+            cursor = _decode_cursor(query)
+            boundary = tuple_(literal(cursor.key, sort_key.type), literal(cursor.id, tasks.c.id.type))
+            position = tuple_(sort_key, tasks.c.id)
+            statement = statement.where(position < boundary if query.descending else position > boundary)
+        order = (
+            (sort_key.desc(), tasks.c.id.desc()) if query.descending else (sort_key.asc(), tasks.c.id.asc())
+        )
+        rows = (await self._session.execute(statement.order_by(*order).limit(query.limit + 1))).all()
+        page, more = rows[: query.limit], len(rows) > query.limit
+        labels = await self._labels_of([row.id for row in page])
+        items = [_task(row._mapping, labels[row.id]) for row in page]
+        next_cursor = None
+        if more:
+            last = page[-1]
+            next_cursor = _encode_cursor(_Cursor(query.sort, query.descending, last.sort_key, last.id))
+        return items, next_cursor
+
+    async def count_open_assigned(self, user_ids: Sequence[UUID]) -> list[OpenTaskCount]:
+        if not user_ids:
+            return []
+        statement = (
+            select(tasks.c.assignee_id, func.count())
+            .where(
+                tasks.c.assignee_id.in_(set(user_ids)), tasks.c.status.in_([s.value for s in OPEN_STATUSES])
+            )
+            .group_by(tasks.c.assignee_id)
+        )
+        counts = {row[0]: int(row[1]) for row in await self._session.execute(statement)}
+        return [OpenTaskCount(user_id=u, open=counts.get(u, 0)) for u in dict.fromkeys(user_ids)]
+
+    async def idempotency_record(self, owner_id: UUID, key: str) -> IdempotencyRecord | None:
+        statement = select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
+            idempotency_keys.c.owner_id == owner_id, idempotency_keys.c.key == key
+        )
+        row = (await self._session.execute(statement)).first()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            fingerprint=row.fingerprint, task=msgspec.json.decode(row.response, type=Task)
+        )
+
+    async def remember_idempotency_key(
+        self, *, owner_id: UUID, key: str, fingerprint: str, task: Task, at: datetime
+    ) -> None:
+        await self._session.execute(
+            insert(idempotency_keys).values(
+                owner_id=owner_id,
+                key=key,
+                fingerprint=fingerprint,
+                task_id=task.id,
+                response=msgspec.json.encode(task).decode(),
+                created_at=at,
+            )
+        )
+
+    async def _write_labels(self, task: Task) -> None:
+        if task.labels:
+            await self._session.execute(
+                insert(task_labels),
+                [{"task_id": task.id, "label": label, "position": i} for i, label in enumerate(task.labels)],
+            )
+
+    async def _labels_of(self, task_ids: Sequence[UUID]) -> defaultdict[UUID, list[str]]:
+        found: defaultdict[UUID, list[str]] = defaultdict(list)
+        if task_ids:
+            statement = (
+                select(task_labels.c.task_id, task_labels.c.label)
+                .where(task_labels.c.task_id.in_(task_ids))
+                .order_by(task_labels.c.task_id, task_labels.c.position)
+            )
+            for task_id, label in await self._session.execute(statement):
+                found[task_id].append(label)
+        return found
+
+
+def _filters(query: TaskQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.status:
+        conditions.append(tasks.c.status.in_([s.value for s in query.status]))
+    if query.assignee_id is not None:
+        conditions.append(tasks.c.assignee_id == query.assignee_id)
+    if query.label is not None:
+        labelled = select(task_labels.c.task_id).where(task_labels.c.label == query.label)
+        conditions.append(tasks.c.id.in_(labelled))
+    if query.title_contains:
+        conditions.append(func.lower(tasks.c.title).contains(query.title_contains.lower(), autoescape=True))
+    if query.due_before is not None:
+        conditions.append(and_(tasks.c.due_at.is_not(None), tasks.c.due_at < query.due_before))
+    return conditions
+
+
+def _row(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status.value,
+        "priority": PRIORITY_RANK[task.priority],
+        "due_at": task.due_at,
+        "owner_id": task.owner_id,
+        "assignee_id": task.assignee_id,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "version": task.version,
+    }
+
+
+def _task(row: Any, labels: list[str]) -> Task:
+    return Task(
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        status=TaskStatus(row["status"]),
+        priority=_PRIORITY_OF_RANK.get(row["priority"], Priority.NORMAL),
+        due_at=row["due_at"],
+        labels=labels,
+        owner_id=row["owner_id"],
+        assignee_id=row["assignee_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def _encode_cursor(cursor: _Cursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+
+
+def _decode_cursor(query: TaskQuery) -> _Cursor:
+    assert query.cursor is not None
+    try:
+        raw = base64.urlsafe_b64decode(query.cursor + "=" * (-len(query.cursor) % 4))
+        cursor = msgspec.json.decode(raw, type=_Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InvalidInput([FieldError(field="cursor", message="not a cursor this API issued")]) from None
+    if (cursor.sort, cursor.descending) != (query.sort, query.descending):
+        raise InvalidInput([FieldError(field="cursor", message="was issued for a different sort order")])
+    return cursor

@@ -1,0 +1,158 @@
+"""The tasks service: implements TasksApi and the module's own create/update/delete."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import msgspec
+from sqlalchemy.exc import IntegrityError
+
+from contracts import FieldError, InvalidInput, Principal
+from contracts.identity import IdentityApi, UserInactive, UserNotFound
+from contracts.tasks import OpenTaskCount, Task, TaskNotFound, TaskPage, TaskQuery, TasksApi
+from modules.tasks.domain import (
+    IdempotencyKeyReused,
+    NotPermitted,
+    TaskChanges,
+    TaskDraft,
+    VersionMismatch,
+    apply_changes,
+    can_see,
+    new_task,
+)
+from modules.tasks.repository import TasksRepository
+
+if TYPE_CHECKING:
+    from app.kernel.db import Database
+
+__all__ = ("CreatedTask", "TasksService")
+
+SORTS = ("created_at", "due_at", "priority")
+MAX_PAGE = 100
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CreatedTask(msgspec.Struct, frozen=True, kw_only=True):
+    task: Task
+    replayed: bool  # True when an Idempotency-Key matched an earlier identical request
+
+
+class TasksService(TasksApi):
+    def __init__(
+        self, *, database: Database, identity: IdentityApi, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self._database = database
+        self._identity = identity
+        self._clock = clock
+
+    # -- TasksApi ----------------------------------------------------------------------
+
+    async def get_task(self, principal: Principal, task_id: UUID) -> Task:
+        async with self._database.transaction() as session:
+            task = await TasksRepository(session).get(task_id)
+        if task is None or not can_see(task, principal.user_id):
+            raise TaskNotFound(f"no task {task_id}")
+        return task
+
+    async def list_tasks(self, principal: Principal, query: TaskQuery) -> TaskPage:
+        errors = []
+        if query.sort not in SORTS:
+            errors.append(FieldError(field="sort", message=f"must be one of {', '.join(SORTS)}"))
+        if not 1 <= query.limit <= MAX_PAGE:
+            errors.append(FieldError(field="limit", message=f"must be 1 to {MAX_PAGE}"))
+        if errors:
+            raise InvalidInput(errors)
+        async with self._database.transaction() as session:
+            items, next_cursor = await TasksRepository(session).page_for(principal.user_id, query)
+        return TaskPage(items=items, next_cursor=next_cursor)
+
+    async def count_open_tasks(self, user_ids: list[UUID]) -> list[OpenTaskCount]:
+        async with self._database.transaction() as session:
+            return await TasksRepository(session).count_open_assigned(user_ids)
+
+    # -- the module's own operations ---------------------------------------------------
+
+    async def create_task(
+        self, principal: Principal, draft: TaskDraft, *, idempotency_key: str | None = None
+    ) -> CreatedTask:
+        fingerprint = hashlib.sha256(msgspec.json.encode(draft)).hexdigest()
+        if idempotency_key is not None and (
+            earlier := await self._replay(principal, idempotency_key, fingerprint)
+        ):
+            return earlier
+        task = new_task(draft, owner_id=principal.user_id, now=self._clock())
+        if task.assignee_id is not None:
+            await self._require_assignable(task.assignee_id)
+        try:
+            async with self._database.transaction() as session:
+                repository = TasksRepository(session)
+                await repository.add(task)
+                if idempotency_key is not None:
+                    await repository.remember_idempotency_key(
+                        owner_id=principal.user_id,
+                        key=idempotency_key,
+                        fingerprint=fingerprint,
+                        task=task,
+                        at=task.created_at,
+                    )
+        except IntegrityError:
+            # A concurrent request with the same key won the race; answer as it did.
+            if idempotency_key is not None and (
+                earlier := await self._replay(principal, idempotency_key, fingerprint)
+            ):
+                return earlier
+            raise
+        return CreatedTask(task=task, replayed=False)
+
+    async def update_task(
+        self,
+        principal: Principal,
+        task_id: UUID,
+        changes: TaskChanges,
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        current = await self.get_task(principal, task_id)
+        if expected_version is not None and expected_version != current.version:
+            raise VersionMismatch(f"you have version {expected_version}; the task is at {current.version}")
+        updated = apply_changes(current, changes, actor=principal.user_id, now=self._clock())
+        if updated is current:
+            return current
+        if updated.assignee_id is not None and updated.assignee_id != current.assignee_id:
+            await self._require_assignable(updated.assignee_id)
+        async with self._database.transaction() as session:
+            if not await TasksRepository(session).replace(updated, expected_version=current.version):
+                raise VersionMismatch("the task changed while it was being updated; read it again")
+        return updated
+
+    async def delete_task(self, principal: Principal, task_id: UUID) -> None:
+        task = await self.get_task(principal, task_id)
+        if task.owner_id != principal.user_id:
+            raise NotPermitted("only the owner may delete a task")
+        async with self._database.transaction() as session:
+            await TasksRepository(session).remove(task_id)
+
+    async def _replay(self, principal: Principal, key: str, fingerprint: str) -> CreatedTask | None:
+        async with self._database.transaction() as session:
+            record = await TasksRepository(session).idempotency_record(principal.user_id, key)
+        if record is None:
+            return None
+        if record.fingerprint != fingerprint:
+            raise IdempotencyKeyReused
+        return CreatedTask(task=record.task, replayed=True)
+
+    async def _require_assignable(self, user_id: UUID) -> None:
+        """Ask identity, through its contract, whether ``user_id`` can take work."""
+        try:
+            await self._identity.require_active_user(user_id)
+        except UserNotFound:
+            raise InvalidInput([FieldError(field="assignee_id", message="no such user")]) from None
+        except UserInactive:
+            raise InvalidInput([FieldError(field="assignee_id", message="the user is deactivated")]) from None

@@ -1,0 +1,83 @@
+"""What every implementation of TasksApi must do."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+from uuid import UUID
+
+import pytest
+
+from contracts import Principal
+from contracts.tasks import OpenTaskCount, TaskNotFound, TaskQuery, TasksApi, TaskStatus
+
+
+class TasksTarget(Protocol):
+    api: TasksApi
+
+    async def given_task(
+        self,
+        owner: UUID,
+        *,
+        title: str = "A task",
+        assignee: UUID | None = None,
+        status: TaskStatus | None = None,
+    ) -> UUID: ...
+
+
+def _as(user_id: UUID) -> Principal:
+    return Principal(user_id=user_id)
+
+
+class TasksApiConformance:
+    async def test_get_task_returns_a_task_to_its_owner(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        task_id = await target.given_task(owner, title="Plan")
+        task = await target.api.get_task(_as(owner), task_id)
+        assert (task.id, task.title, task.owner_id, task.status) == (task_id, "Plan", owner, TaskStatus.TODO)
+
+    async def test_get_task_returns_a_task_to_its_assignee(self, target: TasksTarget) -> None:
+        owner, assignee = uuid.uuid4(), uuid.uuid4()
+        task_id = await target.given_task(owner, assignee=assignee)
+        assert (await target.api.get_task(_as(assignee), task_id)).assignee_id == assignee
+
+    async def test_a_task_hidden_from_the_principal_is_not_found(self, target: TasksTarget) -> None:
+        task_id = await target.given_task(uuid.uuid4())
+        with pytest.raises(TaskNotFound) as raised:
+            await target.api.get_task(_as(uuid.uuid4()), task_id)
+        assert raised.value.code == "tasks.task_not_found"
+
+    async def test_an_unknown_task_is_not_found(self, target: TasksTarget) -> None:
+        with pytest.raises(TaskNotFound):
+            await target.api.get_task(_as(uuid.uuid4()), uuid.uuid4())
+
+    async def test_list_tasks_pages_through_the_principals_tasks(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        made = {await target.given_task(owner, title=f"t{i}") for i in range(5)}
+        await target.given_task(uuid.uuid4())
+        seen: list[UUID] = []
+        cursor = None
+        while True:
+            page = await target.api.list_tasks(_as(owner), TaskQuery(limit=2, cursor=cursor))
+            assert len(page.items) <= 2
+            seen.extend(t.id for t in page.items)
+            if (cursor := page.next_cursor) is None:
+                break
+        assert sorted(seen) == sorted(made)
+
+    async def test_list_tasks_filters_by_status(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        done = await target.given_task(owner, status=TaskStatus.DONE)
+        await target.given_task(owner)
+        page = await target.api.list_tasks(_as(owner), TaskQuery(status=[TaskStatus.DONE]))
+        assert [t.id for t in page.items] == [done]
+
+    async def test_count_open_tasks_counts_todo_and_in_progress_assignments(
+        self, target: TasksTarget
+    ) -> None:
+        owner, busy, idle = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await target.given_task(owner, assignee=busy)
+        await target.given_task(owner, assignee=busy, status=TaskStatus.IN_PROGRESS)
+        await target.given_task(owner, assignee=busy, status=TaskStatus.DONE)
+        counts = await target.api.count_open_tasks([busy, idle])
+        assert counts == [OpenTaskCount(user_id=busy, open=2), OpenTaskCount(user_id=idle, open=0)]

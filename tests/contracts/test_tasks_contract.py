@@ -1,0 +1,62 @@
+"""TasksApi's conformance suite against the tasks module, plain and strict."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+import pytest
+
+from app.container import Composition
+from app.kernel.config import Settings
+from app.kernel.rpc import strict
+from contracts import Principal
+from contracts.tasks import TASKS, TasksApi, TaskStatus
+from modules.tasks.domain import TaskChanges, TaskDraft
+from modules.tasks.service import TasksService
+from tests.contracts.tasks_conformance import TasksApiConformance
+from tests.fakes.identity import FakeIdentity
+from tests.modules.tasks.conftest import compose_tasks_alone
+
+
+class LocalTasks:
+    def __init__(self, composition: Composition, identity: FakeIdentity, *, strict_mode: bool) -> None:
+        self.service: TasksService = composition.module("tasks").container.api()
+        self.api: TasksApi = strict(TASKS, self.service) if strict_mode else self.service
+        self._identity = identity
+
+    async def given_task(
+        self,
+        owner: UUID,
+        *,
+        title: str = "A task",
+        assignee: UUID | None = None,
+        status: TaskStatus | None = None,
+    ) -> UUID:
+        if assignee is not None:
+            self._identity.add_user("Assignee", user_id=assignee)
+        principal = Principal(user_id=owner)
+        created = await self.service.create_task(principal, TaskDraft(title=title, assignee_id=assignee))
+        if status is not None:
+            await self.service.update_task(principal, created.task.id, TaskChanges(status=status))
+        return created.task.id
+
+
+@pytest.fixture(params=["local", "strict"])
+async def target(request: pytest.FixtureRequest, migrated: Settings) -> AsyncIterator[LocalTasks]:
+    identity = FakeIdentity()
+    composition = compose_tasks_alone(migrated, identity)
+    await composition.upgrade()
+    yield LocalTasks(composition, identity, strict_mode=request.param == "strict")
+    await composition.aclose()
+
+
+class TestTasksApi(TasksApiConformance):
+    pass
+
+
+def test_every_tasks_read_is_marked_idempotent() -> None:
+    from contracts import is_idempotent
+
+    for name in ("get_task", "list_tasks", "count_open_tasks"):
+        assert is_idempotent(getattr(TASKS.api, name)), name
