@@ -19,12 +19,14 @@ import httpx
 __all__ = (
     "POSTGRES_ADMIN_DSN",
     "POSTGRES_BENCH_URL",
+    "REPO_ROOT",
     "Backend",
     "ServerError",
     "ServerProcess",
     "prepare_postgres",
 )
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TESSERA = str(VENV_BIN / "tessera")
 READY_DEADLINE = 30.0
@@ -117,7 +119,7 @@ class ServerProcess:
         """``tessera db upgrade`` in the server's environment."""
         env = server_environment(self.backend, self.data_dir)
         upgrade = await asyncio.create_subprocess_exec(
-            TESSERA, "db", "upgrade", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            TESSERA, "db", "upgrade", env=env, cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         try:
             output, _ = await asyncio.wait_for(upgrade.communicate(), UPGRADE_DEADLINE)
@@ -136,6 +138,7 @@ class ServerProcess:
         self.process = await asyncio.create_subprocess_exec(
             *argv,
             env=server_environment(self.backend, self.data_dir),
+            cwd=REPO_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,

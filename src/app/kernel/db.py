@@ -9,14 +9,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, event, select
+from sqlalchemy import DateTime, MetaData, event, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from app.kernel.config import Settings
 
-__all__ = ("Database", "UtcDateTime", "module_database_url")
+__all__ = ("Database", "UtcDateTime", "module_database_url", "module_metadata")
+
+# One naming scheme for every module's constraints, so that migrations name them predictably.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def module_metadata() -> MetaData:
+    """The MetaData a module declares its tables on."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
 
 _open_sessions: ContextVar[dict[str, AsyncSession] | None] = ContextVar("tessera_open_sessions", default=None)
 

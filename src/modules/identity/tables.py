@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, MetaData, String, Table, Uuid
+from sqlalchemy import Boolean, Column, ForeignKey, String, Table, Uuid
 
-from app.kernel.db import UtcDateTime
+from app.kernel.db import UtcDateTime, module_metadata
 
 __all__ = ("metadata", "refresh_tokens", "users")
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = module_metadata()
 
 users = Table(
     "users",

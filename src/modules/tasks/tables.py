@@ -7,7 +7,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
     String,
@@ -16,18 +15,11 @@ from sqlalchemy import (
     Uuid,
 )
 
-from app.kernel.db import UtcDateTime
+from app.kernel.db import UtcDateTime, module_metadata
 
 __all__ = ("idempotency_keys", "metadata", "task_labels", "tasks")
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = module_metadata()
 
 tasks = Table(
     "tasks",

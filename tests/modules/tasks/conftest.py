@@ -65,3 +65,11 @@ def tasks_client(tasks_composition: Composition) -> Iterator[TestClient[Any]]:
 @pytest.fixture
 def people(identity: FakeIdentity, tasks_composition: Composition) -> People:
     return People(identity, tasks_composition)
+
+
+def create_task(client: TestClient[Any], auth: dict[str, str], **fields: Any) -> dict[str, Any]:
+    """POST a task (title "A task" unless given) and return the created task."""
+    response = client.post("/api/v1/tasks", json={"title": "A task", **fields}, headers=auth)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -10,16 +10,9 @@ import pytest
 from litestar.testing import TestClient
 
 from tests.fakes.identity import FakeIdentity
-from tests.modules.tasks.conftest import People
+from tests.modules.tasks.conftest import People, create_task
 
 Client = TestClient[Any]
-
-
-def _create(client: Client, auth: dict[str, str], **fields: Any) -> dict[str, Any]:
-    response = client.post("/api/v1/tasks", json={"title": "A task", **fields}, headers=auth)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 class TestCreate:
@@ -64,7 +57,7 @@ class TestCreate:
         _, auth = people.add("Ada")
         bob, _ = people.add("Bob")
         identity.calls.clear()
-        task = _create(tasks_client, auth, assignee_id=str(bob))
+        task = create_task(tasks_client, auth, assignee_id=str(bob))
         assert task["assignee"] == {"id": str(bob), "display_name": "Bob"}
         assert identity.calls == ["require_active_user", "get_users"]
 
@@ -147,7 +140,7 @@ class TestCreate:
 class TestReadAndVisibility:
     def test_a_task_is_read_with_its_etag(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth)
+        task = create_task(tasks_client, auth)
         response = tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=auth)
         assert response.status_code == 200
         assert response.headers["etag"] == '"1"'
@@ -156,13 +149,13 @@ class TestReadAndVisibility:
     def test_the_assignee_can_read_the_task(self, tasks_client: Client, people: People) -> None:
         _, ada = people.add("Ada")
         bob_id, bob = people.add("Bob")
-        task = _create(tasks_client, ada, assignee_id=str(bob_id))
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
         assert tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=bob).status_code == 200
 
     def test_a_stranger_can_neither_read_edit_nor_delete(self, tasks_client: Client, people: People) -> None:
         _, ada = people.add("Ada")
         _, carol = people.add("Carol")
-        task = _create(tasks_client, ada)
+        task = create_task(tasks_client, ada)
         url = f"/api/v1/tasks/{task['id']}"
         for response in (
             tasks_client.get(url, headers=carol),
@@ -184,7 +177,7 @@ class TestReadAndVisibility:
 class TestUpdate:
     def test_a_partial_update_changes_only_what_was_sent(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth, description="keep me", labels=["a"])
+        task = create_task(tasks_client, auth, description="keep me", labels=["a"])
         response = tasks_client.patch(
             f"/api/v1/tasks/{task['id']}", json={"title": "New title"}, headers=auth
         )
@@ -200,7 +193,7 @@ class TestUpdate:
 
     def test_null_clears_the_due_date(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth, due_at="2030-01-01T12:00:00Z")
+        task = create_task(tasks_client, auth, due_at="2030-01-01T12:00:00Z")
         assert task["due_at"] == "2030-01-01T12:00:00Z"
         updated = tasks_client.patch(
             f"/api/v1/tasks/{task['id']}", json={"due_at": None}, headers=auth
@@ -209,7 +202,7 @@ class TestUpdate:
 
     def test_a_stale_etag_is_412(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth)
+        task = create_task(tasks_client, auth)
         url = f"/api/v1/tasks/{task['id']}"
         tasks_client.patch(url, json={"title": "first edit"}, headers={**auth, "If-Match": '"1"'})
         response = tasks_client.patch(url, json={"title": "lost update"}, headers={**auth, "If-Match": '"1"'})
@@ -219,7 +212,7 @@ class TestUpdate:
 
     def test_the_current_etag_is_accepted(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth)
+        task = create_task(tasks_client, auth)
         url = f"/api/v1/tasks/{task['id']}"
         etag = tasks_client.get(url, headers=auth).headers["etag"]
         assert (
@@ -245,7 +238,7 @@ class TestUpdate:
         self, tasks_client: Client, people: People, path: list[str], allowed: bool
     ) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth)
+        task = create_task(tasks_client, auth)
         url = f"/api/v1/tasks/{task['id']}"
         for step in path[:-1]:
             assert tasks_client.patch(url, json={"status": step}, headers=auth).status_code == 200
@@ -260,7 +253,7 @@ class TestUpdate:
     def test_the_assignee_may_edit_and_complete(self, tasks_client: Client, people: People) -> None:
         _, ada = people.add("Ada")
         bob_id, bob = people.add("Bob")
-        task = _create(tasks_client, ada, assignee_id=str(bob_id))
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
         response = tasks_client.patch(
             f"/api/v1/tasks/{task['id']}", json={"status": "done", "title": "Done by Bob"}, headers=bob
         )
@@ -271,7 +264,7 @@ class TestUpdate:
         _, ada = people.add("Ada")
         bob_id, bob = people.add("Bob")
         carol_id, _ = people.add("Carol")
-        task = _create(tasks_client, ada, assignee_id=str(bob_id))
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
         url = f"/api/v1/tasks/{task['id']}"
         response = tasks_client.patch(url, json={"assignee_id": str(carol_id)}, headers=bob)
         assert response.status_code == 403
@@ -282,7 +275,7 @@ class TestUpdate:
     def test_reassigning_to_a_deactivated_user_is_refused(self, tasks_client: Client, people: People) -> None:
         _, ada = people.add("Ada")
         gone, _ = people.add("Gone", active=False)
-        task = _create(tasks_client, ada)
+        task = create_task(tasks_client, ada)
         response = tasks_client.patch(
             f"/api/v1/tasks/{task['id']}", json={"assignee_id": str(gone)}, headers=ada
         )
@@ -291,7 +284,7 @@ class TestUpdate:
 
     def test_unknown_fields_are_422(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth)
+        task = create_task(tasks_client, auth)
         response = tasks_client.patch(
             f"/api/v1/tasks/{task['id']}", json={"owner_id": str(uuid.uuid4())}, headers=auth
         )
@@ -300,7 +293,7 @@ class TestUpdate:
 
     def test_a_refused_update_changes_nothing(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth)
+        task = create_task(tasks_client, auth)
         url = f"/api/v1/tasks/{task['id']}"
         tasks_client.patch(url, json={"title": "kept?", "labels": ["x" * 51]}, headers=auth)
         assert tasks_client.get(url, headers=auth).json() == task
@@ -309,7 +302,7 @@ class TestUpdate:
 class TestDelete:
     def test_the_owner_deletes(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
-        task = _create(tasks_client, auth, labels=["x"])
+        task = create_task(tasks_client, auth, labels=["x"])
         url = f"/api/v1/tasks/{task['id']}"
         assert tasks_client.delete(url, headers=auth).status_code == 204
         assert tasks_client.get(url, headers=auth).status_code == 404
@@ -317,7 +310,7 @@ class TestDelete:
     def test_an_assignee_cannot_delete(self, tasks_client: Client, people: People) -> None:
         _, ada = people.add("Ada")
         bob_id, bob = people.add("Bob")
-        task = _create(tasks_client, ada, assignee_id=str(bob_id))
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
         response = tasks_client.delete(f"/api/v1/tasks/{task['id']}", headers=bob)
         assert response.status_code == 403
         assert tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=ada).status_code == 200

@@ -10,16 +10,9 @@ import pytest
 from litestar.testing import TestClient
 
 from tests.fakes.identity import FakeIdentity
-from tests.modules.tasks.conftest import People
+from tests.modules.tasks.conftest import People, create_task
 
 Client = TestClient[Any]
-
-
-def _create(client: Client, auth: dict[str, str], **fields: Any) -> dict[str, Any]:
-    response = client.post("/api/v1/tasks", json={"title": "A task", **fields}, headers=auth)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def _all_pages(client: Client, auth: dict[str, str], **params: Any) -> list[dict[str, Any]]:
@@ -40,9 +33,9 @@ def _all_pages(client: Client, auth: dict[str, str], **params: Any) -> list[dict
 def test_the_list_holds_what_the_caller_owns_or_is_assigned(tasks_client: Client, people: People) -> None:
     ada_id, ada = people.add("Ada")
     bob_id, bob = people.add("Bob")
-    mine = _create(tasks_client, ada, title="Ada's own")
-    given = _create(tasks_client, bob, title="Bob's, for Ada", assignee_id=str(ada_id))
-    _create(tasks_client, bob, title="Bob's own")
+    mine = create_task(tasks_client, ada, title="Ada's own")
+    given = create_task(tasks_client, bob, title="Bob's, for Ada", assignee_id=str(ada_id))
+    create_task(tasks_client, bob, title="Bob's own")
     titles = {t["title"] for t in _all_pages(tasks_client, ada)}
     assert titles == {mine["title"], given["title"]}
     assert bob_id  # Bob sees his two plus nothing of Ada's
@@ -51,7 +44,7 @@ def test_the_list_holds_what_the_caller_owns_or_is_assigned(tasks_client: Client
 
 def test_the_default_page_is_50_newest_first(tasks_client: Client, people: People) -> None:
     _, auth = people.add("Ada")
-    created = [_create(tasks_client, auth, title=f"t{i}")["id"] for i in range(55)]
+    created = [create_task(tasks_client, auth, title=f"t{i}")["id"] for i in range(55)]
     page = tasks_client.get("/api/v1/tasks", headers=auth).json()
     assert len(page["items"]) == 50
     assert [t["id"] for t in page["items"]] == created[::-1][:50]
@@ -69,9 +62,9 @@ def test_limit_must_be_1_to_100(tasks_client: Client, people: People, limit: int
 def test_filters(tasks_client: Client, people: People) -> None:
     _, ada = people.add("Ada")
     bob_id, _ = people.add("Bob")
-    _create(tasks_client, ada, title="Buy milk", labels=["home"], due_at="2030-01-01T00:00:00Z")
-    _create(tasks_client, ada, title="Write report", labels=["work"], assignee_id=str(bob_id))
-    done = _create(tasks_client, ada, title="Old chore", labels=["home"], due_at="2029-01-01T00:00:00Z")
+    create_task(tasks_client, ada, title="Buy milk", labels=["home"], due_at="2030-01-01T00:00:00Z")
+    create_task(tasks_client, ada, title="Write report", labels=["work"], assignee_id=str(bob_id))
+    done = create_task(tasks_client, ada, title="Old chore", labels=["home"], due_at="2029-01-01T00:00:00Z")
     tasks_client.patch(f"/api/v1/tasks/{done['id']}", json={"status": "done"}, headers=ada)
 
     def titles(**params: Any) -> set[str]:
@@ -100,7 +93,7 @@ def test_sort_by_priority_pages_through_every_task_in_order(
     _, auth = people.add("Ada")
     priorities = ["low", "normal", "high", "urgent"]
     for i in range(23):
-        _create(tasks_client, auth, title=f"t{i}", priority=priorities[i % 4])
+        create_task(tasks_client, auth, title=f"t{i}", priority=priorities[i % 4])
     items = _all_pages(tasks_client, auth, sort="priority", order=order, limit=5)
     assert len(items) == 23
     assert len({t["id"] for t in items}) == 23
@@ -113,10 +106,10 @@ def test_sort_by_due_date_puts_undated_tasks_last_ascending(
     tasks_client: Client, people: People, order: str
 ) -> None:
     _, auth = people.add("Ada")
-    _create(tasks_client, auth, title="no date")
-    _create(tasks_client, auth, title="late", due_at="2031-01-01T00:00:00Z")
-    _create(tasks_client, auth, title="soon", due_at="2030-01-01T00:00:00Z")
-    _create(tasks_client, auth, title="also no date")
+    create_task(tasks_client, auth, title="no date")
+    create_task(tasks_client, auth, title="late", due_at="2031-01-01T00:00:00Z")
+    create_task(tasks_client, auth, title="soon", due_at="2030-01-01T00:00:00Z")
+    create_task(tasks_client, auth, title="also no date")
     items = _all_pages(tasks_client, auth, sort="due_at", order=order, limit=1)
     titles = [t["title"] for t in items]
     if order == "asc":
@@ -129,7 +122,7 @@ def test_sort_by_due_date_puts_undated_tasks_last_ascending(
 def test_a_cursor_for_another_sort_is_refused(tasks_client: Client, people: People) -> None:
     _, auth = people.add("Ada")
     for i in range(3):
-        _create(tasks_client, auth, title=f"t{i}")
+        create_task(tasks_client, auth, title=f"t{i}")
     cursor = tasks_client.get("/api/v1/tasks", params={"limit": 1}, headers=auth).json()["next_cursor"]
     response = tasks_client.get("/api/v1/tasks", params={"cursor": cursor, "sort": "priority"}, headers=auth)
     assert response.status_code == 422
@@ -146,13 +139,13 @@ def test_pagination_returns_every_task_exactly_once_while_tasks_are_created(
     tasks_client: Client, people: People
 ) -> None:
     _, auth = people.add("Ada")
-    existing = {_create(tasks_client, auth, title=f"before {i}")["id"] for i in range(60)}
+    existing = {create_task(tasks_client, auth, title=f"before {i}")["id"] for i in range(60)}
     stop = threading.Event()
     added: list[str] = []
 
     def keep_creating() -> None:
         while not stop.is_set() and len(added) < 200:
-            added.append(_create(tasks_client, auth, title="during")["id"])
+            added.append(create_task(tasks_client, auth, title="during")["id"])
 
     writer = threading.Thread(target=keep_creating)
     writer.start()
@@ -173,7 +166,7 @@ def test_profiles_come_from_one_identity_call_per_page(
     ada_id, ada = people.add("Ada")
     helpers = [people.add(f"Helper {i}")[0] for i in range(5)]
     for i in range(20):
-        _create(tasks_client, ada, title=f"t{i}", assignee_id=str(helpers[i % 5]))
+        create_task(tasks_client, ada, title=f"t{i}", assignee_id=str(helpers[i % 5]))
     identity.calls.clear()
     page = tasks_client.get("/api/v1/tasks", headers=ada).json()
     assert identity.calls == ["get_users"]
@@ -191,7 +184,7 @@ def test_a_user_identity_no_longer_knows_shows_without_a_name(
     tasks_client: Client, people: People, identity: FakeIdentity
 ) -> None:
     ada_id, auth = people.add("Ada")
-    task = _create(tasks_client, auth)
+    task = create_task(tasks_client, auth)
     identity.remove_user(ada_id)
     response = tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=auth)
     assert response.json()["owner"]["display_name"] is None

@@ -1,0 +1,118 @@
+"""The results: a Markdown report, printed and written to ``bench/results/``."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.loadgen import Summary
+
+__all__ = ("RESULTS_DIR", "Row", "machine_line", "render", "write_results")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+CLIENT_NAMES = {
+    "raw": "raw asyncio HTTP/1.1 on uvloop, one keep-alive connection per client",
+    "httpx": "httpx.AsyncClient with a keep-alive pool",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    backend: str
+    scenario: str  # its display name, e.g. "GET /api/v1/tasks?limit=50"
+    summary: Summary
+
+    @property
+    def rate(self) -> float:
+        return self.summary.completed / self.summary.window_s if self.summary.window_s else 0.0
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"nproc {cpus}, {cpu_model()}, Python {platform.python_version()}"
+
+
+def render(
+    rows: list[Row],
+    *,
+    started: datetime,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    client: str,
+    notes: list[str],
+    extra_sections: list[str],
+) -> str:
+    """The whole report: header line, the results table, the CPU table and notes."""
+    header = (
+        f"**Tessera load test** — {started.astimezone(UTC):%Y-%m-%d %H:%M UTC} — machine: {machine_line()} — "
+        f"concurrency {concurrency}, duration {duration:g} s per scenario (after {warmup:g} s warm-up)"
+    )
+    table = [
+        "| backend | scenario | req/s | p50 ms | p99 ms | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {r.backend} | {r.scenario} | {r.rate:,.0f} | {r.summary.p50_ms:.1f} | "
+            f"{r.summary.p99_ms:.1f} | {r.summary.errors} |"
+            for r in rows
+        ),
+    ]
+    cpu = [
+        "| backend | scenario | server CPU ms/req | client CPU ms/req | both cores busy |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *(
+            f"| {r.backend} | {r.scenario} | {_per_request(r.summary.server_cpu_s, r)} | "
+            f"{_per_request(r.summary.client_cpu_s, r)} | {r.summary.machine_busy:.0%} |"
+            for r in rows
+        ),
+    ]
+    parts = [
+        header,
+        "",
+        f"Load client: {CLIENT_NAMES.get(client, client)}, in its own process. "
+        "Client and server (and PostgreSQL) share the same 2 cores, so these numbers are "
+        "lower than a server with cores of its own would reach.",
+        "",
+        *table,
+        "",
+        "CPU per request over the measured window (server process from /proc; client from getrusage):",
+        "",
+        *cpu,
+    ]
+    if notes:
+        parts += ["", "Notes:", "", *(f"- {note}" for note in notes)]
+    for section in extra_sections:
+        parts += ["", section.rstrip()]
+    return "\n".join(parts) + "\n"
+
+
+def _per_request(seconds: float, row: Row) -> str:
+    if not row.summary.completed:
+        return "-"
+    return f"{seconds * 1000 / row.summary.completed:.2f}"
+
+
+def write_results(report: str, started: datetime) -> tuple[Path, Path]:
+    """``latest.md`` replaced, ``history.md`` appended with a dated copy."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    latest = RESULTS_DIR / "latest.md"
+    history = RESULTS_DIR / "history.md"
+    latest.write_text(report, encoding="utf-8")
+    with history.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n## {started.astimezone(UTC):%Y-%m-%d %H:%M:%S UTC}\n\n{report}")
+    return latest, history
