@@ -29,25 +29,25 @@ __all__ = ("HotSpots", "available", "install_hint", "render_html", "summarize")
 SESSION_SUFFIX = ".pyisession"
 
 # Named areas: a sample counts toward an area when any frame of its stack is in one of the
-# area's files (a path fragment), optionally only for the given function names.
-AREAS: tuple[tuple[str, tuple[str, ...], frozenset[str]], ...] = (
-    ("argon2 password hashing", ("/argon2/",), frozenset()),
-    ("JWT auth middleware (decode + verify)", ("litestar/security/jwt/", "/jwt/"), frozenset()),
-    ("Litestar kwargs/DI resolution", ("litestar/_kwargs/", "litestar/di.py"), frozenset()),
-    ("Litestar signature model (param validation)", ("litestar/_signature/",), frozenset()),
-    ("Litestar response build + JSON encode", ("litestar/response/", "litestar/serialization/"), frozenset()),
-    ("dependency-injector providers", ("dependency_injector/",), frozenset()),
-    ("SQLAlchemy, all of it", ("/sqlalchemy/",), frozenset()),
-    ("SQLAlchemy SQL compile / cache key", ("sqlalchemy/sql/",), frozenset()),
-    ("SQLAlchemy ORM session begin/commit/close", ("sqlalchemy/orm/session.py",), frozenset()),
-    ("SQLAlchemy connection pool (checkout, pre-ping)", ("sqlalchemy/pool/",), frozenset()),
-    ("SQLAlchemy result/row processing", ("sqlalchemy/engine/result.py", "sqlalchemy/engine/cursor.py"), frozenset()),
-    ("DB driver adapter (aiosqlite/asyncpg)", ("/aiosqlite/", "/asyncpg/", "sqlalchemy/dialects/"), frozenset()),
-    ("identity lookup (IdentityService.get_users)", ("modules/identity/",), frozenset()),
-    ("tasks module code (http/service/repository)", ("modules/tasks/",), frozenset()),
-    ("logging", ("/logging/", "app/kernel/telemetry.py"), frozenset()),
-    ("request-context middleware + contextvars", ("app/kernel/context.py",), frozenset()),
-    ("uvicorn HTTP protocol (httptools)", ("uvicorn/protocols/",), frozenset()),
+# area's files (given by path fragments).
+AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("argon2 password hashing", ("/argon2/",)),
+    ("JWT auth middleware (decode + verify)", ("litestar/security/jwt/", "/jwt/")),
+    ("Litestar kwargs/DI resolution", ("litestar/_kwargs/", "litestar/di.py")),
+    ("Litestar signature model (param validation)", ("litestar/_signature/",)),
+    ("Litestar response build + JSON encode", ("litestar/response/", "litestar/serialization/")),
+    ("dependency-injector providers", ("dependency_injector/",)),
+    ("SQLAlchemy, all of it", ("/sqlalchemy/",)),
+    ("SQLAlchemy SQL compile / cache key", ("sqlalchemy/sql/",)),
+    ("SQLAlchemy ORM session begin/commit/close", ("sqlalchemy/orm/session.py",)),
+    ("SQLAlchemy connection pool (checkout, pre-ping)", ("sqlalchemy/pool/",)),
+    ("SQLAlchemy result/row processing", ("sqlalchemy/engine/result.py", "sqlalchemy/engine/cursor.py")),
+    ("DB driver adapter (aiosqlite/asyncpg)", ("/aiosqlite/", "/asyncpg/", "sqlalchemy/dialects/")),
+    ("identity lookup (IdentityService.get_users)", ("modules/identity/",)),
+    ("tasks module code (http/service/repository)", ("modules/tasks/",)),
+    ("logging", ("/logging/", "app/kernel/telemetry.py")),
+    ("request-context middleware + contextvars", ("app/kernel/context.py",)),
+    ("uvicorn HTTP protocol (httptools)", ("uvicorn/protocols/",)),
 )
 
 
@@ -135,12 +135,9 @@ def summarize(session_path: Path) -> HotSpots:
             function, path, line = _parts(stack[-2])
         self_time[f"{function} ({_short(path)}:{line})"] += seconds
         libraries[_library(path)] += seconds
-        paths = {(fn, p) for fn, p, _ in map(_parts, stack)}
-        for name, fragments, functions in AREAS:
-            if any(
-                any(fragment in p for fragment in fragments) and (not functions or fn in functions)
-                for fn, p in paths
-            ):
+        paths = {_parts(frame)[1] for frame in stack}
+        for name, fragments in AREAS:
+            if any(fragment in p for p in paths for fragment in fragments):
                 areas[name] += seconds
     total = total or 1.0
 

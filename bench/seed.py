@@ -42,7 +42,7 @@ def _expect(response: httpx.Response, status: int) -> Any:
 
 async def _register(client: httpx.AsyncClient, name: str) -> tuple[str, str, str]:
     """Register a user; returns (id, email, password)."""
-    email = f"{name}-{secrets.token_hex(4)}@bench.example.com"
+    email = f"{name.lower().replace(' ', '-')}-{secrets.token_hex(4)}@bench.example.com"
     password = secrets.token_urlsafe(16)
     account = _expect(
         await client.post("/api/v1/users", json={"email": email, "password": password, "display_name": name}),
@@ -58,7 +58,9 @@ async def seed(base_url: str, *, tasks: int, seed_value: int = 1) -> Seeded:
         (user_id, email, password), (other_id, _, _) = await asyncio.gather(
             _register(client, "Bench Main"), _register(client, "Bench Other")
         )
-        tokens = _expect(await client.post("/api/v1/auth/token", json={"email": email, "password": password}), 200)
+        tokens = _expect(
+            await client.post("/api/v1/auth/token", json={"email": email, "password": password}), 200
+        )
         token = tokens["access_token"]
         client.headers["Authorization"] = f"Bearer {token}"
 

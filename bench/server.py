@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +121,13 @@ class ServerProcess:
         """``tessera db upgrade`` in the server's environment."""
         env = server_environment(self.backend, self.data_dir)
         upgrade = await asyncio.create_subprocess_exec(
-            TESSERA, "db", "upgrade", env=env, cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            TESSERA,
+            "db",
+            "upgrade",
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         try:
             output, _ = await asyncio.wait_for(upgrade.communicate(), UPGRADE_DEADLINE)
@@ -180,3 +188,21 @@ class ServerProcess:
         except OSError:
             return "(no server log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def log_problems(self, limit: int = 5) -> list[str]:
+        """Warnings and errors the server logged (JSON lines), most frequent first."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        found: Counter[str] = Counter()
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                if line.startswith(("Traceback", "ERROR", "CRITICAL")):
+                    found[line[:200]] += 1
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+                found[f"{entry['level']}: {entry.get('logger')}: {str(entry.get('message'))[:200]}"] += 1
+        return [f"{n}x {message}" for message, n in found.most_common(limit)]

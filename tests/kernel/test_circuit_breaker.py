@@ -1,0 +1,150 @@
+"""The circuit breaker, state by state, on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.kernel.resilience import BreakerState, CircuitBreaker, CircuitOpen
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def breaker(clock: FakeClock) -> CircuitBreaker:
+    return CircuitBreaker(
+        "identity",
+        failure_rate_threshold=50,
+        window_size=10,
+        minimum_calls=4,
+        open_seconds=30,
+        half_open_calls=2,
+        clock=clock,
+    )
+
+
+def _calls(breaker: CircuitBreaker, outcomes: str) -> None:
+    """Make one call per character: '.' succeeds, 'x' fails."""
+    for outcome in outcomes:
+        breaker.acquire()
+        breaker.record_failure() if outcome == "x" else breaker.record_success()
+
+
+def _open(breaker: CircuitBreaker) -> None:
+    _calls(breaker, "xxxx")
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_it_starts_closed_and_lets_calls_through(breaker: CircuitBreaker) -> None:
+    _calls(breaker, "..x.")
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_failures_below_the_minimum_number_of_calls_do_not_open_it(breaker: CircuitBreaker) -> None:
+    _calls(breaker, "xxx")
+    assert breaker.failure_rate is None
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_it_opens_when_the_failure_rate_reaches_the_threshold(breaker: CircuitBreaker) -> None:
+    _calls(breaker, "..x")
+    assert breaker.state is BreakerState.CLOSED
+    _calls(breaker, "x")  # 2 of 4 = 50 %
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_the_rate_is_over_a_sliding_window_of_the_last_calls(breaker: CircuitBreaker) -> None:
+    _calls(breaker, "." * 7 + "xxx")
+    assert breaker.failure_rate == 30.0
+    _calls(breaker, "." * 10)  # the old failures slide out of the last ten
+    assert breaker.failure_rate == 0.0
+    _calls(breaker, "xxxx")
+    assert breaker.failure_rate == 40.0
+    assert breaker.state is BreakerState.CLOSED
+    _calls(breaker, "x")
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_an_open_breaker_refuses_calls_and_says_when_to_retry(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    _open(breaker)
+    clock.advance(10)
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.acquire()
+    assert refused.value.retry_after == pytest.approx(20)
+
+
+def test_after_the_wait_it_is_half_open_and_lets_a_bounded_number_of_trials_through(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    _open(breaker)
+    clock.advance(30)
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.acquire()
+    breaker.acquire()
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+
+
+def test_successful_trials_close_it_with_a_fresh_window(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    _open(breaker)
+    clock.advance(30)
+    _calls(breaker, "..")
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.failure_rate is None
+    _calls(breaker, "xxx")
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_failing_trials_open_it_again_for_another_full_wait(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    _open(breaker)
+    clock.advance(30)
+    _calls(breaker, ".x")  # 50 % of the trials
+    assert breaker.state is BreakerState.OPEN
+    clock.advance(29)
+    assert breaker.state is BreakerState.OPEN
+    clock.advance(1)
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_the_verdict_waits_for_every_trial(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    _open(breaker)
+    clock.advance(30)
+    _calls(breaker, "x")
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+def test_outcomes_of_calls_started_before_it_opened_are_ignored(breaker: CircuitBreaker) -> None:
+    breaker.acquire()  # a slow call, still under way
+    _open(breaker)
+    breaker.record_success()
+    assert breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"failure_rate_threshold": 0},
+        {"failure_rate_threshold": 101},
+        {"minimum_calls": 11, "window_size": 10},
+    ],
+)
+def test_nonsense_settings_are_refused(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"must|percentage"):
+        CircuitBreaker("x", **settings)  # type: ignore[arg-type]
