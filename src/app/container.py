@@ -14,6 +14,7 @@ from app.kernel.db import Database
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import Module
 from app.kernel.security import AccessTokens
+from app.topology import Placement, Remotes, connect_remotes, place
 
 __all__ = ("AppContainer", "Composition", "ComposedModule", "CompositionError", "compose")
 
@@ -48,14 +49,22 @@ class Composition:
     try to validate a dataclass field by field.
     """
 
-    __slots__ = ("container", "modules", "settings")
+    __slots__ = ("container", "modules", "placement", "remotes", "settings")
 
     def __init__(
-        self, *, settings: Settings, container: AppContainer, modules: tuple[ComposedModule, ...]
+        self,
+        *,
+        settings: Settings,
+        container: AppContainer,
+        modules: tuple[ComposedModule, ...],
+        placement: Placement,
+        remotes: Remotes,
     ) -> None:
         self.settings = settings
         self.container = container
         self.modules = modules
+        self.placement = placement
+        self.remotes = remotes
 
     @property
     def access_tokens(self) -> AccessTokens:
@@ -76,7 +85,7 @@ class Composition:
                 await composed.migrations.upgrade()
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(m.database.dispose() for m in self.modules))
+        await asyncio.gather(*(m.database.dispose() for m in self.modules), self.remotes.aclose())
 
 
 def compose(
@@ -84,12 +93,14 @@ def compose(
     catalog: Sequence[Module] | None = None,
     *,
     external: Mapping[str, object] | None = None,
+    group: str | None = None,
 ) -> Composition:
-    """Build every module's container and satisfy each of its dependencies by name.
+    """Build every local module's container and satisfy each of its dependencies by name.
 
-    ``catalog`` defaults to every module of the application. ``external`` supplies
-    implementations of contracts no module in the catalog provides (a fake in a
-    module's own tests), keyed by contract name.
+    ``catalog`` defaults to every module of the application; ``group`` picks the modules
+    of one topology group, and every other module's contract is served by a remote
+    adapter. ``external`` supplies implementations of contracts no local module
+    provides (a fake in a module's own tests), keyed by contract name.
     """
     if catalog is None:
         from app.catalog import MODULES  # imported here: a module's own tests compose without it
@@ -98,6 +109,8 @@ def compose(
     names = {module.name for module in catalog}
     if unknown := sorted(set(settings.database.modules) - names):
         raise ConfigError(f"database.modules.{unknown[0]}: no such module (modules: {sorted(names)})")
+    placement = place(settings, group, catalog)
+    remotes = connect_remotes(settings, placement)
     app = AppContainer(settings=providers.Object(settings))
     composed = [
         ComposedModule(
@@ -106,10 +119,11 @@ def compose(
             database=(database := Database.for_module(settings, module.name)),
             migrations=Migrations(database),
         )
-        for module in catalog
+        for module in placement.local
     ]
     implementations: dict[str, Any] = {
-        name: providers.Object(implementation) for name, implementation in (external or {}).items()
+        name: providers.Object(implementation)
+        for name, implementation in {**remotes.implementations, **(external or {})}.items()
     }
     implementations.update({m.module.provides.name: m.container.api for m in composed})
     for target in composed:
@@ -131,4 +145,6 @@ def compose(
                     f"a module may ask for {sorted(offered)}"
                 )
             dependency.override(offered[name])
-    return Composition(settings=settings, container=app, modules=tuple(composed))
+    return Composition(
+        settings=settings, container=app, modules=tuple(composed), placement=placement, remotes=remotes
+    )

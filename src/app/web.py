@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -10,14 +11,17 @@ from litestar import Litestar, Request, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from app.container import ComposedModule, Composition, compose
+from app.gateway import proxy_routes
 from app.health import HealthController
 from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.problems import exception_handlers
+from app.kernel.rpc import internal_router
 from app.kernel.telemetry import configure_logging
 from contracts import Principal
 
@@ -60,10 +64,37 @@ def create_app(composition: Composition | None = None) -> Litestar:
 
 
 def serve_app() -> Litestar:
-    """Factory for the ASGI server: each worker configures logging, then builds the app."""
+    """Factory for the ASGI server: each worker configures logging, then builds the app.
+
+    ``TESSERA_GROUP`` (set by ``tessera serve --group``) picks the topology group to run.
+    """
     settings = load_settings()
     configure_logging(settings.server.log_level)
-    return create_app(compose(settings))
+    return create_app(compose(settings, group=os.environ.get("TESSERA_GROUP") or None))
+
+
+def _internal_routers(composition: Composition) -> list[Router]:
+    """In a split topology, each local module's contract, served to the other groups."""
+    placement, tokens = composition.placement, composition.remotes.tokens
+    if not placement.is_split or tokens is None:
+        return []
+    trusted = frozenset(composition.settings.topology.groups)
+    return [
+        internal_router(m.module.provides, m.container.api, tokens=tokens, trusted_groups=trusted)
+        for m in composition.modules
+    ]
+
+
+def _gateway_routes(composition: Composition) -> list[HTTPRouteHandler]:
+    placement = composition.placement
+    if composition.remotes.http is None:
+        return []
+    return proxy_routes(
+        placement.remote_modules,
+        placement.remote,
+        composition.remotes.http,
+        timeout=composition.settings.rpc.proxy_timeout_seconds,
+    )
 
 
 def _module_router(composed: ComposedModule) -> Router:

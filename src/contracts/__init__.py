@@ -3,6 +3,7 @@
 from contracts._base import (
     Contract,
     ContractError,
+    DependencyUnavailable,
     FieldError,
     IntegrationEvent,
     InvalidInput,
@@ -14,6 +15,7 @@ from contracts._base import (
 __all__ = (
     "Contract",
     "ContractError",
+    "DependencyUnavailable",
     "FieldError",
     "IntegrationEvent",
     "InvalidInput",

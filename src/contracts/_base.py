@@ -14,6 +14,7 @@ __all__ = (
     "Contract",
     "IntegrationEvent",
     "ContractError",
+    "DependencyUnavailable",
     "FieldError",
     "InvalidInput",
     "Principal",
@@ -60,6 +61,22 @@ class InvalidInput(ContractError):
     def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
         self.errors = errors
         super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class DependencyUnavailable(ContractError):
+    """A module this call needs could not be reached in time. Try again later.
+
+    Raised by remote adapters (timeouts, refused connections, an open circuit), never by
+    a module's own code, so that a caller can degrade gracefully where it can.
+    """
+
+    code = "dependency.unavailable"
+    status = 503
+    title = "A service this request needs is unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

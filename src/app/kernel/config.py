@@ -29,15 +29,18 @@ __all__ = (
     "DatabaseSettings",
     "ModuleDatabaseSettings",
     "PasswordHashSettings",
+    "GroupSettings",
+    "RpcSettings",
     "Secret",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
+    "TopologySettings",
     "load_settings",
 )
 
 ENV_PREFIX = "TESSERA_"
-_RESERVED = frozenset({"TESSERA_PROFILE", "TESSERA_CONFIG"})
+_RESERVED = frozenset({"TESSERA_PROFILE", "TESSERA_CONFIG", "TESSERA_GROUP"})
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 
 
@@ -79,6 +82,9 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 1_209_600
     signing_key: Secret = Secret("")
+    # Signs the short-lived tokens one group presents to another's /internal routes.
+    service_signing_key: Secret = Secret("")
+    service_token_ttl_seconds: int = 60
     # Development convenience: with no key configured, make one in the data dir and keep it.
     generate_signing_key: bool = False
     password_hash: PasswordHashSettings = msgspec.field(default_factory=PasswordHashSettings)
@@ -96,12 +102,41 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     modules: dict[str, ModuleDatabaseSettings] = msgspec.field(default_factory=dict)
 
 
+class GroupSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Modules that run together in one process, and where that process answers."""
+
+    modules: list[str] = msgspec.field(default_factory=list)
+    url: str = ""
+
+
+class TopologySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # No groups: every module in this one process. See config/split.toml for three processes.
+    groups: dict[str, GroupSettings] = msgspec.field(default_factory=dict)
+
+
+class RpcSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How remote adapters call other groups: timeouts, retries, circuit breaking."""
+
+    timeout_seconds: float = 2.0
+    proxy_timeout_seconds: float = 15.0  # the gateway's budget for a proxied public request
+    attempts: int = 3  # for calls the contract marks idempotent; others are tried once
+    backoff_initial_seconds: float = 0.05
+    backoff_max_seconds: float = 0.5
+    breaker_failure_rate: float = 50.0
+    breaker_window: int = 20
+    breaker_minimum_calls: int = 5
+    breaker_open_seconds: float = 5.0
+    breaker_half_open_calls: int = 2
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     profile: str = "default"
     data_dir: str = "./data"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    topology: TopologySettings = msgspec.field(default_factory=TopologySettings)
+    rpc: RpcSettings = msgspec.field(default_factory=RpcSettings)
 
     @property
     def data_path(self) -> Path:

@@ -6,6 +6,8 @@ In-process calls see it directly; remote adapters turn it into headers and back.
 from __future__ import annotations
 
 import re
+import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ __all__ = (
     "active_context",
     "bind_principal",
     "call_context",
+    "child_traceparent",
     "current_context",
     "new_correlation_id",
 )
@@ -34,11 +37,20 @@ __all__ = (
 REQUEST_ID_HEADER = "x-request-id"
 # An incoming id is echoed back, so it must be harmless in headers and logs.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class CallContext(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str
     principal: Principal | None = None
+    # time.monotonic() by which the call must be answered; None means no deadline.
+    deadline: float | None = None
+    # W3C trace context of the caller's span, passed on to every remote call.
+    traceparent: str | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or None without one."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
 
 _current: ContextVar[CallContext | None] = ContextVar("tessera_call_context", default=None)
@@ -66,6 +78,12 @@ def call_context(context: CallContext) -> Iterator[CallContext]:
         yield context
     finally:
         _current.reset(token)
+
+
+def child_traceparent(parent: str | None) -> str:
+    """A traceparent for a new span: the parent's trace id (or a new one), a new span id."""
+    trace_id = parent.split("-")[1] if parent and _TRACEPARENT.fullmatch(parent) else secrets.token_hex(16)
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
 def bind_principal(principal: Principal | None) -> None:
@@ -96,8 +114,17 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        with call_context(CallContext(correlation_id=correlation_id)):
+        with call_context(
+            CallContext(correlation_id=correlation_id, traceparent=_incoming_traceparent(scope))
+        ):
             await self.app(scope, receive, send_with_request_id)
+
+
+def _incoming_traceparent(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            return child_traceparent(value.decode("latin-1"))
+    return child_traceparent(None)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.utils.scope.state import ScopeState
 
 from app.kernel.context import current_context
-from contracts import ContractError, FieldError, InvalidInput
+from contracts import ContractError, DependencyUnavailable, FieldError, InvalidInput
 
 if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
@@ -87,8 +88,17 @@ def problem_response(
 
 def _contract_error(request: Request[Any, Any, Any], exc: ContractError) -> Response[Problem]:
     errors = exc.errors if isinstance(exc, InvalidInput) else None
+    headers = None
+    if isinstance(exc, DependencyUnavailable):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return problem_response(
-        request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail, errors=errors
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        errors=errors,
+        headers=headers,
     )
 
 

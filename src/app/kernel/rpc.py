@@ -1,31 +1,57 @@
-"""Calls across a contract, derived from the contract's Protocol.
+"""Calls across a contract, derived from the contract's Protocol: nothing is hand-written.
 
-Today: the *strict* adapter, which makes an in-process call behave as if it crossed the
-network — every argument, result and contract error is encoded with msgspec and decoded
-again against the Protocol's type hints — so that anything that would not survive the
-wire fails in tests, not in production.
+- :func:`strict` makes an in-process call behave as if it crossed the network: every
+  argument, result and contract error is encoded with msgspec and decoded again;
+- :func:`internal_router` serves a contract's implementation at
+  ``POST /internal/<contract>/<method>`` for other groups, behind service tokens;
+- :func:`remote` implements a contract by calling those routes, with a timeout per call,
+  retries with backoff and jitter for idempotent methods, and a circuit breaker per group.
+
+On the wire: arguments are a JSON object of the method's parameters; the answer is the
+JSON of the result, or problem details whose ``code`` rebuilds the same contract error.
+The caller's context travels as headers: ``X-Request-ID``, ``traceparent``,
+``X-Deadline-Ms`` (the budget left), ``X-Contract-Version``, and the service token, which
+also carries the end user.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import time
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import httpx
 import msgspec
+import stamina
+from litestar import Request, Response, Router, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 
-from contracts import Contract, ContractError, FieldError, InvalidInput
+from app.kernel.config import RpcSettings
+from app.kernel.context import CallContext, call_context, child_traceparent, current_context
+from app.kernel.resilience import CircuitBreaker, CircuitOpen
+from app.kernel.security import ServiceClaims, ServiceTokens, public
+from contracts import Contract, ContractError, DependencyUnavailable, FieldError, InvalidInput, Principal
 
 __all__ = (
     "ContractMethod",
     "ContractViolation",
+    "DeadlineExceeded",
+    "IncompatibleContract",
+    "RemoteCallRefused",
+    "RemoteGroup",
     "WireError",
     "contract_methods",
     "error_from_wire",
     "error_to_wire",
+    "internal_router",
+    "remote",
     "strict",
 )
 
@@ -127,3 +153,275 @@ def _strict_method(
 
     crossing.__name__ = method.name
     return crossing
+
+
+# -- the wire ---------------------------------------------------------------------------
+
+CONTRACT_VERSION_HEADER = "x-contract-version"
+DEADLINE_HEADER = "x-deadline-ms"
+INTERNAL_PREFIX = "/internal"
+
+
+def _arguments_type(contract: Contract[Any], method: ContractMethod) -> type[msgspec.Struct]:
+    return msgspec.defstruct(
+        f"{contract.name}_{method.name}_arguments",
+        list(method.parameters.items()),
+        kw_only=True,
+        forbid_unknown_fields=True,
+    )
+
+
+# -- serving a contract -----------------------------------------------------------------
+
+
+class RemoteCallRefused(ContractError):
+    """The callee refused the call itself (version, arguments, deadline), not its content."""
+
+    code = "rpc.refused"
+    status = 400
+    title = "The remote call was refused"
+
+
+class IncompatibleContract(RemoteCallRefused):
+    code = "rpc.incompatible_contract"
+    status = 400
+    title = "The caller speaks an incompatible major version of the contract"
+
+
+class DeadlineExceeded(RemoteCallRefused):
+    code = "rpc.deadline_exceeded"
+    status = 504
+    title = "The caller's time budget ran out"
+
+
+def internal_router(
+    contract: Contract[Any],
+    implementation: Callable[[], Any],
+    *,
+    tokens: ServiceTokens,
+    trusted_groups: frozenset[str],
+) -> Router:
+    """``POST /internal/<contract>/<method>`` for every method of the contract."""
+
+    async def require_service_token(
+        connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
+    ) -> None:
+        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise NotAuthorizedException("a service token is required")
+        claims = tokens.verify(token, trusted_issuers=trusted_groups)
+        connection.scope["state"]["service_claims"] = claims
+
+    handlers = [
+        _serving_handler(contract, method, implementation) for method in contract_methods(contract).values()
+    ]
+    return Router(
+        path=f"{INTERNAL_PREFIX}/{contract.name}",
+        route_handlers=handlers,
+        guards=[require_service_token],
+        include_in_schema=False,
+        opt=public("internal routes authenticate calling services by service token, not users"),
+    )
+
+
+def _serving_handler(
+    contract: Contract[Any], method: ContractMethod, implementation: Callable[[], Any]
+) -> HTTPRouteHandler:
+    decoder = msgspec.json.Decoder(_arguments_type(contract, method))
+    encoder = msgspec.json.Encoder()
+    principal_parameters = [name for name, hint in method.parameters.items() if hint is Principal]
+
+    async def serve(request: Request[Any, Any, Any]) -> Response[bytes]:
+        _require_compatible(contract, request.headers.get(CONTRACT_VERSION_HEADER))
+        claims: ServiceClaims = request.scope["state"]["service_claims"]
+        try:
+            arguments = decoder.decode(await request.body())
+        except msgspec.ValidationError as exc:
+            raise RemoteCallRefused(f"arguments of {contract.name}.{method.name}: {exc}") from None
+        values = {name: getattr(arguments, name) for name in method.parameters}
+        for name in principal_parameters:
+            if values[name] != claims.principal:
+                raise PermissionDeniedException(
+                    "the principal argument is not the user the token vouches for"
+                )
+        context = _served_context(request, claims)
+        with call_context(context):
+            try:
+                async with asyncio.timeout(context.remaining()):
+                    result = await getattr(implementation(), method.name)(**values)
+            except TimeoutError:
+                raise DeadlineExceeded from None
+        return Response(content=encoder.encode(result), media_type="application/json")
+
+    return post(
+        f"/{method.name}",
+        name=f"internal:{contract.name}.{method.name}",
+        status_code=200,
+        include_in_schema=False,
+    )(serve)
+
+
+def _require_compatible(contract: Contract[Any], offered: str | None) -> None:
+    try:
+        major = int((offered or "").split(".", 1)[0])
+    except ValueError:
+        raise IncompatibleContract(f"send {CONTRACT_VERSION_HEADER}: {contract.version}") from None
+    if major != contract.major:
+        raise IncompatibleContract(
+            f"{contract.name} {contract.version} is served here; the caller speaks {offered}"
+        )
+
+
+def _served_context(request: Request[Any, Any, Any], claims: ServiceClaims) -> CallContext:
+    """The caller's context, rebuilt: its request id and trace, its user, its time budget."""
+    current = current_context()
+    deadline = None
+    if (budget := request.headers.get(DEADLINE_HEADER)) is not None and budget.isdigit():
+        deadline = time.monotonic() + int(budget) / 1000
+    return msgspec.structs.replace(current, principal=claims.principal, deadline=deadline)
+
+
+# -- calling a contract in another group ------------------------------------------------
+
+
+class _Transient(Exception):
+    """A failure of the connection, not an answer: worth another attempt if the call is safe."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteGroup:
+    """Another group as a caller sees it: where it is, and the breaker guarding calls to it."""
+
+    name: str
+    url: str
+    breaker: CircuitBreaker
+
+
+def remote(
+    contract: Contract[ApiT],
+    *,
+    group: RemoteGroup,
+    http: httpx.AsyncClient,
+    tokens: ServiceTokens,
+    settings: RpcSettings,
+) -> ApiT:
+    """An implementation of ``contract`` that calls ``group`` over HTTP."""
+    proxy = _RemoteProxy()
+    for method in contract_methods(contract).values():
+        call = _RemoteCall(contract, method, group=group, http=http, tokens=tokens, settings=settings)
+        setattr(proxy, method.name, call)
+    return cast(ApiT, proxy)
+
+
+class _RemoteProxy:
+    """Holds one remote call per contract method."""
+
+
+class _RemoteCall:
+    __slots__ = ("_arguments", "_contract", "_group", "_http", "_method", "_settings", "_tokens", "_url")
+
+    def __init__(
+        self,
+        contract: Contract[Any],
+        method: ContractMethod,
+        *,
+        group: RemoteGroup,
+        http: httpx.AsyncClient,
+        tokens: ServiceTokens,
+        settings: RpcSettings,
+    ) -> None:
+        self._contract = contract
+        self._method = method
+        self._group = group
+        self._http = http
+        self._tokens = tokens
+        self._settings = settings
+        self._arguments = _arguments_type(contract, method)
+        self._url = f"{group.url.rstrip('/')}{INTERNAL_PREFIX}/{contract.name}/{method.name}"
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        bound = self._method.signature.bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        body = msgspec.json.encode(
+            self._arguments(**{k: v for k, v in bound.arguments.items() if k != "self"})
+        )
+        attempts = self._settings.attempts if self._method.idempotent else 1
+        try:
+            async for attempt in stamina.retry_context(
+                on=_Transient,
+                attempts=attempts,
+                timeout=None,
+                wait_initial=self._settings.backoff_initial_seconds,
+                wait_max=self._settings.backoff_max_seconds,
+                wait_jitter=self._settings.backoff_initial_seconds,
+            ):
+                with attempt:
+                    return await self._attempt(body)
+        except _Transient as failure:
+            raise DependencyUnavailable(
+                f"{self._contract.name} ({self._group.name}) did not answer: {failure}",
+                retry_after=self._settings.breaker_open_seconds,
+            ) from None
+        raise AssertionError("unreachable: stamina yields at least one attempt")
+
+    async def _attempt(self, body: bytes) -> Any:
+        breaker = self._group.breaker
+        try:
+            breaker.acquire()
+        except CircuitOpen as refused:
+            raise DependencyUnavailable(
+                f"{self._contract.name} ({self._group.name}) is failing; not calling it for now",
+                retry_after=max(refused.retry_after, 1.0),
+            ) from None
+        context = current_context()
+        timeout = self._settings.timeout_seconds
+        if (remaining := context.remaining()) is not None:
+            timeout = min(timeout, remaining)
+        try:
+            response = await self._http.post(
+                self._url, content=body, headers=self._headers(context, timeout), timeout=timeout
+            )
+        except httpx.HTTPError as exc:
+            breaker.record_failure()
+            raise _Transient(type(exc).__name__) from None
+        if response.status_code >= 500 and response.status_code != 503:
+            breaker.record_failure()
+            raise _Transient(f"HTTP {response.status_code}")
+        breaker.record_success()
+        if response.status_code == 200:
+            return msgspec.json.decode(response.content, type=self._method.returns)
+        raise self._error_from(response)
+
+    def _headers(self, context: CallContext, timeout: float) -> dict[str, str]:
+        token = self._tokens.issue(audience=self._group.name, principal=context.principal)
+        return {
+            "authorization": f"Bearer {token}",
+            "content-type": "application/json",
+            "x-request-id": context.correlation_id,
+            "traceparent": child_traceparent(context.traceparent),
+            CONTRACT_VERSION_HEADER: self._contract.version,
+            DEADLINE_HEADER: str(int(timeout * 1000)),
+        }
+
+    def _error_from(self, response: httpx.Response) -> ContractError:
+        try:
+            wire = msgspec.json.decode(response.content, type=WireError)
+        except msgspec.DecodeError:
+            wire = WireError(code="", detail=response.text[:200])
+        if wire.code == DependencyUnavailable.code:
+            return DependencyUnavailable(wire.detail, retry_after=_retry_after(response))
+        if wire.code == IncompatibleContract.code:
+            return IncompatibleContract(wire.detail)
+        try:
+            return error_from_wire(self._contract, wire)
+        except ContractViolation:
+            # Not an error of the contract: the call itself was refused (token, version, ...).
+            return DependencyUnavailable(
+                f"{self._contract.name} ({self._group.name}) refused the call: "
+                f"HTTP {response.status_code} {wire.code} {wire.detail}"
+            )
+
+
+def _retry_after(response: httpx.Response) -> float:
+    value = response.headers.get("retry-after", "1")
+    return float(value) if value.isdigit() else 1.0

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jwt
 import msgspec
+from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 
 from app.kernel.config import ConfigError, Settings
@@ -17,11 +19,20 @@ from contracts import Principal
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
 
-__all__ = ("AccessTokens", "IssuedAccessToken", "public", "resolve_signing_key")
+__all__ = (
+    "AccessTokens",
+    "IssuedAccessToken",
+    "ServiceClaims",
+    "ServiceTokens",
+    "public",
+    "resolve_service_key",
+    "resolve_signing_key",
+)
 
 ALGORITHM = "HS256"
 MIN_KEY_LENGTH = 32
 GENERATED_KEY_FILE = "secrets/signing.key"
+GENERATED_SERVICE_KEY_FILE = "secrets/service.key"
 
 # Routes under these paths need no user: documentation and probes must work anonymously.
 PUBLIC_PATHS = ("^/schema", "^/health/")
@@ -92,17 +103,26 @@ async def _principal_of(token: Token, _connection: ASGIConnection[Any, Any, Any,
 
 
 def resolve_signing_key(settings: Settings) -> str:
-    """The configured key, or in development a generated one kept in the data dir."""
-    key = settings.security.signing_key.reveal()
+    """The users' token key: configured, or in development generated once into the data dir."""
+    return _resolve_key(settings, "signing_key", settings.security.signing_key.reveal(), GENERATED_KEY_FILE)
+
+
+def resolve_service_key(settings: Settings) -> str:
+    """The key groups sign service tokens with; never the users' key."""
+    key = settings.security.service_signing_key.reveal()
+    return _resolve_key(settings, "service_signing_key", key, GENERATED_SERVICE_KEY_FILE)
+
+
+def _resolve_key(settings: Settings, name: str, key: str, generated_file: str) -> str:
     if not key and settings.security.generate_signing_key:
-        key = _generated_key(Path(settings.data_dir) / GENERATED_KEY_FILE)
+        key = _generated_key(Path(settings.data_dir) / generated_file)
     if not key:
+        variable = f"TESSERA_SECURITY__{name.upper()}"
         raise ConfigError(
-            "security.signing_key: not set; give it with TESSERA_SECURITY__SIGNING_KEY_FILE "
-            "(a secret file) or TESSERA_SECURITY__SIGNING_KEY"
+            f"security.{name}: not set; give it with {variable}_FILE (a secret file) or {variable}"
         )
     if len(key) < MIN_KEY_LENGTH:
-        raise ConfigError(f"security.signing_key: must be at least {MIN_KEY_LENGTH} characters")
+        raise ConfigError(f"security.{name}: must be at least {MIN_KEY_LENGTH} characters")
     return key
 
 
@@ -119,3 +139,62 @@ def _generated_key(path: Path) -> str:
     except FileExistsError:
         return path.read_text(encoding="utf-8").strip()
     return key
+
+
+class ServiceClaims(msgspec.Struct, frozen=True, kw_only=True):
+    """What a verified service token says: which group calls, and for which user."""
+
+    issuer: str
+    principal: Principal | None
+
+
+class ServiceTokens:
+    """Short-lived tokens one group presents to another's /internal routes.
+
+    ``iss`` is the calling group, ``aud`` the called one; ``usr`` carries the end user the
+    edge authenticated, so that the callee never has to trust a bare header for it.
+    """
+
+    __slots__ = ("_group", "_key", "_ttl")
+
+    def __init__(self, *, signing_key: str, group: str, ttl_seconds: int) -> None:
+        self._key = signing_key
+        self._group = group
+        self._ttl = ttl_seconds
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    def issue(self, *, audience: str, principal: Principal | None) -> str:
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "iss": self._group,
+            "sub": f"group:{self._group}",
+            "aud": audience,
+            "iat": now,
+            "exp": now + timedelta(seconds=self._ttl),
+        }
+        if principal is not None:
+            claims["usr"] = str(principal.user_id)
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def verify(self, token: str, *, trusted_issuers: frozenset[str]) -> ServiceClaims:
+        """The claims of a token addressed to this group by a trusted one; else NotAuthorizedException."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self._group,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise NotAuthorizedException(f"service token refused: {exc}") from None
+        if claims["iss"] not in trusted_issuers:
+            raise NotAuthorizedException("service token refused: unknown issuer")
+        try:
+            principal = Principal(user_id=uuid.UUID(claims["usr"])) if "usr" in claims else None
+        except (ValueError, TypeError):
+            raise NotAuthorizedException("service token refused: malformed user") from None
+        return ServiceClaims(issuer=claims["iss"], principal=principal)

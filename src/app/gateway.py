@@ -1,0 +1,113 @@
+"""The gateway: public routes of modules running in another group, proxied to their owner.
+
+Bodies stream both ways; status, headers and problem details pass through untouched.
+``/internal`` is never proxied, so from outside it answers 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from litestar import HttpMethod, Request, Response, route
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from app.kernel.context import REQUEST_ID_HEADER, child_traceparent, current_context
+from app.kernel.module import Module
+from app.kernel.resilience import CircuitOpen
+from app.kernel.rpc import RemoteGroup
+from app.kernel.security import public
+from contracts import DependencyUnavailable
+
+__all__ = ("proxy_routes",)
+
+API_PREFIX = "/api/v1"
+METHODS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
+# Connection-level headers belong to one hop, not to the message (RFC 9110 §7.6.1).
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        REQUEST_ID_HEADER,
+        "traceparent",
+    }
+)
+
+
+def proxy_routes(
+    remote_modules: tuple[Module, ...],
+    owners: dict[str, RemoteGroup],
+    http: httpx.AsyncClient,
+    timeout: float,
+) -> list[HTTPRouteHandler]:
+    """One catch-all route per public path prefix of each remote module."""
+    handlers: list[HTTPRouteHandler] = []
+    for module in remote_modules:
+        owner = owners[module.name]
+        for controller in module.routes:
+            prefix = f"{API_PREFIX}{getattr(controller, 'path', '')}".rstrip("/")
+            handlers.append(_proxy(prefix, owner, http, timeout, module.name))
+    return handlers
+
+
+def _proxy(
+    prefix: str, owner: RemoteGroup, http: httpx.AsyncClient, timeout: float, module: str
+) -> HTTPRouteHandler:
+    async def forward(request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            owner.breaker.acquire()
+        except CircuitOpen as refused:
+            raise DependencyUnavailable(
+                f"{module} is failing; not calling it for now", retry_after=max(refused.retry_after, 1.0)
+            ) from None
+        context = current_context()
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        headers += [
+            (REQUEST_ID_HEADER, context.correlation_id),
+            ("traceparent", child_traceparent(context.traceparent)),
+        ]
+        upstream = http.build_request(
+            request.method,
+            f"{owner.url.rstrip('/')}{request.url.path}",
+            params=request.url.query,
+            headers=headers,
+            content=request.stream(),
+            timeout=timeout,
+        )
+        try:
+            answer = await http.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            owner.breaker.record_failure()
+            raise DependencyUnavailable(f"{module} did not answer: {type(exc).__name__}") from None
+        if answer.status_code >= 500 and answer.status_code != 503:
+            owner.breaker.record_failure()
+        else:
+            owner.breaker.record_success()
+        passed_on = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return Stream(_relay(answer), status_code=answer.status_code, headers=passed_on)
+
+    return route(
+        [prefix, f"{prefix}/{{rest:path}}"],
+        http_method=METHODS,
+        name=f"proxy:{prefix}",
+        opt=public(f"the owning group ({owner.name}) authenticates the user itself"),
+        include_in_schema=False,
+    )(forward)
+
+
+async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    finally:
+        await answer.aclose()
