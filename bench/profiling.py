@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import sys
 from collections import Counter
@@ -28,27 +29,33 @@ __all__ = ("HotSpots", "available", "install_hint", "render_html", "summarize")
 
 SESSION_SUFFIX = ".pyisession"
 
-# Named areas: a sample counts toward an area when any frame of its stack is in one of the
-# area's files (given by path fragments).
-AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("argon2 password hashing", ("/argon2/",)),
-    ("JWT auth middleware (decode + verify)", ("litestar/security/jwt/", "/jwt/")),
-    ("Litestar kwargs/DI resolution", ("litestar/_kwargs/", "litestar/di.py")),
-    ("Litestar signature model (param validation)", ("litestar/_signature/",)),
-    ("Litestar response build + JSON encode", ("litestar/response/", "litestar/serialization/")),
-    ("dependency-injector providers", ("dependency_injector/",)),
-    ("SQLAlchemy, all of it", ("/sqlalchemy/",)),
-    ("SQLAlchemy SQL compile / cache key", ("sqlalchemy/sql/",)),
-    ("SQLAlchemy ORM session begin/commit/close", ("sqlalchemy/orm/session.py",)),
-    ("SQLAlchemy connection pool (checkout, pre-ping)", ("sqlalchemy/pool/",)),
-    ("SQLAlchemy result/row processing", ("sqlalchemy/engine/result.py", "sqlalchemy/engine/cursor.py")),
-    ("DB driver adapter (aiosqlite/asyncpg)", ("/aiosqlite/", "/asyncpg/", "sqlalchemy/dialects/")),
-    ("identity lookup (IdentityService.get_users)", ("modules/identity/",)),
-    ("tasks module code (http/service/repository)", ("modules/tasks/",)),
-    ("logging", ("/logging/", "app/kernel/telemetry.py")),
-    ("request-context middleware + contextvars", ("app/kernel/context.py",)),
-    ("uvicorn HTTP protocol (httptools)", ("uvicorn/protocols/",)),
+# Named areas: a sample counts toward an area when any frame of its stack, written as
+# "function@path", matches the area's pattern.
+AREAS: tuple[tuple[str, str], ...] = (
+    ("argon2 password hashing", r"/argon2/"),
+    ("JWT auth middleware (decode + verify)", r"litestar/security/jwt/|/jwt/"),
+    ("Litestar kwargs/DI resolution", r"litestar/_kwargs/|litestar/di\.py"),
+    ("Litestar signature model (param validation)", r"litestar/_signature/"),
+    ("Litestar response build + JSON encode", r"litestar/response/|litestar/serialization/"),
+    ("dependency-injector providers", r"dependency_injector/"),
+    ("SQLAlchemy, all of it", r"/sqlalchemy/"),
+    ("SQLAlchemy statement build, compile, cache key", r"sqlalchemy/sql/"),
+    ("SQLAlchemy ORM Session begin/commit/close", r"sqlalchemy/orm/"),
+    ("SQLAlchemy connection pool (checkout, pre-ping, reset)", r"sqlalchemy/pool/"),
+    ("SQLAlchemy result rows + type processing", r"sqlalchemy/engine/(result|cursor)\.py|sqltypes\.py"),
+    ("DB driver (aiosqlite thread hand-off / asyncpg)", r"/aiosqlite/|/asyncpg/|sqlalchemy/dialects/"),
+    ("new DB connections (connect, thread start)", r"^__connect@.*sqlalchemy/pool/|^start@.*/threading\.py$"),
+    ("identity lookup (IdentityService.get_users)", r"modules/identity/"),
+    ("tasks module code (http/service/repository)", r"modules/tasks/"),
+    ("uuid (uuid4 correlation ids, UUID parsing)", r"/uuid\.py$"),
+    ("logging", r"/logging/|app/kernel/telemetry\.py"),
 )
+# Self time of the frame that runs the event loop: uvloop's C code (socket I/O, callbacks)
+# and idle waiting, which a main-thread sampler cannot tell apart.
+EVENT_LOOP_AREA = "event loop's own C code (uvloop I/O) + idle"
+
+
+_AREA_PATTERNS = tuple((name, re.compile(pattern)) for name, pattern in AREAS)
 
 
 def available() -> bool:
@@ -66,6 +73,7 @@ def install_hint() -> str:
 class HotSpots:
     total_s: float
     samples: int
+    process_cpu: float  # the whole server process's CPU time over the window, in cores
     self_time: list[tuple[str, float]]  # (function, share of the window), largest first
     areas: list[tuple[str, float]]  # (area, share of the window), largest first
     libraries: list[tuple[str, float]]  # (library, self-time share), largest first
@@ -74,7 +82,10 @@ class HotSpots:
         lines = [
             f"#### {title}",
             "",
-            f"{self.samples} samples over {self.total_s:.1f} s of the server's main thread.",
+            f"{self.samples} samples over {self.total_s:.1f} s of the server's main thread; the server "
+            f"process used {self.process_cpu:.2f} cores. Shares are of the main thread's wall time. "
+            "SQLAlchemy's work inside greenlets shows as stacks of their own, so it counts under "
+            "the SQLAlchemy areas but not under the request code that awaited it.",
             "",
             "| self time: function | % |",
             "| --- | ---: |",
@@ -134,10 +145,12 @@ def summarize(session_path: Path) -> HotSpots:
         if function == "[self]" and len(stack) > 1:  # synthetic leaf: time in the parent itself
             function, path, line = _parts(stack[-2])
         self_time[f"{function} ({_short(path)}:{line})"] += seconds
+        if function == "run" and path.endswith("asyncio/runners.py"):
+            areas[EVENT_LOOP_AREA] += seconds
         libraries[_library(path)] += seconds
-        paths = {_parts(frame)[1] for frame in stack}
-        for name, fragments in AREAS:
-            if any(fragment in p for p in paths for fragment in fragments):
+        frames = {f"{fn}@{path}" for fn, path, _ in map(_parts, stack)}
+        for name, pattern in _AREA_PATTERNS:
+            if any(pattern.search(frame) for frame in frames):
                 areas[name] += seconds
     total = total or 1.0
 
@@ -147,6 +160,7 @@ def summarize(session_path: Path) -> HotSpots:
     return HotSpots(
         total_s=total,
         samples=session.sample_count,
+        process_cpu=session.cpu_time / session.duration if session.duration else 0.0,
         self_time=shares(self_time),
         areas=shares(areas),
         libraries=shares(libraries),

@@ -22,14 +22,18 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgre
 T = TypeVar("T")
 UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SIGNING_KEY = secrets.token_urlsafe(48)
+SERVICE_KEY = secrets.token_urlsafe(48)
 CHEAP_HASHING = PasswordHashSettings(time_cost=1, memory_kib=8192, parallelism=1)
 
 
 def make_settings(data_dir: Path, **sections: Any) -> Settings:
-    """Settings for a test: a private data dir, a known key, cheap password hashing."""
+    """Settings for a test: a private data dir, known keys, cheap password hashing."""
     base = Settings(data_dir=str(data_dir))
     security = msgspec.structs.replace(
-        base.security, signing_key=Secret(SIGNING_KEY), password_hash=CHEAP_HASHING
+        base.security,
+        signing_key=Secret(SIGNING_KEY),
+        service_signing_key=Secret(SERVICE_KEY),
+        password_hash=CHEAP_HASHING,
     )
     return msgspec.structs.replace(base, security=security, **sections)
 

@@ -38,6 +38,8 @@ def create_app(composition: Composition | None = None) -> Litestar:
         route_handlers=[
             HealthController,
             *(_module_router(m) for m in composition.modules if m.module.routes),
+            *_internal_routers(composition),
+            *_gateway_routes(composition),
         ],
         dependencies={
             "principal": Provide(_principal, sync_to_thread=False),

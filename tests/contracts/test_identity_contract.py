@@ -1,22 +1,25 @@
-"""IdentityApi's conformance suite against each implementation: the module itself and the fake."""
+"""IdentityApi's conformance suite, one suite for four targets: local, strict, remote, fake."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from uuid import UUID
 
 import pytest
 from sqlalchemy import update
 
-from app.container import Composition
+from app.container import Composition, compose
+from app.kernel.config import Settings
 from app.kernel.rpc import strict
 from contracts import is_idempotent
 from contracts.identity import IDENTITY, IdentityApi
 from modules.identity.service import IdentityService
 from modules.identity.tables import users
 from tests.contracts.identity_conformance import IdentityApiConformance
+from tests.contracts.remote import remote_client, serve_group, split_settings
 from tests.fakes.identity import FakeIdentity
+from tests.servers import free_port
 
 
 class LocalIdentity:
@@ -48,9 +51,40 @@ class FakeTarget:
         return self.fake.add_user(display_name, active=active)
 
 
-@pytest.fixture(params=["local", "fake"])
+class RemoteIdentity:
+    """Identity served by a real server on loopback, called through the remote adapter.
+
+    Users are seeded through a second composition over the same database.
+    """
+
+    def __init__(self, seed: LocalIdentity, api: IdentityApi) -> None:
+        self._seed = seed
+        self.api = api
+
+    async def given_user(self, display_name: str, *, active: bool = True) -> UUID:
+        return await self._seed.given_user(display_name, active=active)
+
+
+@pytest.fixture(scope="module")
+def identity_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
+    port = free_port()
+    settings = split_settings(tmp_path_factory.mktemp("identity-server"), identity=port, tasks=free_port())
+    for base in serve_group(settings, "identity", port):
+        yield settings, base
+
+
+@pytest.fixture(params=["local", "strict", "remote", "fake"])
 async def target(request: pytest.FixtureRequest, composition: Composition) -> AsyncIterator[object]:
-    return LocalIdentity(composition) if request.param == "local" else FakeTarget()
+    if request.param == "fake":
+        yield FakeTarget()
+    elif request.param == "remote":
+        settings, base = request.getfixturevalue("identity_server")
+        seeding = compose(settings, group="identity")
+        async with remote_client(IDENTITY, base, "identity") as api:
+            yield RemoteIdentity(LocalIdentity(seeding), api)
+        await seeding.aclose()
+    else:
+        yield LocalIdentity(composition, strict_mode=request.param == "strict")
 
 
 class TestIdentityApi(IdentityApiConformance):

@@ -1,8 +1,9 @@
-"""TasksApi's conformance suite against the tasks module, plain and strict."""
+"""TasksApi's conformance suite: local, strict, and remote (a real server on loopback)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import cast
 from uuid import UUID
 
 import pytest
@@ -14,9 +15,11 @@ from contracts import Principal
 from contracts.tasks import TASKS, TasksApi, TaskStatus
 from modules.tasks.domain import TaskChanges, TaskDraft
 from modules.tasks.service import TasksService
+from tests.contracts.remote import AsTheEdge, remote_client, serve_group, split_settings
 from tests.contracts.tasks_conformance import TasksApiConformance
 from tests.fakes.identity import FakeIdentity
 from tests.modules.tasks.conftest import compose_tasks_alone
+from tests.servers import free_port
 
 
 class LocalTasks:
@@ -42,8 +45,27 @@ class LocalTasks:
         return created.task.id
 
 
-@pytest.fixture(params=["local", "strict"])
-async def target(request: pytest.FixtureRequest, migrated: Settings) -> AsyncIterator[LocalTasks]:
+@pytest.fixture(scope="module")
+def tasks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str, FakeIdentity]]:
+    """The tasks group on loopback, with identity played by a fake this test process shares."""
+    identity = FakeIdentity()
+    port = free_port()
+    settings = split_settings(tmp_path_factory.mktemp("tasks-server"), tasks=port, identity=free_port())
+    for base in serve_group(settings, "tasks", port, identity=identity):
+        yield settings, base, identity
+
+
+@pytest.fixture(params=["local", "strict", "remote"])
+async def target(request: pytest.FixtureRequest, migrated: Settings) -> AsyncIterator[object]:
+    if request.param == "remote":
+        settings, base, identity = request.getfixturevalue("tasks_server")
+        seeding = compose_tasks_alone(settings, identity)
+        async with remote_client(TASKS, base, "tasks") as api:
+            local = LocalTasks(seeding, identity, strict_mode=False)
+            local.api = cast(TasksApi, AsTheEdge(TASKS, api))
+            yield local
+        await seeding.aclose()
+        return
     identity = FakeIdentity()
     composition = compose_tasks_alone(migrated, identity)
     await composition.upgrade()
