@@ -20,7 +20,7 @@ from app.kernel.security import ServiceTokens
 from app.web import create_app
 from contracts import Contract, Principal
 from tests.conftest import SERVICE_KEY, make_settings, run_async
-from tests.servers import free_port, server_thread
+from tests.servers import server_thread
 
 ApiT = TypeVar("ApiT")
 
