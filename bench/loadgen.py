@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import msgspec
 
-__all__ = ("Spec", "Summary", "cpu_ticks_of", "machine_busy_ticks")
+__all__ = ("Spec", "Summary", "cpu_ticks_of", "machine_busy_ticks", "postgres_ticks")
 
 REQUEST_TIMEOUT = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -60,7 +60,8 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     max_ms: float
     client_cpu_s: float
     server_cpu_s: float
-    machine_busy: float  # fraction of all CPUs busy during the window, 0..1
+    postgres_cpu_s: float  # every process named "postgres" (0 on SQLite, or idle)
+    machine_cpu_s: float  # all CPUs' busy time: the difference to the three above is other load
     client: str
 
 
@@ -251,13 +252,27 @@ def cpu_ticks_of(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def machine_busy_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine since boot."""
+def postgres_ticks() -> int:
+    """CPU ticks of every PostgreSQL process (the server's backends do the SQL work)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as handle:
+                    head, _, rest = handle.read().rpartition(")")
+            except OSError:
+                continue
+            if head.endswith("(postgres"):
+                fields = rest.split()
+                total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def machine_busy_ticks() -> int:
+    """Busy CPU ticks of the whole machine (all CPUs) since boot."""
     with open("/proc/stat", encoding="ascii") as handle:
         values = [int(v) for v in handle.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
+    return sum(values[:8]) - values[3] - values[4]  # less idle and iowait; guest is in user
 
 
 class _Window:
@@ -268,7 +283,8 @@ class _Window:
         self.at = time.perf_counter()
         self.client_cpu = usage.ru_utime + usage.ru_stime
         self.server_ticks = cpu_ticks_of(server_pid) if server_pid else 0
-        self.busy, self.total = machine_busy_ticks()
+        self.postgres_ticks = postgres_ticks()
+        self.busy_ticks = machine_busy_ticks()
 
 
 async def run(spec: Spec) -> Summary:
@@ -343,7 +359,6 @@ def _summarize(
             return 0.0
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
-    total_ticks = last.total - first.total
     errors = sum(n for outcome, n in statuses.items() if not outcome.startswith("2"))
     return Summary(
         completed=len(ordered),
@@ -357,7 +372,8 @@ def _summarize(
         max_ms=ordered[-1] * 1000 if ordered else 0.0,
         client_cpu_s=last.client_cpu - first.client_cpu,
         server_cpu_s=(last.server_ticks - first.server_ticks) / CLK_TCK,
-        machine_busy=(last.busy - first.busy) / total_ticks if total_ticks else 0.0,
+        postgres_cpu_s=(last.postgres_ticks - first.postgres_ticks) / CLK_TCK,
+        machine_cpu_s=(last.busy_ticks - first.busy_ticks) / CLK_TCK,
         client=spec.client,
     )
 

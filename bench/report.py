@@ -14,8 +14,14 @@ __all__ = ("RESULTS_DIR", "Row", "machine_line", "render", "write_results")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
+OTHER_LOAD_WARNING = 0.2  # cores
+
 CLIENT_NAMES = {
-    "raw": "raw asyncio HTTP/1.1 on uvloop, one keep-alive connection per client",
+    "raw": (
+        "raw asyncio HTTP/1.1 on uvloop, one keep-alive connection per client (chosen over "
+        "httpx.AsyncClient, which measured about 8x the client CPU per request here; "
+        "`--client httpx` compares)"
+    ),
     "httpx": "httpx.AsyncClient with a keep-alive pool",
 }
 
@@ -25,6 +31,12 @@ class Row:
     backend: str
     scenario: str  # its display name, e.g. "GET /api/v1/tasks?limit=50"
     summary: Summary
+
+    @property
+    def other_cpu_s(self) -> float:
+        """CPU time of everything but the server, PostgreSQL and the load client."""
+        s = self.summary
+        return max(0.0, s.machine_cpu_s - s.server_cpu_s - s.postgres_cpu_s - s.client_cpu_s)
 
     @property
     def rate(self) -> float:
@@ -73,11 +85,12 @@ def render(
         ),
     ]
     cpu = [
-        "| backend | scenario | server CPU ms/req | client CPU ms/req | both cores busy |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| backend | scenario | server ms/req | postgres ms/req | client ms/req | cores busy | other load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         *(
             f"| {r.backend} | {r.scenario} | {_per_request(r.summary.server_cpu_s, r)} | "
-            f"{_per_request(r.summary.client_cpu_s, r)} | {r.summary.machine_busy:.0%} |"
+            f"{_per_request(r.summary.postgres_cpu_s, r)} | {_per_request(r.summary.client_cpu_s, r)} | "
+            f"{_cores(r.summary.machine_cpu_s, r)} | {_cores(r.other_cpu_s, r)} |"
             for r in rows
         ),
     ]
@@ -90,15 +103,28 @@ def render(
         "",
         *table,
         "",
-        "CPU per request over the measured window (server process from /proc; client from getrusage):",
+        "CPU time per request over the measured window, from /proc (PostgreSQL: all its processes), "
+        "and the machine's busy cores; other load is whatever else ran (it should be near 0):",
         "",
         *cpu,
     ]
+    if busiest := max(rows, key=lambda r: r.other_cpu_s / r.summary.window_s, default=None):
+        other = busiest.other_cpu_s / busiest.summary.window_s
+        if other > OTHER_LOAD_WARNING:
+            notes = [
+                f"other processes used up to {other:.2f} cores during a measured window "
+                f"({busiest.backend}, {busiest.scenario}): numbers from a busy machine are low and noisy",
+                *notes,
+            ]
     if notes:
         parts += ["", "Notes:", "", *(f"- {note}" for note in notes)]
     for section in extra_sections:
         parts += ["", section.rstrip()]
     return "\n".join(parts) + "\n"
+
+
+def _cores(seconds: float, row: Row) -> str:
+    return f"{seconds / row.summary.window_s:.2f}" if row.summary.window_s else "-"
 
 
 def _per_request(seconds: float, row: Row) -> str:

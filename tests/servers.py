@@ -54,7 +54,11 @@ def server_thread(app: Any, port: int) -> Iterator[str]:
     thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base)
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail(f"server on port {port} did not start")
+            time.sleep(0.01)
         yield base
     finally:
         server.should_exit = True

@@ -1,4 +1,4 @@
-"""TasksApi's conformance suite: local, strict, and remote (a real server on loopback)."""
+"""TasksApi's conformance suite, one suite for four targets: local, strict, remote, fake."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from modules.tasks.service import TasksService
 from tests.contracts.remote import AsTheEdge, remote_client, serve_group, split_settings
 from tests.contracts.tasks_conformance import TasksApiConformance
 from tests.fakes.identity import FakeIdentity
+from tests.fakes.tasks import FakeTasks
 from tests.modules.tasks.conftest import compose_tasks_alone
 from tests.servers import free_port
 
@@ -55,8 +56,27 @@ def tasks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
         yield settings, base, identity
 
 
-@pytest.fixture(params=["local", "strict", "remote"])
+class FakeTarget:
+    def __init__(self) -> None:
+        self.fake = FakeTasks()
+        self.api: TasksApi = self.fake
+
+    async def given_task(
+        self,
+        owner: UUID,
+        *,
+        title: str = "A task",
+        assignee: UUID | None = None,
+        status: TaskStatus | None = None,
+    ) -> UUID:
+        return self.fake.add_task(owner, title=title, assignee_id=assignee, status=status or TaskStatus.TODO)
+
+
+@pytest.fixture(params=["local", "strict", "remote", "fake"])
 async def target(request: pytest.FixtureRequest, migrated: Settings) -> AsyncIterator[object]:
+    if request.param == "fake":
+        yield FakeTarget()
+        return
     if request.param == "remote":
         settings, base, identity = request.getfixturevalue("tasks_server")
         seeding = compose_tasks_alone(settings, identity)

@@ -1,0 +1,300 @@
+"""Contract-derived RPC over real HTTP on loopback: trust, versions, context, deadlines, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+import jwt
+import pytest
+from litestar import Litestar
+
+from app.kernel.config import RpcSettings
+from app.kernel.context import CallContext, RequestContextMiddleware, call_context, current_context
+from app.kernel.problems import exception_handlers
+from app.kernel.resilience import BreakerState, CircuitBreaker
+from app.kernel.rpc import IncompatibleContract, RemoteGroup, internal_router, remote
+from app.kernel.security import ServiceTokens
+from contracts import Contract, ContractError, DependencyUnavailable, Principal, idempotent
+from tests.conftest import SERVICE_KEY, SIGNING_KEY
+from tests.servers import free_port, server_thread
+
+
+class Unlucky(ContractError):
+    code = "echo.unlucky"
+    status = 409
+    title = "Unlucky"
+
+
+@runtime_checkable
+class EchoApi(Protocol):
+    @idempotent
+    async def read(self, text: str) -> str: ...
+
+    async def write(self, text: str) -> str: ...
+
+    @idempotent
+    async def whoami(self, principal: Principal) -> str: ...
+
+    @idempotent
+    async def context(self) -> list[str]: ...
+
+
+ECHO: Contract[EchoApi] = Contract(name="echo", version="2.1", api=EchoApi, errors=(Unlucky,))
+
+
+class Echo(EchoApi):
+    """Answers, fails on demand, or dawdles; counts every call it receives."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.failures_left = 0
+        self.delay = 0.0
+        self.cancelled = 0
+
+    async def _enter(self, name: str) -> None:
+        self.calls.append(name)
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("simulated crash")
+        if self.delay:
+            try:
+                await asyncio.sleep(self.delay)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    async def read(self, text: str) -> str:
+        await self._enter("read")
+        if text == "13":
+            raise Unlucky("thirteen")
+        return text
+
+    async def write(self, text: str) -> str:
+        await self._enter("write")
+        return text
+
+    async def whoami(self, principal: Principal) -> str:
+        await self._enter("whoami")
+        return str(principal.user_id)
+
+    async def context(self) -> list[str]:
+        await self._enter("context")
+        context = current_context()
+        return [context.correlation_id, context.traceparent or "", str(context.principal)]
+
+
+SERVER_GROUP, CALLER_GROUP = "echo-group", "caller-group"
+
+
+@pytest.fixture(scope="module")
+def echo() -> Echo:
+    return Echo()
+
+
+@pytest.fixture(scope="module")
+def echo_server(echo: Echo) -> Iterator[str]:
+    tokens = ServiceTokens(signing_key=SERVICE_KEY, group=SERVER_GROUP, ttl_seconds=60)
+    app = Litestar(
+        route_handlers=[
+            internal_router(ECHO, lambda: echo, tokens=tokens, trusted_groups=frozenset({CALLER_GROUP}))
+        ],
+        exception_handlers=exception_handlers(),
+    )
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    with server_thread(app, free_port()) as base:
+        yield base
+
+
+@pytest.fixture(autouse=True)
+def reset(echo: Echo) -> None:
+    echo.calls.clear()
+    echo.failures_left = 0
+    echo.delay = 0.0
+    echo.cancelled = 0
+
+
+@pytest.fixture
+def breaker() -> CircuitBreaker:
+    return CircuitBreaker(SERVER_GROUP, minimum_calls=4, window_size=4, open_seconds=30)
+
+
+@pytest.fixture
+async def client(echo_server: str, breaker: CircuitBreaker) -> AsyncIterator[EchoApi]:
+    settings = RpcSettings(
+        timeout_seconds=0.5, attempts=3, backoff_initial_seconds=0.01, backoff_max_seconds=0.02
+    )
+    async with httpx.AsyncClient() as http:
+        yield remote(
+            ECHO,
+            group=RemoteGroup(name=SERVER_GROUP, url=echo_server, breaker=breaker),
+            http=http,
+            tokens=ServiceTokens(signing_key=SERVICE_KEY, group=CALLER_GROUP, ttl_seconds=60),
+            settings=settings,
+        )
+
+
+def _token(key: str = SERVICE_KEY, algorithm: str = "HS256", **claims: Any) -> str:
+    now = datetime.now(UTC)
+    body = {
+        "iss": CALLER_GROUP,
+        "sub": "group:x",
+        "aud": SERVER_GROUP,
+        "iat": now,
+        "exp": now + timedelta(minutes=1),
+    }
+    return jwt.encode({**body, **claims}, key, algorithm=algorithm)
+
+
+def _post(base: str, token: str | None, method: str = "read", version: str = "2.1") -> httpx.Response:
+    headers = {"x-contract-version": version} | ({"authorization": f"Bearer {token}"} if token else {})
+    return httpx.post(f"{base}/internal/echo/{method}", json={"text": "hi"}, headers=headers)
+
+
+class TestTrust:
+    def test_a_valid_service_token_is_accepted(self, echo_server: str) -> None:
+        response = _post(echo_server, _token())
+        assert response.status_code == 200
+        assert response.json() == "hi"
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            pytest.param(None, id="no token"),
+            pytest.param(_token(key=SIGNING_KEY), id="a user's key"),
+            pytest.param(_token(aud="another-group"), id="another audience"),
+            pytest.param(_token(iss="stranger"), id="an unknown issuer"),
+            pytest.param(_token(exp=datetime.now(UTC) - timedelta(seconds=5)), id="expired"),
+            pytest.param(_token(key="", algorithm="none"), id="unsigned"),
+        ],
+    )
+    def test_anything_but_a_valid_service_token_is_401(self, echo_server: str, token: str | None) -> None:
+        response = _post(echo_server, token)
+        assert response.status_code == 401
+        assert response.json()["code"] == "auth.unauthorized"
+
+    def test_a_users_access_token_is_401(self, echo_server: str) -> None:
+        now = datetime.now(UTC)
+        user_token = jwt.encode(
+            {
+                "sub": str(uuid.uuid4()),
+                "iss": "tessera",
+                "aud": "tessera-api",
+                "iat": now,
+                "exp": now + timedelta(minutes=1),
+            },
+            SIGNING_KEY,
+            algorithm="HS256",
+        )
+        assert _post(echo_server, user_token).status_code == 401
+
+    async def test_the_principal_argument_must_be_the_user_the_token_vouches_for(
+        self, client: EchoApi
+    ) -> None:
+        alice, mallory = Principal(user_id=uuid.uuid4()), Principal(user_id=uuid.uuid4())
+        with call_context(CallContext(correlation_id="c", principal=alice)):
+            assert await client.whoami(alice) == str(alice.user_id)
+            with pytest.raises(DependencyUnavailable, match="403"):
+                await client.whoami(mallory)
+
+
+class TestContract:
+    async def test_results_and_contract_errors_cross_intact(self, client: EchoApi) -> None:
+        assert await client.read("hello") == "hello"
+        with pytest.raises(Unlucky) as raised:
+            await client.read("13")
+        assert raised.value.detail == "thirteen"
+
+    def test_an_incompatible_major_version_is_refused_clearly(self, echo_server: str) -> None:
+        response = _post(echo_server, _token(), version="3.0")
+        assert response.status_code == 400
+        assert response.json()["code"] == "rpc.incompatible_contract"
+        assert "echo 2.1 is served here; the caller speaks 3.0" in response.json()["detail"]
+
+    def test_a_compatible_minor_version_is_served(self, echo_server: str) -> None:
+        assert _post(echo_server, _token(), version="2.0").status_code == 200
+
+    async def test_the_client_raises_the_refusal(self, echo_server: str, breaker: CircuitBreaker) -> None:
+        old = Contract(name="echo", version="1.4", api=EchoApi, errors=(Unlucky,))
+        async with httpx.AsyncClient() as http:
+            caller = remote(
+                old,
+                group=RemoteGroup(name=SERVER_GROUP, url=echo_server, breaker=breaker),
+                http=http,
+                tokens=ServiceTokens(signing_key=SERVICE_KEY, group=CALLER_GROUP, ttl_seconds=60),
+                settings=RpcSettings(),
+            )
+            with pytest.raises(IncompatibleContract, match=r"speaks 1\.4"):
+                await caller.read("x")
+
+
+class TestContext:
+    async def test_correlation_id_trace_and_user_travel_to_the_callee(self, client: EchoApi) -> None:
+        user = Principal(user_id=uuid.uuid4())
+        trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        with call_context(CallContext(correlation_id="corr-42", principal=user, traceparent=trace)):
+            correlation_id, traceparent, principal = await client.context()
+        assert correlation_id == "corr-42"
+        assert traceparent.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+        assert traceparent.split("-")[2] != "b7ad6b7169203331"
+        assert principal == str(user)
+
+    async def test_the_callee_gives_up_when_the_budget_is_spent(self, client: EchoApi, echo: Echo) -> None:
+        echo.delay = 5.0
+        started = time.monotonic()
+        with (
+            call_context(CallContext(correlation_id="c", deadline=time.monotonic() + 0.3)),
+            pytest.raises(DependencyUnavailable),
+        ):
+            await client.write("slow")
+        assert time.monotonic() - started < 1.5
+        for _ in range(100):  # the callee notices its own deadline and cancels the work
+            if echo.cancelled:
+                break
+            await asyncio.sleep(0.02)
+        assert echo.cancelled == 1
+
+
+class TestResilience:
+    async def test_idempotent_calls_are_retried(self, client: EchoApi, echo: Echo) -> None:
+        echo.failures_left = 2
+        assert await client.read("third time lucky") == "third time lucky"
+        assert echo.calls == ["read", "read", "read"]
+
+    async def test_at_most_three_attempts(self, client: EchoApi, echo: Echo) -> None:
+        echo.failures_left = 5
+        with pytest.raises(DependencyUnavailable):
+            await client.read("never")
+        assert echo.calls == ["read"] * 3
+
+    async def test_other_calls_are_tried_once(self, client: EchoApi, echo: Echo) -> None:
+        echo.failures_left = 1
+        with pytest.raises(DependencyUnavailable):
+            await client.write("once")
+        assert echo.calls == ["write"]
+
+    async def test_a_slow_callee_times_out(self, client: EchoApi, echo: Echo) -> None:
+        echo.delay = 5.0
+        started = time.monotonic()
+        with pytest.raises(DependencyUnavailable):
+            await client.write("slow")
+        assert time.monotonic() - started < 1.5  # the 0.5 s timeout, not the 5 s delay
+
+    async def test_the_breaker_opens_and_then_fails_fast_without_calling(
+        self, client: EchoApi, echo: Echo, breaker: CircuitBreaker
+    ) -> None:
+        echo.failures_left = 100
+        for _ in range(2):
+            with pytest.raises(DependencyUnavailable):
+                await client.read("x")
+        assert breaker.state is BreakerState.OPEN
+        calls_before = len(echo.calls)
+        with pytest.raises(DependencyUnavailable) as refused:
+            await client.read("x")
+        assert len(echo.calls) == calls_before
+        assert refused.value.retry_after > 1
