@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -104,10 +106,13 @@ async def drive(
         out, err = await asyncio.wait_for(
             loadgen.communicate(msgspec.json.encode(spec)), WARMUP + args.duration + 60
         )
-    except TimeoutError:
-        loadgen.kill()
+    except BaseException as exc:  # timed out, or the harness was interrupted
+        with contextlib.suppress(ProcessLookupError):
+            loadgen.kill()
         await loadgen.wait()
-        raise ServerError(f"the load generator for {scenario} did not finish in time") from None
+        if isinstance(exc, TimeoutError):
+            raise ServerError(f"the load generator for {scenario} did not finish in time") from None
+        raise
     if loadgen.returncode != 0:
         raise ServerError(f"the load generator failed:\n{err.decode(errors='replace')[-2000:]}")
     return msgspec.json.decode(out, type=Summary)
@@ -208,6 +213,9 @@ def _error_notes(backend: str, scenario: str, summary: Summary) -> list[str]:
 
 async def run(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
+    if (main_task := asyncio.current_task()) is not None:
+        # SIGTERM, like Ctrl-C, cancels the run, so every `finally` stops what it started.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     notes: list[str] = []
     sections: list[str] = []
     rows: list[Row] = []
@@ -245,4 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and not profiling.available():
         say(profiling.install_hint())
         return 2
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        say("interrupted: servers stopped, nothing written")
+        return 130

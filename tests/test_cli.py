@@ -73,9 +73,9 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     result = CliRunner().invoke(main, ["modules"])
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split() == ["module", "provides", "requires", "summary"]
-    assert lines[1].split()[:4] == ["identity", "identity", "1.0", "-"]
-    assert lines[2].split()[:4] == ["tasks", "tasks", "1.0", "identity"]
+    assert lines[0].split() == ["module", "provides", "requires", "runs", "in", "summary"]
+    assert lines[1].split()[:6] == ["identity", "identity", "1.0", "-", "this", "process"]
+    assert lines[2].split()[:6] == ["tasks", "tasks", "1.0", "identity", "this", "process"]
     assert "tasks -->|identity 1.0| identity" in result.output
     assert "```mermaid" in result.output
     assert "graph LR" in result.output
@@ -89,3 +89,21 @@ def test_openapi_prints_the_public_api(env: Path, monkeypatch: pytest.MonkeyPatc
     spec = json.loads(result.output)
     assert spec["info"]["title"] == "Tessera"
     assert "/api/v1/auth/token" in spec["paths"]
+
+
+def test_modules_shows_where_each_module_runs_in_the_split_topology(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESSERA_PROFILE", "split")
+    result = CliRunner().invoke(main, ["modules"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "identity http://127.0.0.1:8001" in lines[1]
+    assert "tasks http://127.0.0.1:8002" in lines[2]
+
+
+def test_serve_refuses_an_unknown_group(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_PROFILE", "split")
+    result = CliRunner().invoke(main, ["serve", "--group", "billing"])
+    assert result.exit_code == 1
+    assert "topology.groups.billing: no such group" in result.output

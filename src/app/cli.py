@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import click
 import msgspec
 
 from app.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, Secret, Settings, load_settings
-from app.kernel.security import resolve_signing_key
+from app.kernel.security import resolve_service_key, resolve_signing_key
 
 __all__ = ("main",)
 
@@ -35,9 +37,11 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _with_composition(settings: Settings, work: Callable[[Composition], Awaitable[R]]) -> R:
+def _with_composition(
+    settings: Settings, work: Callable[[Composition], Awaitable[R]], group: str | None = None
+) -> R:
     async def run() -> R:
-        composition = compose(settings)
+        composition = compose(settings, group=group)
         try:
             return await work(composition)
         finally:
@@ -54,16 +58,23 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default=None, help="Interface to bind [config: server.host].")
-@click.option("--port", type=int, default=None, help="Port to bind [config: server.port].")
+@click.option(
+    "--port", type=int, default=None, help="Port to bind [default: the group's URL, else server.port]."
+)
 @click.option("--workers", type=int, default=None, help="Worker processes [config: server.workers].")
+@click.option("--group", default=None, help="Run one topology group; other modules are reached over HTTP.")
 @_reports_errors
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    """Serve the web application; refuses to start if any module's database is behind."""
+def serve(host: str | None, port: int | None, workers: int | None, group: str | None) -> None:
+    """Serve the web application; refuses to start if any local module's database is behind."""
     import uvicorn
 
     settings = load_settings()
     resolve_signing_key(settings)  # fail now, and make a development key before workers fork
-    states = _with_composition(settings, Composition.migration_states)
+    if group is not None:
+        resolve_service_key(settings)
+        port = port or _port_of(settings, group)
+        os.environ["TESSERA_GROUP"] = group  # read by every worker's app factory
+    states = _with_composition(settings, Composition.migration_states, group)
     if behind := [s for s in states if not s.is_current]:
         lines = [f"  {s.module}: at {s.current or 'nothing'}, code expects {s.head}" for s in behind]
         raise click.ClickException(
@@ -83,6 +94,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         access_log=False,
         server_header=False,
     )
+
+
+def _port_of(settings: Settings, group: str) -> int | None:
+    spec = settings.topology.groups.get(group)
+    if spec is None:
+        raise ConfigError(
+            f"topology.groups.{group}: no such group (groups: {sorted(settings.topology.groups)})"
+        )
+    return urlsplit(spec.url).port if spec.url else None
 
 
 @main.group()
@@ -124,19 +144,26 @@ def current() -> None:
 @main.command("modules")
 @_reports_errors
 def list_modules() -> None:
-    """Each module, the contract it provides and the contracts it requires: table and Mermaid."""
+    """Each module, its contracts and where it runs in the active topology: table and Mermaid."""
     from app.catalog import MODULES
 
+    settings = load_settings()
+    runs_in = {
+        module: f"{name} {spec.url}".strip()
+        for name, spec in settings.topology.groups.items()
+        for module in spec.modules
+    }
     rows = [
         (
             m.name,
             f"{m.provides.name} {m.provides.version}",
             ", ".join(c.name for c in m.requires) or "-",
+            runs_in.get(m.name, "this process"),
             m.summary,
         )
         for m in MODULES
     ]
-    headers = ("module", "provides", "requires", "summary")
+    headers = ("module", "provides", "requires", "runs in", "summary")
     widths = [max(len(str(r[i])) for r in (headers, *rows)) for i in range(len(headers))]
     for row in (headers, *rows):
         click.echo(

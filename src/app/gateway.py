@@ -38,6 +38,8 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "date",  # this server stamps its own
+        "server",
         REQUEST_ID_HEADER,
         "traceparent",
     }
@@ -71,7 +73,8 @@ def _proxy(
                 f"{module} is failing; not calling it for now", retry_after=max(refused.retry_after, 1.0)
             ) from None
         context = current_context()
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        # Stripped: surrounding whitespace is legal on the way in but refused by h11 on the way out.
+        headers = [(k, v.strip()) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
         headers += [
             (REQUEST_ID_HEADER, context.correlation_id),
             ("traceparent", child_traceparent(context.traceparent)),
@@ -88,7 +91,7 @@ def _proxy(
             answer = await http.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             owner.breaker.record_failure()
-            raise DependencyUnavailable(f"{module} did not answer: {type(exc).__name__}") from None
+            raise DependencyUnavailable(f"{module} did not answer: {type(exc).__name__}: {exc}") from None
         if answer.status_code >= 500 and answer.status_code != 503:
             owner.breaker.record_failure()
         else:

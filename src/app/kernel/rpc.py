@@ -346,17 +346,22 @@ class _RemoteCall:
             self._arguments(**{k: v for k, v in bound.arguments.items() if k != "self"})
         )
         attempts = self._settings.attempts if self._method.idempotent else 1
+        # One budget for the whole call, retries included: the caller's, if it is tighter.
+        budget = self._settings.timeout_seconds
+        if (remaining := current_context().remaining()) is not None:
+            budget = min(budget, remaining)
+        deadline = time.monotonic() + budget
         try:
             async for attempt in stamina.retry_context(
                 on=_Transient,
                 attempts=attempts,
-                timeout=None,
+                timeout=budget,
                 wait_initial=self._settings.backoff_initial_seconds,
                 wait_max=self._settings.backoff_max_seconds,
                 wait_jitter=self._settings.backoff_initial_seconds,
             ):
                 with attempt:
-                    return await self._attempt(body)
+                    return await self._attempt(body, deadline)
         except _Transient as failure:
             raise DependencyUnavailable(
                 f"{self._contract.name} ({self._group.name}) did not answer: {failure}",
@@ -364,7 +369,7 @@ class _RemoteCall:
             ) from None
         raise AssertionError("unreachable: stamina yields at least one attempt")
 
-    async def _attempt(self, body: bytes) -> Any:
+    async def _attempt(self, body: bytes, deadline: float) -> Any:
         breaker = self._group.breaker
         try:
             breaker.acquire()
@@ -374,9 +379,10 @@ class _RemoteCall:
                 retry_after=max(refused.retry_after, 1.0),
             ) from None
         context = current_context()
-        timeout = self._settings.timeout_seconds
-        if (remaining := context.remaining()) is not None:
-            timeout = min(timeout, remaining)
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            breaker.record_failure()
+            raise _Transient("the time budget was spent")
         try:
             response = await self._http.post(
                 self._url, content=body, headers=self._headers(context, timeout), timeout=timeout

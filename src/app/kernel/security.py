@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -131,13 +132,17 @@ def _generated_key(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    # O_EXCL: when several workers start at once, the first one's key wins.
+    # Written aside, then linked into place: when several processes start at once, the
+    # first link wins and nobody ever reads a half-written key.
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    draft.write_text(key, encoding="utf-8")
+    draft.chmod(0o600)
     try:
-        with path.open("x", encoding="utf-8") as handle:
-            handle.write(key)
-        path.chmod(0o600)
+        os.link(draft, path)
     except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
+        key = path.read_text(encoding="utf-8").strip()
+    finally:
+        draft.unlink()
     return key
 
 

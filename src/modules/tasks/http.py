@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -13,7 +14,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.kernel.problems import problem_responses
-from contracts import FieldError, InvalidInput, Principal
+from contracts import DependencyUnavailable, FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserProfile
 from contracts.tasks import Priority, Task, TaskNotFound, TaskQuery, TaskStatus
 from modules.tasks.domain import (
@@ -31,6 +32,8 @@ from modules.tasks.domain import (
 from modules.tasks.service import MAX_PAGE, TasksService
 
 __all__ = ("TasksController",)
+
+log = logging.getLogger("tessera.tasks")
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
 Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
@@ -184,9 +187,17 @@ class TasksController(Controller):
 
 
 async def _views(found: list[Task], people: IdentityApi) -> list[TaskView]:
-    """Tasks with their owners' and assignees' profiles, from one call to identity."""
+    """Tasks with their owners' and assignees' profiles, from one call to identity.
+
+    Names are a nicety: while identity is unreachable, tasks are still served, nameless.
+    """
     wanted = list(dict.fromkeys(u for t in found for u in (t.owner_id, t.assignee_id) if u is not None))
-    profiles: dict[UUID, UserProfile] = {p.id: p for p in await people.get_users(wanted)} if wanted else {}
+    profiles: dict[UUID, UserProfile] = {}
+    if wanted:
+        try:
+            profiles = {p.id: p for p in await people.get_users(wanted)}
+        except DependencyUnavailable as exc:
+            log.warning("serving tasks without names: %s", exc.detail)
 
     def person(user_id: UUID) -> Person:
         profile = profiles.get(user_id)
