@@ -263,8 +263,9 @@ def postgres_ticks() -> int:
             except OSError:
                 continue
             if head.endswith("(postgres"):
-                fields = rest.split()
-                total += int(fields[11]) + int(fields[12])
+                # With cutime and cstime: a backend that exits (pool churn) passes its CPU
+                # time to the postmaster that reaps it, instead of taking it along.
+                total += sum(int(v) for v in rest.split()[11:15])
     return total
 
 

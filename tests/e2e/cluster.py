@@ -1,0 +1,151 @@
+"""Tessera as separate OS processes on loopback: one per topology group, or one monolith."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from tests.servers import TESSERA, clean_env, free_port, server_process, wait_until_ready
+
+GROUPS = ("identity", "tasks", "gateway")
+
+
+class Cluster:
+    """Three `tessera serve --group` processes; the gateway is the public address."""
+
+    def __init__(self, env: dict[str, str], ports: dict[str, int], stack: ExitStack) -> None:
+        self.env = env
+        self.ports = ports
+        self._stack = stack
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def gateway(self) -> str:
+        return self.url("gateway")
+
+    def url(self, group: str) -> str:
+        return f"http://127.0.0.1:{self.ports[group]}"
+
+    def start(self, group: str) -> None:
+        # The port is given, not read from the group's URL: others may reach it through a proxy.
+        args = ("--group", group, "--port", str(self.ports[group]))
+        process = self._stack.enter_context(server_process(self.env, *args))
+        self.processes[group] = process
+        wait_until_ready(self.url(group), process=process)
+
+    def kill(self, group: str) -> None:
+        """SIGKILL: no shutdown hooks, no goodbyes."""
+        process = self.processes.pop(group)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def write_config(path: Path, ports: dict[str, int], *, identity_url: str | None = None) -> Path:
+    urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()}
+    if identity_url:
+        urls["identity"] = identity_url  # how the others reach identity (through a proxy, say)
+    modules = {"identity": '["identity"]', "tasks": '["tasks"]', "gateway": "[]"}
+    groups = "\n".join(f'[topology.groups.{g}]\nmodules = {modules[g]}\nurl = "{urls[g]}"\n' for g in GROUPS)
+    path.write_text(
+        "[security]\ngenerate_signing_key = true\n"
+        "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
+        "[rpc]\ntimeout_seconds = 1.0\nbreaker_minimum_calls = 3\nbreaker_window = 6\n"
+        "breaker_open_seconds = 1.0\nbreaker_half_open_calls = 1\n" + groups
+    )
+    return path
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([TESSERA, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+
+
+@contextmanager
+def split_cluster(
+    tmp_path: Path,
+    *,
+    database_url: str | None = None,
+    identity_url: str | None = None,
+    ports: dict[str, int] | None = None,
+) -> Iterator[Cluster]:
+    ports = ports or {group: free_port() for group in GROUPS}
+    config = write_config(tmp_path / "topology.toml", ports, identity_url=identity_url)
+    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
+    if database_url:
+        env["TESSERA_DATABASE__URL"] = database_url
+    migrate(env)
+    with ExitStack() as stack:
+        cluster = Cluster(env, ports, stack)
+        for group in GROUPS:
+            cluster.start(group)
+        yield cluster
+
+
+@contextmanager
+def monolith(tmp_path: Path) -> Iterator[str]:
+    config = tmp_path / "monolith.toml"
+    config.write_text(
+        "[security]\ngenerate_signing_key = true\n"
+        "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
+    )
+    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
+    migrate(env)
+    port = free_port()
+    with server_process(env, "--port", str(port)) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, process=process)
+        yield base
+
+
+class DelayingProxy:
+    """A TCP proxy on loopback that holds each new connection for ``delay`` seconds."""
+
+    def __init__(self) -> None:
+        self.upstream_port = 0  # set once the upstream's port is chosen
+        self.port = 0  # known once bound
+        self.delay = 0.0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> DelayingProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._cancel_connections(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _cancel_connections(self) -> None:
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _serve(self) -> None:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.delay)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    finally:
+        writer.close()

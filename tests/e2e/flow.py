@@ -1,0 +1,107 @@
+"""The public API flow of the tasks issue, as a client drives it against any topology."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+
+def _json(response: httpx.Response, status: int) -> Any:
+    assert response.status_code == status, (
+        f"{response.request.method} {response.request.url}: {response.text}"
+    )
+    return response.json() if response.content else None
+
+
+def register_and_log_in(http: httpx.Client, name: str) -> tuple[str, dict[str, str]]:
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    user = _json(
+        http.post(
+            "/api/v1/users", json={"email": email, "password": "correct horse battery", "display_name": name}
+        ),
+        201,
+    )
+    tokens = _json(
+        http.post("/api/v1/auth/token", json={"email": email, "password": "correct horse battery"}), 200
+    )
+    return user["id"], {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def run_public_flow(base: str) -> None:
+    """Every rule of the task API, end to end, through one public address."""
+    with httpx.Client(base_url=base, timeout=15) as http:
+        ada_id, ada = register_and_log_in(http, "Ada")
+        bob_id, bob = register_and_log_in(http, "Bob")
+        _, carol = register_and_log_in(http, "Carol")
+        assert _json(http.get("/api/v1/users/me", headers=ada), 200)["id"] == ada_id
+
+        # create, assigned to Bob; a retried create with the same key is the same task
+        body = {"title": "Ship the split", "labels": ["e2e"], "priority": "high", "assignee_id": bob_id}
+        created = http.post("/api/v1/tasks", json=body, headers={**ada, "Idempotency-Key": "ship-1"})
+        task = _json(created, 201)
+        assert created.headers["location"] == f"/api/v1/tasks/{task['id']}"
+        assert task["assignee"] == {"id": bob_id, "display_name": "Bob"}
+        again = _json(
+            http.post("/api/v1/tasks", json=body, headers={**ada, "Idempotency-Key": "ship-1"}), 201
+        )
+        assert again["id"] == task["id"]
+        unknown = http.post(
+            "/api/v1/tasks", json={"title": "x", "assignee_id": str(uuid.uuid4())}, headers=ada
+        )
+        assert _json(unknown, 422)["errors"][0]["field"] == "assignee_id"
+
+        # both see it; Carol does not
+        url = f"/api/v1/tasks/{task['id']}"
+        assert [
+            t["id"]
+            for t in _json(http.get("/api/v1/tasks", params={"label": "e2e"}, headers=bob), 200)["items"]
+        ] == [task["id"]]
+        for response in (
+            http.get(url, headers=carol),
+            http.patch(url, json={"title": "x"}, headers=carol),
+            http.delete(url, headers=carol),
+        ):
+            assert _json(response, 404)["code"] == "tasks.task_not_found"
+
+        # Bob starts it; a stale ETag loses; Bob may not reassign or delete
+        etag = http.get(url, headers=bob).headers["etag"]
+        _json(http.patch(url, json={"status": "in_progress"}, headers={**bob, "If-Match": etag}), 200)
+        assert _json(http.patch(url, json={"title": "y"}, headers={**bob, "If-Match": etag}), 412)[
+            "code"
+        ] == ("tasks.version_mismatch")
+        assert (
+            _json(http.patch(url, json={"assignee_id": ada_id}, headers=bob), 403)["code"]
+            == "tasks.not_permitted"
+        )
+        assert http.delete(url, headers=bob).status_code == 403
+
+        # Bob completes; the forbidden move is refused; Ada pages through and deletes
+        assert _json(http.patch(url, json={"status": "done"}, headers=bob), 200)["status"] == "done"
+        assert _json(http.patch(url, json={"status": "cancelled"}, headers=ada), 409)["code"] == (
+            "tasks.invalid_transition"
+        )
+        for i in range(7):
+            _json(http.post("/api/v1/tasks", json={"title": f"more {i}"}, headers=ada), 201)
+        seen, cursor = [], None
+        while True:
+            page = _json(
+                http.get(
+                    "/api/v1/tasks",
+                    params={"limit": 3, **({"cursor": cursor} if cursor else {})},
+                    headers=ada,
+                ),
+                200,
+            )
+            seen += [t["id"] for t in page["items"]]
+            if (cursor := page["next_cursor"]) is None:
+                break
+        assert len(seen) == len(set(seen)) == 8
+        assert http.delete(url, headers=ada).status_code == 204
+        assert http.get(url, headers=ada).status_code == 404
+
+        # edges: no token, no internal routes from outside
+        assert http.get("/api/v1/tasks").status_code == 401
+        assert http.post("/internal/identity/get_user", json={"user_id": ada_id}).status_code == 404
+        assert http.post("/internal/tasks/count_open_tasks", json={"user_ids": []}).status_code == 404
