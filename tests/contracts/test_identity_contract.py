@@ -37,8 +37,8 @@ class LocalIdentity:
             display_name=display_name,
         )
         if not active:
-            async with self._composed.database.transaction() as session:
-                await session.execute(update(users).where(users.c.id == user.id).values(active=False))
+            async with self._composed.database.transaction() as connection:
+                await connection.execute(update(users).where(users.c.id == user.id).values(active=False))
         return user.id
 
 

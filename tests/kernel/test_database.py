@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,8 @@ async def test_each_module_has_its_own_version_table(migrated: Settings) -> None
 
 
 async def _count_users(database: Database) -> int:
-    async with database.transaction() as session:
-        return int((await session.execute(select(func.count()).select_from(users))).scalar_one())
+    async with database.read() as connection:
+        return int((await connection.execute(select(func.count()).select_from(users))).scalar_one())
 
 
 def _user_row(email: str) -> dict[str, object]:
@@ -69,8 +70,8 @@ async def test_a_unit_of_work_that_fails_leaves_nothing_behind(migrated: Setting
     database = composition.module("identity").database
     try:
         with pytest.raises(RuntimeError):
-            async with database.transaction() as session:
-                await session.execute(insert(users).values(**_user_row("a@example.com")))
+            async with database.transaction() as connection:
+                await connection.execute(insert(users).values(**_user_row("a@example.com")))
                 raise RuntimeError("boom")
         assert await _count_users(database) == 0
     finally:
@@ -89,6 +90,34 @@ async def test_nested_units_of_work_commit_once_as_one(migrated: Settings) -> No
                     await inner.execute(insert(users).values(**_user_row("b@example.com")))
                 raise RuntimeError("the outer unit fails after the inner one finished")
         assert await _count_users(database) == 0
+    finally:
+        await composition.aclose()
+
+
+async def test_sqlite_writers_queue_while_readers_go_on(migrated: Settings) -> None:
+    composition = compose(migrated)
+    database = composition.module("identity").database
+    order: list[str] = []
+    writer_inside = asyncio.Event()
+
+    async def writer(name: str, email: str) -> None:
+        async with database.transaction() as connection:
+            order.append(f"{name} in")
+            writer_inside.set()
+            await connection.execute(insert(users).values(**_user_row(email)))
+            await asyncio.sleep(0.05)
+            order.append(f"{name} out")
+
+    async def reader() -> None:
+        await writer_inside.wait()
+        assert await _count_users(database) in (0, 1)  # not queued behind the writers
+        order.append("read")
+
+    try:
+        await asyncio.gather(writer("w1", "a@example.com"), writer("w2", "b@example.com"), reader())
+        assert order.index("w1 out") < order.index("w2 in"), order
+        assert order.index("read") < order.index("w1 out"), order
+        assert await _count_users(database) == 2
     finally:
         await composition.aclose()
 

@@ -98,7 +98,7 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Empty: each module gets its own SQLite file in the data dir.
     url: Secret = Secret("")
     echo: bool = False
-    pool_size: int = 5
+    pool_size: int = 16
     modules: dict[str, ModuleDatabaseSettings] = msgspec.field(default_factory=dict)
 
 

@@ -14,7 +14,7 @@ from modules.identity.domain import EmailAlreadyRegistered, RefreshTokenRecord, 
 from modules.identity.tables import refresh_tokens, users
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ("IdentityRepository",)
 
@@ -37,15 +37,15 @@ _TOKEN_COLUMNS = (
 
 
 class IdentityRepository:
-    __slots__ = ("_session",)
+    __slots__ = ("_connection",)
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add_user(self, user: User) -> None:
         try:
-            async with self._session.begin_nested():
-                await self._session.execute(
+            async with self._connection.begin_nested():
+                await self._connection.execute(
                     insert(users).values(
                         id=user.id,
                         email=user.email,
@@ -60,26 +60,26 @@ class IdentityRepository:
             raise EmailAlreadyRegistered from None
 
     async def user_by_id(self, user_id: UUID) -> User | None:
-        row = (await self._session.execute(select(*_USER_COLUMNS).where(users.c.id == user_id))).first()
+        row = (await self._connection.execute(select(*_USER_COLUMNS).where(users.c.id == user_id))).first()
         return _user(row._mapping) if row else None
 
     async def user_by_email(self, email: str) -> User | None:
         query = select(*_USER_COLUMNS).where(users.c.email_key == email_key(email))
-        row = (await self._session.execute(query)).first()
+        row = (await self._connection.execute(query)).first()
         return _user(row._mapping) if row else None
 
     async def users_by_ids(self, user_ids: Sequence[UUID]) -> list[User]:
         if not user_ids:
             return []
         query = select(*_USER_COLUMNS).where(users.c.id.in_(set(user_ids)))
-        return [_user(row._mapping) for row in await self._session.execute(query)]
+        return [_user(row._mapping) for row in await self._connection.execute(query)]
 
     async def email_taken(self, email: str) -> bool:
         query = select(users.c.id).where(users.c.email_key == email_key(email))
-        return (await self._session.execute(query)).first() is not None
+        return (await self._connection.execute(query)).first() is not None
 
     async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
-        await self._session.execute(
+        await self._connection.execute(
             update(users).where(users.c.id == user_id).values(password_hash=password_hash)
         )
 
@@ -93,7 +93,7 @@ class IdentityRepository:
         issued_at: datetime,
         expires_at: datetime,
     ) -> None:
-        await self._session.execute(
+        await self._connection.execute(
             insert(refresh_tokens).values(
                 id=token_id,
                 family_id=family_id,
@@ -106,12 +106,12 @@ class IdentityRepository:
 
     async def refresh_token_by_hash(self, token_hash: str) -> RefreshTokenRecord | None:
         query = select(*_TOKEN_COLUMNS).where(refresh_tokens.c.token_hash == token_hash)
-        row = (await self._session.execute(query)).first()
+        row = (await self._connection.execute(query)).first()
         return RefreshTokenRecord(**row._mapping) if row else None
 
     async def rotate_refresh_token(self, token_id: UUID, at: datetime) -> bool:
         """Mark a live token rotated; False if another request spent it first."""
-        result = await self._session.execute(
+        result = await self._connection.execute(
             update(refresh_tokens)
             .where(
                 refresh_tokens.c.id == token_id,
@@ -123,7 +123,7 @@ class IdentityRepository:
         return bool(getattr(result, "rowcount", 0))
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> None:
-        await self._session.execute(
+        await self._connection.execute(
             update(refresh_tokens)
             .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)

@@ -54,15 +54,15 @@ class IdentityService(IdentityApi):
     # -- IdentityApi -------------------------------------------------------------------
 
     async def get_user(self, user_id: UUID) -> UserProfile:
-        async with self._database.transaction() as session:
-            user = await IdentityRepository(session).user_by_id(user_id)
+        async with self._database.read() as connection:
+            user = await IdentityRepository(connection).user_by_id(user_id)
         if user is None:
             raise UserNotFound(f"no user {user_id}")
         return user.profile()
 
     async def get_users(self, user_ids: list[UUID]) -> list[UserProfile]:
-        async with self._database.transaction() as session:
-            found = {u.id: u for u in await IdentityRepository(session).users_by_ids(user_ids)}
+        async with self._database.read() as connection:
+            found = {u.id: u for u in await IdentityRepository(connection).users_by_ids(user_ids)}
         ordered = dict.fromkeys(user_ids)
         return [found[user_id].profile() for user_id in ordered if user_id in found]
 
@@ -84,29 +84,29 @@ class IdentityService(IdentityApi):
             active=True,
             created_at=self._clock(),
         )
-        async with self._database.transaction() as session:
-            await IdentityRepository(session).add_user(user)
+        async with self._database.transaction() as connection:
+            await IdentityRepository(connection).add_user(user)
         return user
 
     async def account(self, user_id: UUID) -> User:
-        async with self._database.transaction() as session:
-            user = await IdentityRepository(session).user_by_id(user_id)
+        async with self._database.read() as connection:
+            user = await IdentityRepository(connection).user_by_id(user_id)
         if user is None:
             raise UserNotFound(f"no user {user_id}")
         return user
 
     async def log_in(self, *, email: str, password: str) -> TokenPair:
         """Exchange credentials for tokens; unknown e-mail and wrong password look alike."""
-        async with self._database.transaction() as session:
-            user = await IdentityRepository(session).user_by_email(email)
+        async with self._database.read() as connection:
+            user = await IdentityRepository(connection).user_by_email(email)
         stored_hash = user.password_hash if user else None
         if not await asyncio.to_thread(self._passwords.verify, stored_hash, password):
             raise InvalidCredentials
         assert user is not None  # verify() is False without a hash
         if not user.active:
             raise InvalidCredentials
-        async with self._database.transaction() as session:
-            repository = IdentityRepository(session)
+        async with self._database.transaction() as connection:
+            repository = IdentityRepository(connection)
             if self._passwords.needs_rehash(user.password_hash):
                 new_hash = await asyncio.to_thread(self._passwords.hash, password)
                 await repository.set_password_hash(user.id, new_hash)
@@ -115,8 +115,8 @@ class IdentityService(IdentityApi):
     async def refresh(self, *, refresh_token: str) -> TokenPair:
         """Rotate a refresh token. A spent token is theft: its whole family is revoked."""
         now = self._clock()
-        async with self._database.transaction() as session:
-            repository = IdentityRepository(session)
+        async with self._database.transaction() as connection:
+            repository = IdentityRepository(connection)
             record = await repository.refresh_token_by_hash(hash_refresh_token(refresh_token))
             if record is None:
                 raise InvalidRefreshToken
@@ -132,8 +132,8 @@ class IdentityService(IdentityApi):
 
     async def log_out(self, *, refresh_token: str) -> None:
         """Revoke the refresh token's family. Unknown tokens are ignored: logout is idempotent."""
-        async with self._database.transaction() as session:
-            repository = IdentityRepository(session)
+        async with self._database.transaction() as connection:
+            repository = IdentityRepository(connection)
             record = await repository.refresh_token_by_hash(hash_refresh_token(refresh_token))
             if record is not None:
                 await repository.revoke_family(record.family_id, self._clock())

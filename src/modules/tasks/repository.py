@@ -20,7 +20,7 @@ from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
 from modules.tasks.tables import idempotency_keys, task_labels, tasks
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ("IdempotencyRecord", "TasksRepository")
 
@@ -50,17 +50,17 @@ class _Cursor(msgspec.Struct, frozen=True, array_like=True):
 
 
 class TasksRepository:
-    __slots__ = ("_session",)
+    __slots__ = ("_connection",)
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def add(self, task: Task) -> None:
-        await self._session.execute(insert(tasks).values(**_row(task)))
+        await self._connection.execute(insert(tasks).values(**_row(task)))
         await self._write_labels(task)
 
     async def get(self, task_id: UUID) -> Task | None:
-        row = (await self._session.execute(select(*_TASK_COLUMNS).where(tasks.c.id == task_id))).first()
+        row = (await self._connection.execute(select(*_TASK_COLUMNS).where(tasks.c.id == task_id))).first()
         if row is None:
             return None
         labels = await self._labels_of([task_id])
@@ -68,20 +68,20 @@ class TasksRepository:
 
     async def replace(self, task: Task, *, expected_version: int) -> bool:
         """Write ``task`` over the stored one if that is still at ``expected_version``."""
-        result = await self._session.execute(
+        result = await self._connection.execute(
             update(tasks)
             .where(tasks.c.id == task.id, tasks.c.version == expected_version)
             .values(**{k: v for k, v in _row(task).items() if k != "id"})
         )
         if not getattr(result, "rowcount", 0):
             return False
-        await self._session.execute(delete(task_labels).where(task_labels.c.task_id == task.id))
+        await self._connection.execute(delete(task_labels).where(task_labels.c.task_id == task.id))
         await self._write_labels(task)
         return True
 
     async def remove(self, task_id: UUID) -> None:
-        await self._session.execute(delete(task_labels).where(task_labels.c.task_id == task_id))
-        await self._session.execute(delete(tasks).where(tasks.c.id == task_id))
+        await self._connection.execute(delete(task_labels).where(task_labels.c.task_id == task_id))
+        await self._connection.execute(delete(tasks).where(tasks.c.id == task_id))
 
     async def page_for(self, user_id: UUID, query: TaskQuery) -> tuple[list[Task], str | None]:
         """One page of the tasks ``user_id`` owns or is assigned, and the cursor after it."""
@@ -97,7 +97,7 @@ class TasksRepository:
         order = (
             (sort_key.desc(), tasks.c.id.desc()) if query.descending else (sort_key.asc(), tasks.c.id.asc())
         )
-        rows = (await self._session.execute(statement.order_by(*order).limit(query.limit + 1))).all()
+        rows = (await self._connection.execute(statement.order_by(*order).limit(query.limit + 1))).all()
         page, more = rows[: query.limit], len(rows) > query.limit
         labels = await self._labels_of([row.id for row in page])
         items = [_task(row._mapping, labels[row.id]) for row in page]
@@ -117,14 +117,14 @@ class TasksRepository:
             )
             .group_by(tasks.c.assignee_id)
         )
-        counts = {row[0]: int(row[1]) for row in await self._session.execute(statement)}
+        counts = {row[0]: int(row[1]) for row in await self._connection.execute(statement)}
         return [OpenTaskCount(user_id=u, open=counts.get(u, 0)) for u in dict.fromkeys(user_ids)]
 
     async def idempotency_record(self, owner_id: UUID, key: str) -> IdempotencyRecord | None:
         statement = select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
             idempotency_keys.c.owner_id == owner_id, idempotency_keys.c.key == key
         )
-        row = (await self._session.execute(statement)).first()
+        row = (await self._connection.execute(statement)).first()
         if row is None:
             return None
         return IdempotencyRecord(
@@ -134,7 +134,7 @@ class TasksRepository:
     async def remember_idempotency_key(
         self, *, owner_id: UUID, key: str, fingerprint: str, task: Task, at: datetime
     ) -> None:
-        await self._session.execute(
+        await self._connection.execute(
             insert(idempotency_keys).values(
                 owner_id=owner_id,
                 key=key,
@@ -147,7 +147,7 @@ class TasksRepository:
 
     async def _write_labels(self, task: Task) -> None:
         if task.labels:
-            await self._session.execute(
+            await self._connection.execute(
                 insert(task_labels),
                 [{"task_id": task.id, "label": label, "position": i} for i, label in enumerate(task.labels)],
             )
@@ -160,7 +160,7 @@ class TasksRepository:
                 .where(task_labels.c.task_id.in_(task_ids))
                 .order_by(task_labels.c.task_id, task_labels.c.position)
             )
-            for task_id, label in await self._session.execute(statement):
+            for task_id, label in await self._connection.execute(statement):
                 found[task_id].append(label)
         return found
 

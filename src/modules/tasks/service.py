@@ -55,8 +55,8 @@ class TasksService(TasksApi):
     # -- TasksApi ----------------------------------------------------------------------
 
     async def get_task(self, principal: Principal, task_id: UUID) -> Task:
-        async with self._database.transaction() as session:
-            task = await TasksRepository(session).get(task_id)
+        async with self._database.read() as connection:
+            task = await TasksRepository(connection).get(task_id)
         if task is None or not can_see(task, principal.user_id):
             raise TaskNotFound(f"no task {task_id}")
         return task
@@ -69,13 +69,13 @@ class TasksService(TasksApi):
             errors.append(FieldError(field="limit", message=f"must be 1 to {MAX_PAGE}"))
         if errors:
             raise InvalidInput(errors)
-        async with self._database.transaction() as session:
-            items, next_cursor = await TasksRepository(session).page_for(principal.user_id, query)
+        async with self._database.read() as connection:
+            items, next_cursor = await TasksRepository(connection).page_for(principal.user_id, query)
         return TaskPage(items=items, next_cursor=next_cursor)
 
     async def count_open_tasks(self, user_ids: list[UUID]) -> list[OpenTaskCount]:
-        async with self._database.transaction() as session:
-            return await TasksRepository(session).count_open_assigned(user_ids)
+        async with self._database.read() as connection:
+            return await TasksRepository(connection).count_open_assigned(user_ids)
 
     # -- the module's own operations ---------------------------------------------------
 
@@ -91,8 +91,8 @@ class TasksService(TasksApi):
         if task.assignee_id is not None:
             await self._require_assignable(task.assignee_id)
         try:
-            async with self._database.transaction() as session:
-                repository = TasksRepository(session)
+            async with self._database.transaction() as connection:
+                repository = TasksRepository(connection)
                 await repository.add(task)
                 if idempotency_key is not None:
                     await repository.remember_idempotency_key(
@@ -127,8 +127,8 @@ class TasksService(TasksApi):
             return current
         if updated.assignee_id is not None and updated.assignee_id != current.assignee_id:
             await self._require_assignable(updated.assignee_id)
-        async with self._database.transaction() as session:
-            if not await TasksRepository(session).replace(updated, expected_version=current.version):
+        async with self._database.transaction() as connection:
+            if not await TasksRepository(connection).replace(updated, expected_version=current.version):
                 raise VersionMismatch("the task changed while it was being updated; read it again")
         return updated
 
@@ -136,12 +136,12 @@ class TasksService(TasksApi):
         task = await self.get_task(principal, task_id)
         if task.owner_id != principal.user_id:
             raise NotPermitted("only the owner may delete a task")
-        async with self._database.transaction() as session:
-            await TasksRepository(session).remove(task_id)
+        async with self._database.transaction() as connection:
+            await TasksRepository(connection).remove(task_id)
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> CreatedTask | None:
-        async with self._database.transaction() as session:
-            record = await TasksRepository(session).idempotency_record(principal.user_id, key)
+        async with self._database.read() as connection:
+            record = await TasksRepository(connection).idempotency_record(principal.user_id, key)
         if record is None:
             return None
         if record.fingerprint != fingerprint:
