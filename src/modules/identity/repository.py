@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modules.identity.domain import EmailAlreadyRegistered, RefreshTokenRecord, User, email_key
@@ -36,6 +36,11 @@ _TOKEN_COLUMNS = (
 )
 
 
+# Built once: these run on every request that shows a user.
+_USER_BY_ID = select(*_USER_COLUMNS).where(users.c.id == bindparam("user_id"))
+_USERS_BY_IDS = select(*_USER_COLUMNS).where(users.c.id.in_(bindparam("user_ids", expanding=True)))
+
+
 class IdentityRepository:
     __slots__ = ("_connection",)
 
@@ -60,7 +65,7 @@ class IdentityRepository:
             raise EmailAlreadyRegistered from None
 
     async def user_by_id(self, user_id: UUID) -> User | None:
-        row = (await self._connection.execute(select(*_USER_COLUMNS).where(users.c.id == user_id))).first()
+        row = (await self._connection.execute(_USER_BY_ID, {"user_id": user_id})).first()
         return _user(row._mapping) if row else None
 
     async def user_by_email(self, email: str) -> User | None:
@@ -71,8 +76,8 @@ class IdentityRepository:
     async def users_by_ids(self, user_ids: Sequence[UUID]) -> list[User]:
         if not user_ids:
             return []
-        query = select(*_USER_COLUMNS).where(users.c.id.in_(set(user_ids)))
-        return [_user(row._mapping) for row in await self._connection.execute(query)]
+        rows = await self._connection.execute(_USERS_BY_IDS, {"user_ids": list(set(user_ids))})
+        return [_user(row._mapping) for row in rows]
 
     async def email_taken(self, email: str) -> bool:
         query = select(users.c.id).where(users.c.email_key == email_key(email))
