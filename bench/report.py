@@ -54,9 +54,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_count() -> int:
+    """What ``nproc`` prints: the CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def machine_line() -> str:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"nproc {cpus}, {cpu_model()}, Python {platform.python_version()}"
+    return f"nproc {cpu_count()}, {cpu_model()}, Python {platform.python_version()}"
 
 
 def render(
@@ -98,8 +104,8 @@ def render(
         header,
         "",
         f"Load client: {CLIENT_NAMES.get(client, client)}, in its own process. "
-        "Client and server (and PostgreSQL) share the same 2 cores, so these numbers are "
-        "lower than a server with cores of its own would reach.",
+        f"Client and server (and PostgreSQL) share the same {cpu_count()} cores, so these numbers "
+        "are lower than a server with cores of its own would reach.",
         "",
         *table,
         "",
