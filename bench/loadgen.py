@@ -28,6 +28,8 @@ import msgspec
 __all__ = ("Spec", "Summary", "cpu_ticks_of", "machine_busy_ticks", "postgres_ticks")
 
 REQUEST_TIMEOUT = 10.0
+# How a task view names a person whose profile identity did not give (msgspec's JSON, no spaces).
+NAMELESS = b'"display_name":null'
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -44,6 +46,11 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True):
     client: str = "raw"  # "raw" | "httpx"
     server_pid: int = 0  # whose CPU time to measure over the window (0: none)
     signal_server: bool = False  # SIGUSR1 at window start, SIGUSR2 at its end (profiling)
+    # Several server processes (a split topology): measure each of these instead of server_pid.
+    server_pids: list[int] = []
+
+    def measured_pids(self) -> list[int]:
+        return list(self.server_pids) or ([self.server_pid] if self.server_pid else [])
 
 
 class Summary(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,7 +66,10 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     mean_ms: float
     max_ms: float
     client_cpu_s: float
-    server_cpu_s: float
+    server_cpu_s: float  # all the server processes together
+    server_cpu_each_s: list[float]  # per process, in the order of Spec.measured_pids()
+    # 2xx answers naming a person without a display name: tasks served while identity was unreachable
+    nameless: int
     postgres_cpu_s: float  # every process named "postgres" (0 on SQLite, or idle)
     machine_cpu_s: float  # all CPUs' busy time: the difference to the three above is other load
     client: str
@@ -279,11 +289,11 @@ def machine_busy_ticks() -> int:
 class _Window:
     """Resource readings at one edge of the measured window."""
 
-    def __init__(self, server_pid: int) -> None:
+    def __init__(self, server_pids: list[int]) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.at = time.perf_counter()
         self.client_cpu = usage.ru_utime + usage.ru_stime
-        self.server_ticks = cpu_ticks_of(server_pid) if server_pid else 0
+        self.server_ticks = [cpu_ticks_of(pid) for pid in server_pids]
         self.postgres_ticks = postgres_ticks()
         self.busy_ticks = machine_busy_ticks()
 
@@ -293,11 +303,13 @@ async def run(spec: Spec) -> Summary:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     samples: dict[str, str] = {}
+    nameless = 0
     loop_start = time.perf_counter()
     measure_from = loop_start + spec.warmup
     stop_at = measure_from + spec.duration
 
     async def worker(client: RawClient | HttpxClient) -> None:
+        nonlocal nameless
         while (started := time.perf_counter()) < stop_at:
             try:
                 status, body = await client.request(next_request())
@@ -309,6 +321,8 @@ async def run(spec: Spec) -> Summary:
             if measure_from <= finished <= stop_at:
                 latencies.append(finished - started)
                 statuses[outcome] += 1
+                if outcome.startswith("2") and NAMELESS in body:
+                    nameless += 1
                 if not outcome.startswith("2") and len(samples) < 5 and outcome not in samples:
                     samples[outcome] = body[:300].decode("utf-8", "replace")
         client.close()
@@ -317,9 +331,9 @@ async def run(spec: Spec) -> Summary:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         if spec.signal_server:
             os.kill(spec.server_pid, signal.SIGUSR1)
-        first = _Window(spec.server_pid)
+        first = _Window(spec.measured_pids())
         await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
-        last = _Window(spec.server_pid)
+        last = _Window(spec.measured_pids())
         if spec.signal_server:
             os.kill(spec.server_pid, signal.SIGUSR2)
         return first, last
@@ -342,7 +356,7 @@ async def run(spec: Spec) -> Summary:
             first, last = await drive([HttpxClient(shared) for _ in range(spec.concurrency)])
     else:
         first, last = await drive([RawClient(spec.port, spec.token) for _ in range(spec.concurrency)])
-    return _summarize(spec, latencies, statuses, samples, first, last)
+    return _summarize(spec, latencies, statuses, samples, nameless, first, last)
 
 
 def _summarize(
@@ -350,6 +364,7 @@ def _summarize(
     latencies: list[float],
     statuses: Counter[str],
     samples: dict[str, str],
+    nameless: int,
     first: _Window,
     last: _Window,
 ) -> Summary:
@@ -361,6 +376,7 @@ def _summarize(
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
     errors = sum(n for outcome, n in statuses.items() if not outcome.startswith("2"))
+    each = [(b - a) / CLK_TCK for a, b in zip(first.server_ticks, last.server_ticks, strict=True)]
     return Summary(
         completed=len(ordered),
         errors=errors,
@@ -372,7 +388,9 @@ def _summarize(
         mean_ms=sum(ordered) / len(ordered) * 1000 if ordered else 0.0,
         max_ms=ordered[-1] * 1000 if ordered else 0.0,
         client_cpu_s=last.client_cpu - first.client_cpu,
-        server_cpu_s=(last.server_ticks - first.server_ticks) / CLK_TCK,
+        server_cpu_s=sum(each),
+        server_cpu_each_s=each,
+        nameless=nameless,
         postgres_cpu_s=(last.postgres_ticks - first.postgres_ticks) / CLK_TCK,
         machine_cpu_s=(last.busy_ticks - first.busy_ticks) / CLK_TCK,
         client=spec.client,

@@ -31,6 +31,8 @@ class Row:
     backend: str
     scenario: str  # its display name, e.g. "GET /api/v1/tasks?limit=50"
     summary: Summary
+    topology: str = "monolith"  # "monolith" | "split"
+    processes: tuple[str, ...] = ()  # the server processes' names, as in summary.server_cpu_each_s
 
     @property
     def other_cpu_s(self) -> float:
@@ -82,20 +84,22 @@ def render(
         f"concurrency {concurrency}, duration {duration:g} s per scenario (after {warmup:g} s warm-up)"
     )
     table = [
-        "| backend | scenario | req/s | p50 ms | p99 ms | errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| backend | topology | scenario | req/s | p50 ms | p99 ms | errors |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
         *(
-            f"| {r.backend} | {r.scenario} | {r.rate:,.0f} | {r.summary.p50_ms:.1f} | "
+            f"| {r.backend} | {r.topology} | {r.scenario} | {r.rate:,.0f} | {r.summary.p50_ms:.1f} | "
             f"{r.summary.p99_ms:.1f} | {r.summary.errors} |"
             for r in rows
         ),
     ]
     cpu = [
-        "| backend | scenario | server ms/req | postgres ms/req | client ms/req | cores busy | other load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| backend | topology | scenario | server ms/req | per process ms/req | postgres ms/req "
+        "| client ms/req | cores busy | other load |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
         *(
-            f"| {r.backend} | {r.scenario} | {_per_request(r.summary.server_cpu_s, r)} | "
-            f"{_per_request(r.summary.postgres_cpu_s, r)} | {_per_request(r.summary.client_cpu_s, r)} | "
+            f"| {r.backend} | {r.topology} | {r.scenario} | {_per_request(r.summary.server_cpu_s, r)} | "
+            f"{_per_process(r)} | {_per_request(r.summary.postgres_cpu_s, r)} | "
+            f"{_per_request(r.summary.client_cpu_s, r)} | "
             f"{_cores(r.summary.machine_cpu_s, r)} | {_cores(r.other_cpu_s, r)} |"
             for r in rows
         ),
@@ -109,17 +113,27 @@ def render(
         "",
         *table,
         "",
-        "CPU time per request over the measured window, from /proc (PostgreSQL: all its processes), "
-        "and the machine's busy cores; other load is whatever else ran (it should be near 0):",
+        "CPU time per request over the measured window, from /proc (server: the one process of the "
+        "monolith, the sum of the three of the split; PostgreSQL: all its processes), and the machine's "
+        "busy cores; other load is whatever else ran (it should be near 0):",
         "",
         *cpu,
     ]
+    if comparison := _comparison(rows):
+        parts += [
+            "",
+            "Split against monolith, per backend and scenario (throughput ratio; latency and "
+            "server CPU added per request):",
+            "",
+            *comparison,
+        ]
     if busiest := max(rows, key=lambda r: r.other_cpu_s / r.summary.window_s, default=None):
         other = busiest.other_cpu_s / busiest.summary.window_s
         if other > OTHER_LOAD_WARNING:
             notes = [
                 f"other processes used up to {other:.2f} cores during a measured window "
-                f"({busiest.backend}, {busiest.scenario}): numbers from a busy machine are low and noisy",
+                f"({busiest.backend} {busiest.topology}, {busiest.scenario}): "
+                "numbers from a busy machine are low and noisy",
                 *notes,
             ]
     if notes:
@@ -127,6 +141,43 @@ def render(
     for section in extra_sections:
         parts += ["", section.rstrip()]
     return "\n".join(parts) + "\n"
+
+
+def _comparison(rows: list[Row]) -> list[str]:
+    by_key = {(r.backend, r.topology, r.scenario): r for r in rows}
+    lines = []
+    for r in rows:
+        if r.topology != "split" or (mono := by_key.get((r.backend, "monolith", r.scenario))) is None:
+            continue
+        if not (r.summary.completed and mono.summary.completed and mono.rate):
+            continue
+        cpu_added = (
+            r.summary.server_cpu_s / r.summary.completed - mono.summary.server_cpu_s / mono.summary.completed
+        ) * 1000
+        p50_added = r.summary.p50_ms - mono.summary.p50_ms
+        p99_added = r.summary.p99_ms - mono.summary.p99_ms
+        lines.append(
+            f"| {r.backend} | {r.scenario} | {r.rate / mono.rate:.2f}x | {p50_added:+.1f} | "
+            f"{p99_added:+.1f} | {cpu_added:+.2f} |"
+        )
+    if not lines:
+        return []
+    return [
+        "| backend | scenario | req/s split ÷ monolith | p50 added ms | p99 added ms "
+        "| server CPU added ms/req |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *lines,
+    ]
+
+
+def _per_process(row: Row) -> str:
+    each = row.summary.server_cpu_each_s
+    if len(each) < 2 or len(row.processes) != len(each) or not row.summary.completed:
+        return "-"
+    return " / ".join(
+        f"{name} {seconds * 1000 / row.summary.completed:.2f}"
+        for name, seconds in zip(row.processes, each, strict=True)
+    )
 
 
 def _cores(seconds: float, row: Row) -> str:

@@ -25,6 +25,7 @@ __all__ = (
     "Backend",
     "ServerError",
     "ServerProcess",
+    "SplitCluster",
     "prepare_postgres",
 )
 
@@ -39,6 +40,9 @@ POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_BENCH_DB = "tessera_bench"
 POSTGRES_BENCH_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{POSTGRES_BENCH_DB}"
 MODULE_SCHEMAS = ("identity", "tasks")
+# The split topology: one process per group, started in this order (the gateway is public).
+GROUPS = ("identity", "tasks", "gateway")
+GROUP_MODULES = {"identity": ("identity",), "tasks": ("tasks",), "gateway": ()}
 
 
 class ServerError(Exception):
@@ -83,10 +87,17 @@ def free_port() -> int:
         return port
 
 
-def server_environment(backend: Backend, data_dir: Path) -> dict[str, str]:
-    """The inherited environment without any TESSERA_* variable, plus the bench's own."""
+def server_environment(backend: Backend, data_dir: Path, config: Path | None = None) -> dict[str, str]:
+    """The inherited environment without any TESSERA_* variable, plus the bench's own.
+
+    Without ``config`` the ``dev`` profile (a generated signing key); with it, that file
+    (a split topology, which generates its keys itself) and no profile.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    env["TESSERA_PROFILE"] = "dev"
+    if config is None:
+        env["TESSERA_PROFILE"] = "dev"
+    else:
+        env["TESSERA_CONFIG"] = str(config)
     env["TESSERA_DATA_DIR"] = str(data_dir)
     if backend.database_url:
         env["TESSERA_DATABASE__URL"] = backend.database_url
@@ -96,17 +107,27 @@ def server_environment(backend: Backend, data_dir: Path) -> dict[str, str]:
 
 @dataclass
 class ServerProcess:
-    """One server process; its output goes to a log file in the data dir."""
+    """One server process (the monolith, or one group of a split); it logs to a file in the data dir."""
 
     backend: Backend
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
+    group: str | None = None  # None: the monolith
+    config: Path | None = None  # a TESSERA_CONFIG file (the split topology)
     log_path: Path = field(init=False)
     _log: IO[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.log_path = self.data_dir / "server.log"
+        self.log_path = self.data_dir / (f"server-{self.group}.log" if self.group else "server.log")
+
+    @property
+    def name(self) -> str:
+        return self.group or "monolith"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return server_environment(self.backend, self.data_dir, self.config)
 
     @property
     def base_url(self) -> str:
@@ -119,7 +140,7 @@ class ServerProcess:
 
     async def upgrade(self) -> None:
         """``tessera db upgrade`` in the server's environment."""
-        env = server_environment(self.backend, self.data_dir)
+        env = self.environment
         upgrade = await asyncio.create_subprocess_exec(
             TESSERA,
             "db",
@@ -142,10 +163,12 @@ class ServerProcess:
         """Start the server (``tessera serve`` unless told otherwise) and wait until it is ready."""
         argv = list(command) if command else [TESSERA, "serve"]
         argv += ["--port", str(self.port), "--workers", "1"]
+        if self.group:
+            argv += ["--group", self.group]
         self._log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             *argv,
-            env=server_environment(self.backend, self.data_dir),
+            env=self.environment,
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log,
@@ -159,12 +182,16 @@ class ServerProcess:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.returncode is not None:
-                    raise ServerError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
+                    raise ServerError(
+                        f"the {self.name} server exited with {self.process.returncode}:\n{self.log_tail()}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get("/health/ready")).status_code == 200:
                         return
                 await asyncio.sleep(0.2)
-        raise ServerError(f"/health/ready not 200 within {READY_DEADLINE:.0f} s:\n{self.log_tail()}")
+        raise ServerError(
+            f"{self.name}: /health/ready not 200 within {READY_DEADLINE:.0f} s:\n{self.log_tail()}"
+        )
 
     async def stop(self) -> None:
         """SIGINT (uvicorn's graceful shutdown), then SIGKILL after a grace period."""
@@ -206,3 +233,61 @@ class ServerProcess:
             if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
                 found[f"{entry['level']}: {entry.get('logger')}: {str(entry.get('message'))[:200]}"] += 1
         return [f"{n}x {message}" for message, n in found.most_common(limit)]
+
+
+@dataclass
+class SplitCluster:
+    """The split topology: identity, tasks and a pure gateway, each a ``tessera serve --group``.
+
+    All three share one data dir (and so the generated keys; on SQLite each module keeps
+    its own database file) and one topology file written there with their ports.
+    """
+
+    backend: Backend
+    data_dir: Path
+    servers: dict[str, ServerProcess] = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = self.data_dir / "topology.toml"
+        self.servers = {
+            group: ServerProcess(self.backend, self.data_dir, group=group, config=config) for group in GROUPS
+        }
+        groups = "".join(
+            f"\n[topology.groups.{group}]\n"
+            f"modules = {json.dumps(list(GROUP_MODULES[group]))}\n"
+            f'url = "{server.base_url}"\n'
+            for group, server in self.servers.items()
+        )
+        config.write_text("[security]\ngenerate_signing_key = true\n" + groups, encoding="utf-8")
+
+    @property
+    def gateway(self) -> ServerProcess:
+        return self.servers["gateway"]
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment every process of the cluster runs with."""
+        return self.gateway.environment
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {group: server.pid for group, server in self.servers.items()}
+
+    async def upgrade(self) -> None:
+        """``tessera db upgrade`` once, for every module."""
+        await self.gateway.upgrade()
+
+    async def start(self) -> None:
+        """Each group in turn (identity first), each until its /health/ready answers 200."""
+        for server in self.servers.values():
+            await server.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(server.stop() for server in self.servers.values()))
+
+    def log_problems(self, limit: int = 5) -> list[str]:
+        return [
+            f"{group}: {problem}"
+            for group, server in self.servers.items()
+            for problem in server.log_problems(limit)
+        ]
