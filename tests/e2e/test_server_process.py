@@ -2,66 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-TESSERA = str(Path(sys.executable).with_name("tessera"))
-STARTUP_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.servers import TESSERA, clean_env, free_port, server_process, wait_until_ready
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")},
-        "TESSERA_PROFILE": "dev",
-        "TESSERA_DATA_DIR": str(tmp_path / "data"),
-        "TESSERA_SECURITY__PASSWORD_HASH__MEMORY_KIB": "8192",
-    }
-    subprocess.run([TESSERA, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
-    port = _free_port()
-    process = subprocess.Popen(
-        [TESSERA, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    env = clean_env(
+        TESSERA_PROFILE="dev",
+        TESSERA_DATA_DIR=str(tmp_path / "data"),
+        TESSERA_SECURITY__PASSWORD_HASH__MEMORY_KIB="8192",
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(base, process)
+    subprocess.run([TESSERA, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    with server_process(env, "--port", str(port)) as process:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, process=process)
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _wait_until_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read().decode() if process.stderr else ""
-            pytest.fail(f"server exited with {process.returncode}: {stderr}")
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"server not ready within {STARTUP_SECONDS}s")
 
 
 @pytest.mark.slow
