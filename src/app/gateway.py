@@ -15,7 +15,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from app.kernel.context import REQUEST_ID_HEADER, child_traceparent, current_context
-from app.kernel.module import Module
+from app.kernel.module import API_PREFIX, Module
 from app.kernel.resilience import CircuitOpen
 from app.kernel.rpc import RemoteGroup
 from app.kernel.security import public
@@ -23,7 +23,6 @@ from contracts import DependencyUnavailable
 
 __all__ = ("proxy_routes",)
 
-API_PREFIX = "/api/v1"
 METHODS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
 # Connection-level headers belong to one hop, not to the message (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset(

@@ -20,14 +20,13 @@ from app.gateway import proxy_routes
 from app.health import HealthController
 from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
+from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
 from app.kernel.rpc import internal_router
 from app.kernel.telemetry import configure_logging
 from contracts import Principal
 
 __all__ = ("create_app", "serve_app")
-
-API_PREFIX = "/api/v1"
 
 
 def create_app(composition: Composition | None = None) -> Litestar:

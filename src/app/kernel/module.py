@@ -12,7 +12,10 @@ if TYPE_CHECKING:
 
     from contracts import Contract
 
-__all__ = ("Module",)
+__all__ = ("API_PREFIX", "Module")
+
+# Every module's public routes are mounted under this prefix.
+API_PREFIX = "/api/v1"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from app.kernel.security import public
 from contracts import Principal
@@ -93,7 +94,7 @@ class UsersController(Controller):
         return Response(
             Account.of(user),
             status_code=HTTP_201_CREATED,
-            headers={"Location": f"/api/v1/users/{user.id}"},
+            headers={"Location": f"{API_PREFIX}/users/{user.id}"},
         )
 
     @get("/me", responses=problem_responses(401), summary="The signed-in user's account")

@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from contracts import DependencyUnavailable, FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserProfile
@@ -103,7 +104,7 @@ class TasksController(Controller):
         return Response(
             view,
             status_code=HTTP_201_CREATED,
-            headers={"Location": f"/api/v1/tasks/{view.id}", "ETag": _etag(view)}
+            headers={"Location": f"{API_PREFIX}/tasks/{view.id}", "ETag": _etag(view)}
             | ({"Idempotent-Replayed": "true"} if created.replayed else {}),
         )
 
