@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -76,26 +77,33 @@ class IdempotencyKeyReused(ContractError):
     title = "That Idempotency-Key was used for a different request"
 
 
-class TaskDraft(msgspec.Struct, frozen=True, kw_only=True):
+# Field limits, as decoders (and the OpenAPI schema) see them; _checked() enforces them in code.
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
+Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=LABEL_MAX)]
+Labels = Annotated[list[Label], msgspec.Meta(max_length=LABELS_MAX)]
+
+
+class TaskDraft(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a user asks for when creating a task."""
 
-    title: str
-    description: str = ""
+    title: Title
+    description: Description = ""
     priority: Priority = Priority.NORMAL
     due_at: datetime | None = None
-    labels: list[str] = msgspec.field(default_factory=list)
+    labels: Labels = msgspec.field(default_factory=list)
     assignee_id: UUID | None = None
 
 
-class TaskChanges(msgspec.Struct, frozen=True, kw_only=True):
-    """A partial update: fields left UNSET are not touched; ``None`` clears a clearable field."""
+class TaskChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A partial update: fields left UNSET are not touched; ``None`` clears ``due_at`` or ``assignee_id``."""
 
-    title: str | msgspec.UnsetType = msgspec.UNSET
-    description: str | msgspec.UnsetType = msgspec.UNSET
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
     status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
     due_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
-    labels: list[str] | msgspec.UnsetType = msgspec.UNSET
+    labels: Labels | msgspec.UnsetType = msgspec.UNSET
     assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
 
 

@@ -17,11 +17,9 @@ from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from contracts import DependencyUnavailable, FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserProfile
-from contracts.tasks import Priority, Task, TaskNotFound, TaskQuery, TaskStatus
+from contracts.tasks import Task, TaskNotFound, TaskQuery, TaskStatus
 from modules.tasks.domain import (
-    DESCRIPTION_MAX,
     LABEL_MAX,
-    LABELS_MAX,
     TITLE_MAX,
     IdempotencyKeyReused,
     InvalidTransition,
@@ -35,32 +33,6 @@ from modules.tasks.service import MAX_PAGE, TasksService
 __all__ = ("TasksController",)
 
 log = logging.getLogger("tessera.tasks")
-
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
-Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=LABEL_MAX)]
-Labels = Annotated[list[Label], msgspec.Meta(max_length=LABELS_MAX)]
-
-
-class NewTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    title: Title
-    description: Description = ""
-    priority: Priority = Priority.NORMAL
-    due_at: datetime | None = None
-    labels: Labels = msgspec.field(default_factory=list)
-    assignee_id: UUID | None = None
-
-
-class TaskPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Only the fields present change; ``null`` clears ``due_at`` or ``assignee_id``."""
-
-    title: Title | msgspec.UnsetType = msgspec.UNSET
-    description: Description | msgspec.UnsetType = msgspec.UNSET
-    status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
-    priority: Priority | msgspec.UnsetType = msgspec.UNSET
-    due_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
-    labels: Labels | msgspec.UnsetType = msgspec.UNSET
-    assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Person(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,7 +62,7 @@ class TasksController(Controller):
     )
     async def create(
         self,
-        data: JSONBody[NewTask],
+        data: JSONBody[TaskDraft],
         principal: NamedDependency[Principal],
         tasks: NamedDependency[TasksService],
         people: NamedDependency[IdentityApi],
@@ -98,8 +70,7 @@ class TasksController(Controller):
             str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)
         ] = None,
     ) -> Response[TaskView]:
-        draft = TaskDraft(**msgspec.structs.asdict(data))
-        created = await tasks.create_task(principal, draft, idempotency_key=idempotency_key)
+        created = await tasks.create_task(principal, data, idempotency_key=idempotency_key)
         (view,) = await _views([created.task], people)
         return Response(
             view,
@@ -161,14 +132,13 @@ class TasksController(Controller):
     async def update(
         self,
         task_id: FromPath[UUID],
-        data: JSONBody[TaskPatch],
+        data: JSONBody[TaskChanges],
         principal: NamedDependency[Principal],
         tasks: NamedDependency[TasksService],
         people: NamedDependency[IdentityApi],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[TaskView]:
-        changes = TaskChanges(**{f: getattr(data, f) for f in data.__struct_fields__})
-        task = await tasks.update_task(principal, task_id, changes, expected_version=_version_of(if_match))
+        task = await tasks.update_task(principal, task_id, data, expected_version=_version_of(if_match))
         (view,) = await _views([task], people)
         return Response(view, headers={"ETag": _etag(view)})
 
