@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,8 +126,6 @@ def postgres_settings(tmp_path: Path, postgres_url: str) -> Settings:
 
 
 # -- API helpers ------------------------------------------------------------------------
-
-Register = Callable[..., dict[str, Any]]
 
 
 def register(

@@ -53,14 +53,11 @@ class HealthController(Controller):
             *(asyncio.wait_for(m.database.ping(), timeout=2.0) for m in composition.modules),
             return_exceptions=True,
         )
-        failed = [
-            FieldError(field=name, message="database did not answer")
-            for name, outcome in zip(names, outcomes, strict=True)
-            if isinstance(outcome, BaseException)
-        ]
+        failed: list[FieldError] = []
         for name, outcome in zip(names, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log.warning("readiness: %s database failed: %r", name, outcome)
+                failed.append(FieldError(field=name, message="database did not answer"))
         if failed:
             return problem_response(
                 request,

@@ -121,14 +121,14 @@ def _round_trip(value: Any, hint: Any) -> Any:
 
 def strict(contract: Contract[ApiT], implementation: ApiT) -> ApiT:
     """``implementation`` behind a boundary that only msgspec-encodable values cross."""
-    proxy = _StrictProxy()
+    proxy = _ContractProxy()
     for method in contract_methods(contract).values():
         setattr(proxy, method.name, _strict_method(contract, method, getattr(implementation, method.name)))
     return cast(ApiT, proxy)
 
 
-class _StrictProxy:
-    """Holds one strict wrapper per contract method."""
+class _ContractProxy:
+    """Implements a contract with one attribute per method (strict wrappers or remote calls)."""
 
 
 def _strict_method(
@@ -306,15 +306,11 @@ def remote(
     settings: RpcSettings,
 ) -> ApiT:
     """An implementation of ``contract`` that calls ``group`` over HTTP."""
-    proxy = _RemoteProxy()
+    proxy = _ContractProxy()
     for method in contract_methods(contract).values():
         call = _RemoteCall(contract, method, group=group, http=http, tokens=tokens, settings=settings)
         setattr(proxy, method.name, call)
     return cast(ApiT, proxy)
-
-
-class _RemoteProxy:
-    """Holds one remote call per contract method."""
 
 
 class _RemoteCall:
