@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import modules.identity
+import modules.notifications
 import modules.tasks
 
 if TYPE_CHECKING:
@@ -12,4 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ("MODULES",)
 
-MODULES: tuple[Module, ...] = (modules.identity.module, modules.tasks.module)
+MODULES: tuple[Module, ...] = (
+    modules.identity.module,
+    modules.tasks.module,
+    modules.notifications.module,
+)

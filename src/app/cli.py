@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -16,7 +17,9 @@ import msgspec
 
 from app.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, Secret, Settings, load_settings
+from app.kernel.events import OutboxStatus
 from app.kernel.security import resolve_service_key, resolve_signing_key
+from contracts import ContractError
 
 __all__ = ("main",)
 
@@ -175,6 +178,10 @@ def list_modules() -> None:
     for m in MODULES:
         for contract in m.requires:
             click.echo(f"  {m.name} -->|{contract.name} {contract.version}| {_provider_of(contract.name)}")
+    for m in MODULES:  # events, dotted: publisher -.-> consumer
+        for event in m.consumes:
+            publisher = next(p.name for p in MODULES if event in p.publishes)
+            click.echo(f"  {publisher} -.->|{event.__name__}| {m.name}")
     click.echo("```")
 
 
@@ -182,6 +189,69 @@ def _provider_of(contract_name: str) -> str:
     from app.catalog import MODULES
 
     return next(m.name for m in MODULES if m.provides.name == contract_name)
+
+
+@main.group()
+def events() -> None:
+    """Each module's outbox: backlog, failures, resubmission."""
+
+
+@events.command("status")
+@_reports_errors
+def events_status() -> None:
+    """Pending, failed and kept-published events per module, and how far behind the oldest is."""
+
+    async def work(composition: Composition) -> list[OutboxStatus]:
+        return [await m.outbox.status() for m in composition.modules if m.module.publishes]
+
+    statuses = _with_composition(load_settings(), work)
+    headers = ("module", "pending", "failed", "published", "lag")
+    rows = [
+        (s.module, str(s.pending), str(s.failed), str(s.published), f"{s.lag_seconds:.1f}s") for s in statuses
+    ]
+    widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(len(headers))]
+    for row in (headers, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@events.command("retry")
+@click.option("--module", "module_name", default=None, help="Only this module's outbox.")
+@click.option("--event-id", type=click.UUID, default=None, help="Only this event.")
+@_reports_errors
+def events_retry(module_name: str | None, event_id: uuid.UUID | None) -> None:
+    """Resubmit events marked failed: back to pending, with a fresh count of attempts."""
+
+    async def work(composition: Composition) -> dict[str, int]:
+        chosen = [composition.module(module_name)] if module_name else composition.modules
+        return {m.name: await m.outbox.retry_failed(event_id) for m in chosen if m.module.publishes}
+
+    try:
+        resubmitted = _with_composition(load_settings(), work)
+    except KeyError:
+        raise click.ClickException(f"no module named {module_name!r}") from None
+    for module, count in resubmitted.items():
+        click.echo(f"{module}: {count} resubmitted")
+
+
+@main.group()
+def users() -> None:
+    """Administer user accounts."""
+
+
+@users.command("make-admin")
+@click.argument("email")
+@_reports_errors
+def make_admin(email: str) -> None:
+    """Grant EMAIL's user the administrator role (how the first administrator comes to be)."""
+
+    async def work(composition: Composition) -> Any:
+        return await composition.module("identity").container.service().make_admin(email)
+
+    try:
+        user = _with_composition(load_settings(), work)
+    except ContractError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"{user.email} ({user.id}) is now an administrator")
 
 
 @main.command()

@@ -11,8 +11,9 @@ from dependency_injector import containers, providers
 
 from app.kernel.config import ConfigError, Settings
 from app.kernel.db import Database
+from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, Subscription, bus_for
 from app.kernel.migrations import Migrations, MigrationState
-from app.kernel.module import Module
+from app.kernel.module import EventHandler, Module
 from app.kernel.security import AccessTokens
 from app.topology import Placement, Remotes, connect_remotes, place
 
@@ -36,6 +37,7 @@ class ComposedModule:
     container: containers.Container
     database: Database
     migrations: Migrations
+    outbox: Outbox
 
     @property
     def name(self) -> str:
@@ -49,7 +51,7 @@ class Composition:
     try to validate a dataclass field by field.
     """
 
-    __slots__ = ("container", "modules", "placement", "remotes", "settings")
+    __slots__ = ("container", "events", "modules", "placement", "remotes", "settings")
 
     def __init__(
         self,
@@ -59,12 +61,14 @@ class Composition:
         modules: tuple[ComposedModule, ...],
         placement: Placement,
         remotes: Remotes,
+        events: EventRuntime,
     ) -> None:
         self.settings = settings
         self.container = container
         self.modules = modules
         self.placement = placement
         self.remotes = remotes
+        self.events = events
 
     @property
     def access_tokens(self) -> AccessTokens:
@@ -85,6 +89,7 @@ class Composition:
                 await composed.migrations.upgrade()
 
     async def aclose(self) -> None:
+        await self.events.stop()
         await asyncio.gather(*(m.database.dispose() for m in self.modules), self.remotes.aclose())
 
 
@@ -110,6 +115,12 @@ def compose(
     if unknown := sorted(set(settings.database.modules) - names):
         raise ConfigError(f"database.modules.{unknown[0]}: no such module (modules: {sorted(names)})")
     placement = place(settings, group, catalog)
+    for module in catalog:
+        if undeclared := [e.__name__ for e in module.publishes if e not in module.provides.events]:
+            raise CompositionError(
+                f"module {module.name} publishes {undeclared}, which its contract "
+                f"{module.provides.name!r} does not declare"
+            )
     remotes = connect_remotes(settings, placement)
     app = AppContainer(settings=providers.Object(settings))
     composed = [
@@ -118,6 +129,7 @@ def compose(
             container=module.container(),
             database=(database := Database.for_module(settings, module.name)),
             migrations=Migrations(database),
+            outbox=Outbox(module=module.name, database=database, publishes=module.publishes),
         )
         for module in placement.local
     ]
@@ -131,6 +143,7 @@ def compose(
             "settings": app.settings,
             "access_tokens": app.access_tokens,
             "database": providers.Object(target.database),
+            "outbox": providers.Object(target.outbox),
         }
         for contract in target.module.requires:
             if contract.name not in implementations:
@@ -146,5 +159,63 @@ def compose(
                 )
             dependency.override(offered[name])
     return Composition(
-        settings=settings, container=app, modules=tuple(composed), placement=placement, remotes=remotes
+        settings=settings,
+        container=app,
+        modules=tuple(composed),
+        placement=placement,
+        remotes=remotes,
+        events=_event_runtime(settings, placement, catalog, composed),
     )
+
+
+def _event_runtime(
+    settings: Settings, placement: Placement, catalog: Sequence[Module], composed: Sequence[ComposedModule]
+) -> EventRuntime:
+    """This process's relays (one per local publisher) and consumers (one per local consumer).
+
+    Every process declares the consumers of the whole catalog, so a broker keeps events
+    for a consumer whose process has not started yet.
+    """
+    events = settings.events
+    if placement.is_split and events.bus == "inprocess":
+        raise ConfigError(
+            "events.bus: a split topology needs a broker between its processes (nats or rabbitmq)"
+        )
+    bus = bus_for(events)
+    relays = [
+        OutboxRelay(outbox=m.outbox, database=m.database, bus=bus, settings=events)
+        for m in composed
+        if m.module.publishes
+    ]
+    consumers = [
+        EventConsumer(
+            module=m.name,
+            database=m.database,
+            subscriptions={
+                event_class.type_name(): Subscription(event_class, _handler(m.container, method))
+                for event_class, method in m.module.consumes.items()
+            },
+        )
+        for m in composed
+        if m.module.consumes
+    ]
+    declared = {
+        module.name: sorted(e.type_name() for e in module.consumes) for module in catalog if module.consumes
+    }
+    return EventRuntime(bus=bus, settings=events, relays=relays, consumers=consumers, declared=declared)
+
+
+def _handler(container: containers.Container, method: EventHandler) -> Any:
+    """The handler ``method`` names, bound to the module's ``handlers`` when first called.
+
+    Checked now, not at the first delivery: ``handlers`` must provide a class with that method.
+    """
+    name = method.__name__
+    provided = getattr(getattr(container, "handlers", None), "provides", None)
+    if not isinstance(provided, type) or not hasattr(provided, name):
+        raise CompositionError(f"{method.__qualname__}: not a method of the container's `handlers` provider")
+
+    async def handle(event: Any) -> None:
+        await getattr(container.handlers(), name)(event)
+
+    return handle

@@ -46,6 +46,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
         },
         before_request=_bind_principal,
         on_app_init=[auth.on_app_init],
+        on_startup=[composition.events.start],  # relays and consumers of this process's modules
         on_shutdown=[composition.aclose],
         exception_handlers=exception_handlers(),
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry

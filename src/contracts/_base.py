@@ -89,11 +89,24 @@ class IntegrationEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="typ
     """A fact one module publishes for others. Subclasses set ``tag="<module>.<Name>.v<N>"``.
 
     The tag names the event and its schema version; a consumer decodes by it, and a
-    breaking change gets a new tag rather than a changed meaning.
+    breaking change gets a new tag rather than a changed meaning. ``key_field`` names the
+    field that identifies the entity the event is about: a publisher's events of one
+    entity reach every consumer in the order they were committed.
     """
 
     event_id: UUID
     occurred_at: datetime
+
+    key_field: ClassVar[str] = "event_id"
+
+    @property
+    def key(self) -> str:
+        return str(getattr(self, self.key_field))
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The tag: what the event is called on the bus and in outboxes."""
+        return str(cls.__struct_config__.tag)
 
 
 @dataclass(frozen=True, slots=True)

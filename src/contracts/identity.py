@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
 
-from contracts._base import Contract, ContractError, idempotent
+from contracts._base import Contract, ContractError, IntegrationEvent, idempotent
 
 __all__ = (
     "IDENTITY",
     "IdentityApi",
     "UserInactive",
+    "UserDeactivated",
     "UserNotFound",
     "UserProfile",
+    "UserRegistered",
 )
 
 
@@ -58,9 +61,30 @@ class IdentityApi(Protocol):
         ...
 
 
+# -- events ----------------------------------------------------------------------------
+
+
+class UserRegistered(IntegrationEvent, frozen=True, kw_only=True, tag="identity.UserRegistered.v1"):
+    key_field = "user_id"
+
+    user_id: UUID
+    display_name: str
+    registered_at: datetime
+
+
+class UserDeactivated(IntegrationEvent, frozen=True, kw_only=True, tag="identity.UserDeactivated.v1"):
+    """The user can no longer sign in or take work; other modules let go of them."""
+
+    key_field = "user_id"
+
+    user_id: UUID
+    deactivated_by: UUID
+
+
 IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
-    version="1.0",
+    version="1.1",
     api=IdentityApi,
     errors=(UserNotFound, UserInactive),
+    events=(UserRegistered, UserDeactivated),
 )

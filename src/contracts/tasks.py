@@ -116,9 +116,16 @@ class TaskCreated(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskCr
     assignee_id: UUID | None
     title: str
 
+    key_field = "task_id"
+
 
 class TaskAssigned(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskAssigned.v1"):
-    """The assignee changed; ``assignee_id`` None means the task was unassigned."""
+    """The assignee changed; ``assignee_id`` None means the task was unassigned.
+
+    ``assigned_by`` is None when the system unassigned the task (its assignee was deactivated).
+    """
+
+    key_field = "task_id"
 
     task_id: UUID
     owner_id: UUID
@@ -129,6 +136,8 @@ class TaskAssigned(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskA
 
 
 class TaskStatusChanged(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskStatusChanged.v1"):
+    key_field = "task_id"
+
     task_id: UUID
     owner_id: UUID
     assignee_id: UUID | None
@@ -139,6 +148,8 @@ class TaskStatusChanged(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.
 
 
 class TaskDeleted(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskDeleted.v1"):
+    key_field = "task_id"
+
     task_id: UUID
     owner_id: UUID
     assignee_id: UUID | None

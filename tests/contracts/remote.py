@@ -12,7 +12,7 @@ import httpx
 import msgspec
 
 from app.container import Composition, compose
-from app.kernel.config import GroupSettings, RpcSettings, Settings, TopologySettings
+from app.kernel.config import EventSettings, GroupSettings, RpcSettings, Settings, TopologySettings
 from app.kernel.context import CallContext, call_context
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.rpc import RemoteGroup, contract_methods, remote
@@ -29,14 +29,22 @@ CALLER = "gateway"
 
 
 def split_settings(data_dir: Path, **ports: int) -> Settings:
-    """Settings with one group per module named in ``ports`` plus a pure gateway."""
+    """Settings with one group per module named in ``ports``; the caller's group holds the rest.
+
+    A split topology needs a broker for its events; these tests make no use of them, so the
+    bus may stay unconnected (its runtime retries in the background) without harm.
+    """
     groups = {
         name: GroupSettings(modules=[name], url=f"http://127.0.0.1:{port}") for name, port in ports.items()
     }
-    groups[CALLER] = GroupSettings(modules=[], url="http://127.0.0.1:1")
+    from app.catalog import MODULES  # here: importing this file must not import every module
+
+    others = [m.name for m in MODULES if m.name not in ports]
+    groups[CALLER] = GroupSettings(modules=others, url="http://127.0.0.1:1")
     settings = make_settings(data_dir)
     rpc = RpcSettings(timeout_seconds=5.0, backoff_initial_seconds=0.01, backoff_max_seconds=0.05)
-    return msgspec.structs.replace(settings, topology=TopologySettings(groups=groups), rpc=rpc)
+    events = EventSettings(bus="nats", namespace=f"t{uuid.uuid4().hex[:12]}")
+    return msgspec.structs.replace(settings, topology=TopologySettings(groups=groups), rpc=rpc, events=events)
 
 
 @asynccontextmanager

@@ -7,17 +7,18 @@ import os
 import signal
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tests.servers import TESSERA, clean_env, free_port, server_process, wait_until_ready
 
-GROUPS = ("identity", "tasks", "gateway")
+GROUPS = ("identity", "tasks", "notifications", "gateway")
 
 
 class Cluster:
-    """Three `tessera serve --group` processes; the gateway is the public address."""
+    """One `tessera serve --group` process per group; the gateway is the public address."""
 
     def __init__(self, env: dict[str, str], ports: dict[str, int], stack: ExitStack) -> None:
         self.env = env
@@ -46,17 +47,21 @@ class Cluster:
         process.wait(timeout=10)
 
 
-def write_config(path: Path, ports: dict[str, int], *, identity_url: str | None = None) -> Path:
+def write_config(
+    path: Path, ports: dict[str, int], *, identity_url: str | None = None, events: str = ""
+) -> Path:
+    """A split topology on loopback; its events go through NATS unless ``events`` says otherwise."""
     urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()}
     if identity_url:
         urls["identity"] = identity_url  # how the others reach identity (through a proxy, say)
-    modules = {"identity": '["identity"]', "tasks": '["tasks"]', "gateway": "[]"}
+    modules = {g: "[]" if g == "gateway" else f'["{g}"]' for g in GROUPS}
     groups = "\n".join(f'[topology.groups.{g}]\nmodules = {modules[g]}\nurl = "{urls[g]}"\n' for g in GROUPS)
+    events = events or f'[events]\nbus = "nats"\nnamespace = "t{uuid.uuid4().hex[:12]}"\n'
     path.write_text(
         "[security]\ngenerate_signing_key = true\n"
         "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
         "[rpc]\ntimeout_seconds = 1.0\nbreaker_minimum_calls = 3\nbreaker_window = 6\n"
-        "breaker_open_seconds = 1.0\nbreaker_half_open_calls = 1\n" + groups
+        "breaker_open_seconds = 1.0\nbreaker_half_open_calls = 1\n" + events + groups
     )
     return path
 

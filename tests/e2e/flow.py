@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -13,6 +15,27 @@ def _json(response: httpx.Response, status: int) -> Any:
         f"{response.request.method} {response.request.url}: {response.text}"
     )
     return response.json() if response.content else None
+
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], *, within: float, what: str) -> T:
+    """``probe()``'s first non-None answer, polled until ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while True:
+        if (answer := probe()) is not None:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within}s: {what}")
+        time.sleep(0.02)
+
+
+def notifications_of(http: httpx.Client, auth: dict[str, str], task_id: str, kind: str) -> list[Any] | None:
+    """The caller's notifications of ``kind`` about ``task_id``, or None while there are none."""
+    items = _json(http.get("/api/v1/notifications", headers=auth), 200)["items"]
+    found = [n for n in items if n["task_id"] == task_id and n["kind"] == kind]
+    return found or None
 
 
 def register_and_log_in(http: httpx.Client, name: str) -> tuple[str, dict[str, str]]:
@@ -43,6 +66,19 @@ def run_public_flow(base: str) -> None:
         task = _json(created, 201)
         assert created.headers["location"] == f"/api/v1/tasks/{task['id']}"
         assert task["assignee"] == {"id": bob_id, "display_name": "Bob"}
+        # ... and within a second it is in Bob's notifications, through the events
+        (assigned,) = eventually(
+            lambda: notifications_of(http, bob, task["id"], "task_assigned"),
+            within=1.0,
+            what="Bob is notified of the assignment",
+        )
+        assert assigned["actor_id"] == ada_id
+        assert assigned["read_at"] is None
+        assert _json(http.get("/api/v1/notifications/unread-count", headers=bob), 200) == {"unread": 1}
+        read = _json(http.post(f"/api/v1/notifications/{assigned['id']}/read", headers=bob), 200)
+        assert read["read_at"] is not None
+        assert _json(http.get("/api/v1/notifications/unread-count", headers=bob), 200) == {"unread": 0}
+        assert notifications_of(http, ada, task["id"], "task_assigned") is None
         again = _json(
             http.post("/api/v1/tasks", json=body, headers={**ada, "Idempotency-Key": "ship-1"}), 201
         )
@@ -79,6 +115,11 @@ def run_public_flow(base: str) -> None:
 
         # Bob completes; the forbidden move is refused; Ada pages through and deletes
         assert _json(http.patch(url, json={"status": "done"}, headers=bob), 200)["status"] == "done"
+        eventually(
+            lambda: notifications_of(http, ada, task["id"], "task_completed"),
+            within=1.0,
+            what="Ada is told Bob completed her task",
+        )
         assert _json(http.patch(url, json={"status": "cancelled"}, headers=ada), 409)["code"] == (
             "tasks.invalid_transition"
         )
@@ -100,6 +141,22 @@ def run_public_flow(base: str) -> None:
         assert len(seen) == len(set(seen)) == 8
         assert http.delete(url, headers=ada).status_code == 204
         assert http.get(url, headers=ada).status_code == 404
+
+        # Bob leaves: his open tasks go back to their owners, unassigned
+        open_task = _json(
+            http.post("/api/v1/tasks", json={"title": "open work", "assignee_id": bob_id}, headers=ada), 201
+        )
+        deactivated = _json(http.post(f"/api/v1/users/{bob_id}/deactivate", headers=bob), 200)
+        assert deactivated["active"] is False
+        open_url = f"/api/v1/tasks/{open_task['id']}"
+        eventually(
+            lambda: _json(http.get(open_url, headers=ada), 200)["assignee"] is None or None,
+            within=2.0,
+            what="the deactivated user's open task is unassigned",
+        )
+        assert _json(http.post(f"/api/v1/users/{ada_id}/deactivate", headers=carol), 403)["code"] == (
+            "identity.not_permitted"
+        )
 
         # edges: no token, no internal routes from outside
         assert http.get("/api/v1/tasks").status_code == 401

@@ -1,4 +1,4 @@
-"""Three processes — identity, tasks, gateway — pass the same public flow as the monolith."""
+"""Four processes — identity, tasks, notifications, gateway — pass the same public flow as the monolith."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ def test_the_monolith_passes_the_public_flow(tmp_path: Path) -> None:
 def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> None:
     with split_cluster(tmp_path) as cluster:
         run_public_flow(cluster.gateway)
-        assert sorted(p.name for p in (tmp_path / "data").glob("*.db")) == ["identity.db", "tasks.db"]
+        assert sorted(p.name for p in (tmp_path / "data").glob("*.db")) == [
+            "identity.db",
+            "notifications.db",
+            "tasks.db",
+        ]
 
 
 @pytest.mark.postgres

@@ -18,13 +18,13 @@ pytestmark = pytest.mark.asyncio
 
 async def test_each_module_gets_its_own_sqlite_file(migrated: Settings) -> None:
     data_dir = Path(migrated.data_dir)
-    assert sorted(p.name for p in data_dir.glob("*.db")) == ["identity.db", "tasks.db"]
+    assert sorted(p.name for p in data_dir.glob("*.db")) == ["identity.db", "notifications.db", "tasks.db"]
 
 
 async def test_upgrade_is_idempotent_and_reports_the_head(settings: Settings) -> None:
     composition = compose(settings)
     try:
-        assert [s.current for s in await composition.migration_states()] == [None, None]
+        assert [s.current for s in await composition.migration_states()] == [None, None, None]
         await composition.upgrade()
         await composition.upgrade()
         states = await composition.migration_states()

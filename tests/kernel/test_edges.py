@@ -89,7 +89,10 @@ def test_liveness_needs_nothing(client: Client) -> None:
 def test_readiness_reports_each_module_database(client: Client) -> None:
     response = client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "modules": {"identity": "ok", "tasks": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "modules": {"identity": "ok", "tasks": "ok", "notifications": "ok"},
+    }
 
 
 def test_readiness_fails_with_503_when_a_database_cannot_be_reached(
@@ -102,7 +105,7 @@ def test_readiness_fails_with_503_when_a_database_cannot_be_reached(
 
     monkeypatch.setattr(Database, "ping", unreachable)
     problem = _is_problem(client.get("/health/ready"), 503, "health.not_ready")
-    assert [e["field"] for e in problem["errors"]] == ["identity", "tasks"]
+    assert [e["field"] for e in problem["errors"]] == ["identity", "tasks", "notifications"]
 
 
 def test_openapi_is_served(client: Client) -> None:

@@ -27,6 +27,7 @@ from app.kernel.paths import CONFIG_DIR
 __all__ = (
     "ConfigError",
     "DatabaseSettings",
+    "EventSettings",
     "ModuleDatabaseSettings",
     "PasswordHashSettings",
     "GroupSettings",
@@ -40,7 +41,8 @@ __all__ = (
 )
 
 ENV_PREFIX = "TESSERA_"
-_RESERVED = frozenset({"TESSERA_PROFILE", "TESSERA_CONFIG", "TESSERA_GROUP"})
+# Read by other code, not configuration keys. TESSERA_CRASH_AT is the fault hook (app.kernel.faults).
+_RESERVED = frozenset({"TESSERA_PROFILE", "TESSERA_CONFIG", "TESSERA_GROUP", "TESSERA_CRASH_AT"})
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]+)`")
 
 
@@ -129,6 +131,29 @@ class RpcSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     breaker_half_open_calls: int = 2
 
 
+class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The event bus, the outbox relays that feed it, and the consumers' inboxes."""
+
+    bus: str = "inprocess"  # inprocess | nats | rabbitmq; a split topology needs a broker
+    # Prefix of every stream, subject, exchange and queue name: deployments sharing a broker stay apart.
+    namespace: str = "tessera"
+    nats_url: Secret = Secret("nats://127.0.0.1:4222")
+    rabbitmq_url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
+    publish_timeout_seconds: float = 5.0  # longer without a broker's confirmation: BusUnavailable
+    relay_batch: int = 100  # events claimed per round
+    relay_poll_seconds: float = 0.25  # how often an idle relay looks (commits wake it at once)
+    lease_seconds: float = 30.0  # a claim not published by then is free for another relay
+    max_attempts: int = 10  # an event refused this often is marked failed (`tessera events retry`)
+    backoff_initial_seconds: float = 0.1  # between attempts, and while the broker is down
+    backoff_max_seconds: float = 10.0
+    redelivery_delay_seconds: float = 1.0  # before a broker redelivers a message a handler refused
+    # NATS: a message neither acknowledged nor reported in progress by then is redelivered
+    # (after a consumer died mid-message, say). RabbitMQ redelivers when the connection drops.
+    ack_wait_seconds: float = 30.0
+    retention_hours: float = 168.0  # published outbox rows and inbox rows are pruned after this
+    prune_interval_seconds: float = 300.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     profile: str = "default"
     data_dir: str = "./data"
@@ -137,6 +162,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     topology: TopologySettings = msgspec.field(default_factory=TopologySettings)
     rpc: RpcSettings = msgspec.field(default_factory=RpcSettings)
+    events: EventSettings = msgspec.field(default_factory=EventSettings)
 
     @property
     def data_path(self) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -17,7 +17,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app.kernel.config import Settings
 
-__all__ = ("Database", "UtcDateTime", "module_database_url", "module_metadata")
+__all__ = ("NAMING_CONVENTION", "Database", "UtcDateTime", "module_database_url", "module_metadata")
 
 # One naming scheme for every module's constraints, so that migrations name them predictably.
 NAMING_CONVENTION = {
@@ -32,6 +32,9 @@ def module_metadata() -> MetaData:
     """The MetaData a module declares its tables on."""
     return MetaData(naming_convention=NAMING_CONVENTION)
 
+
+# Where a unit of work keeps the callbacks to run once it has committed.
+_AFTER_COMMIT = "tessera.after_commit"
 
 _open_connections: ContextVar[dict[str, AsyncConnection] | None] = ContextVar(
     "tessera_open_connections", default=None
@@ -109,17 +112,32 @@ class Database:
         async with self._begin() as connection:
             yield connection
 
+    @staticmethod
+    def after_commit(connection: AsyncConnection, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the unit of work ``connection`` belongs to has committed.
+
+        Never if it rolls back. Used to wake the outbox relay the moment events exist.
+        """
+        connection.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
     def _open(self) -> AsyncConnection | None:
         return (_open_connections.get() or {}).get(self.module)
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        callbacks: list[Callable[[], None]] = []
         async with self.engine.begin() as connection:
+            # The pooled connection's info outlives this unit of work (and, once the
+            # connection is invalidated, cannot be reached): hold it, and empty it whatever happens.
+            info = connection.info
             token = _open_connections.set({**(_open_connections.get() or {}), self.module: connection})
             try:
                 yield connection
             finally:
                 _open_connections.reset(token)
+                callbacks = info.pop(_AFTER_COMMIT, [])
+        for callback in callbacks:  # reached only when the block committed
+            callback()
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

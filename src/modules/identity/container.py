@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 
 from app.kernel.config import Settings
 from app.kernel.db import Database
+from app.kernel.events import Outbox
 from app.kernel.security import AccessTokens
 from modules.identity.domain import Passwords
 from modules.identity.service import IdentityService
@@ -16,12 +17,14 @@ __all__ = ("IdentityContainer",)
 class IdentityContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     database = providers.Dependency(instance_of=Database)
+    outbox = providers.Dependency(instance_of=Outbox)
     access_tokens = providers.Dependency(instance_of=AccessTokens)
 
     passwords = providers.Singleton(Passwords, settings.provided.security.password_hash)
     service = providers.Singleton(
         IdentityService,
         database=database,
+        outbox=outbox,
         passwords=passwords,
         access_tokens=access_tokens,
         refresh_token_ttl_seconds=settings.provided.security.refresh_token_ttl_seconds,

@@ -20,6 +20,7 @@ __all__ = (
     "EmailAlreadyRegistered",
     "InvalidCredentials",
     "InvalidRefreshToken",
+    "NotPermitted",
     "Passwords",
     "RefreshTokenRecord",
     "TokenPair",
@@ -51,6 +52,12 @@ class InvalidRefreshToken(ContractError):
     title = "The refresh token is not valid"
 
 
+class NotPermitted(ContractError):
+    code = "identity.not_permitted"
+    status = 403
+    title = "Only an administrator or the user themself may do that"
+
+
 class User(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     email: str
@@ -58,6 +65,11 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     password_hash: str
     active: bool
     created_at: datetime
+    is_admin: bool = False
+
+    def may_deactivate(self, user_id: UUID) -> bool:
+        """An active administrator may deactivate anyone; anyone may deactivate themself."""
+        return self.active and (self.is_admin or self.id == user_id)
 
     def profile(self) -> UserProfile:
         return UserProfile(id=self.id, display_name=self.display_name, active=self.active)

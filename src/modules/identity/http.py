@@ -22,6 +22,7 @@ from modules.identity.domain import (
     EmailAlreadyRegistered,
     InvalidCredentials,
     InvalidRefreshToken,
+    NotPermitted,
     TokenPair,
     User,
 )
@@ -54,6 +55,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     email: str
     display_name: str
     active: bool
+    is_admin: bool
     created_at: datetime
 
     @classmethod
@@ -63,6 +65,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
             email=user.email,
             display_name=user.display_name,
             active=user.active,
+            is_admin=user.is_admin,
             created_at=user.created_at,
         )
 
@@ -113,6 +116,20 @@ class UsersController(Controller):
     ) -> PublicProfile:
         found = await identity.get_user(user_id)
         return PublicProfile(id=found.id, display_name=found.display_name)
+
+    @post(
+        "/{user_id:uuid}/deactivate",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(401, NotPermitted, UserNotFound),
+        summary="Deactivate a user (an administrator, or the user themself); their tasks are unassigned",
+    )
+    async def deactivate(
+        self,
+        user_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+    ) -> Account:
+        return Account.of(await identity.deactivate(principal, user_id))
 
 
 class AuthController(Controller):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.kernel.module import Module
-from contracts.identity import IDENTITY
+from contracts.identity import IDENTITY, UserDeactivated, UserRegistered
 from modules.identity.container import IdentityContainer
 from modules.identity.http import AuthController, UsersController
 
@@ -16,4 +16,5 @@ module = Module(
     container=IdentityContainer,
     routes=(UsersController, AuthController),
     dependencies={"identity": "service"},
+    publishes=(UserRegistered, UserDeactivated),
 )

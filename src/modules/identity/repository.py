@@ -24,6 +24,7 @@ _USER_COLUMNS = (
     users.c.display_name,
     users.c.password_hash,
     users.c.active,
+    users.c.is_admin,
     users.c.created_at,
 )
 _TOKEN_COLUMNS = (
@@ -58,6 +59,7 @@ class IdentityRepository:
                         display_name=user.display_name,
                         password_hash=user.password_hash,
                         active=user.active,
+                        is_admin=user.is_admin,
                         created_at=user.created_at,
                     )
                 )
@@ -86,6 +88,23 @@ class IdentityRepository:
     async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
         await self._connection.execute(
             update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
+
+    async def deactivate(self, user_id: UUID) -> bool:
+        """Mark an active user inactive; False if they were not active."""
+        result = await self._connection.execute(
+            update(users).where(users.c.id == user_id, users.c.active.is_(True)).values(active=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def grant_admin(self, user_id: UUID) -> None:
+        await self._connection.execute(update(users).where(users.c.id == user_id).values(is_admin=True))
+
+    async def revoke_all_refresh_tokens(self, user_id: UUID, at: datetime) -> None:
+        await self._connection.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
         )
 
     async def add_refresh_token(

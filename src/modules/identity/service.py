@@ -9,11 +9,21 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+import msgspec
+
 from contracts import Principal
-from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
+from contracts.identity import (
+    IdentityApi,
+    UserDeactivated,
+    UserInactive,
+    UserNotFound,
+    UserProfile,
+    UserRegistered,
+)
 from modules.identity.domain import (
     InvalidCredentials,
     InvalidRefreshToken,
+    NotPermitted,
     Passwords,
     TokenPair,
     User,
@@ -24,6 +34,7 @@ from modules.identity.repository import IdentityRepository
 
 if TYPE_CHECKING:
     from app.kernel.db import Database
+    from app.kernel.events import Outbox
     from app.kernel.security import AccessTokens
 
 __all__ = ("IdentityService",)
@@ -40,12 +51,14 @@ class IdentityService(IdentityApi):
         self,
         *,
         database: Database,
+        outbox: Outbox,
         passwords: Passwords,
         access_tokens: AccessTokens,
         refresh_token_ttl_seconds: int,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._database = database
+        self._outbox = outbox
         self._passwords = passwords
         self._access_tokens = access_tokens
         self._refresh_ttl = timedelta(seconds=refresh_token_ttl_seconds)
@@ -86,7 +99,51 @@ class IdentityService(IdentityApi):
         )
         async with self._database.transaction() as connection:
             await IdentityRepository(connection).add_user(user)
+            await self._outbox.append(
+                connection,
+                UserRegistered(
+                    event_id=uuid.uuid4(),
+                    occurred_at=user.created_at,
+                    user_id=user.id,
+                    display_name=user.display_name,
+                    registered_at=user.created_at,
+                ),
+            )
         return user
+
+    async def deactivate(self, principal: Principal, user_id: UUID) -> User:
+        """Deactivate a user (an administrator, or the user themself) and tell the other modules.
+
+        The user's refresh tokens are revoked. Deactivating an inactive user changes nothing.
+        """
+        now = self._clock()
+        async with self._database.transaction() as connection:
+            repository = IdentityRepository(connection)
+            actor = await repository.user_by_id(principal.user_id)
+            if actor is None or not actor.may_deactivate(user_id):
+                raise NotPermitted("only an administrator or the user themself may deactivate an account")
+            target = await repository.user_by_id(user_id)
+            if target is None:
+                raise UserNotFound(f"no user {user_id}")
+            if await repository.deactivate(user_id):
+                await repository.revoke_all_refresh_tokens(user_id, now)
+                await self._outbox.append(
+                    connection,
+                    UserDeactivated(
+                        event_id=uuid.uuid4(), occurred_at=now, user_id=user_id, deactivated_by=actor.id
+                    ),
+                )
+        return msgspec.structs.replace(target, active=False)
+
+    async def make_admin(self, email: str) -> User:
+        """Grant the administrator role (the command line's way to bootstrap the first one)."""
+        async with self._database.transaction() as connection:
+            repository = IdentityRepository(connection)
+            user = await repository.user_by_email(email)
+            if user is None:
+                raise UserNotFound(f"no user with e-mail {email!r}")
+            await repository.grant_admin(user.id)
+        return msgspec.structs.replace(user, is_admin=True)
 
     async def account(self, user_id: UUID) -> User:
         async with self._database.read() as connection:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, String, Table, Uuid
+from sqlalchemy import Boolean, Column, ForeignKey, String, Table, Uuid, false
 
 from app.kernel.db import UtcDateTime, module_metadata
 
@@ -20,6 +20,8 @@ users = Table(
     Column("display_name", String(100), nullable=False),
     Column("password_hash", String(255), nullable=False),
     Column("active", Boolean, nullable=False),
+    # May deactivate other users. Granted from the command line: `tessera users make-admin`.
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
     Column("created_at", UtcDateTime, nullable=False),
 )
 

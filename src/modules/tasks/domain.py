@@ -11,7 +11,15 @@ from uuid import UUID
 import msgspec
 
 from contracts import ContractError, FieldError, InvalidInput
-from contracts.tasks import Priority, Task, TaskStatus
+from contracts.tasks import (
+    Priority,
+    Task,
+    TaskAssigned,
+    TaskCreated,
+    TaskDeleted,
+    TaskStatus,
+    TaskStatusChanged,
+)
 
 __all__ = (
     "ALLOWED_TRANSITIONS",
@@ -29,7 +37,11 @@ __all__ = (
     "VersionMismatch",
     "apply_changes",
     "can_see",
+    "events_of_change",
+    "events_of_creation",
+    "events_of_deletion",
     "new_task",
+    "unassigned",
 )
 
 TITLE_MAX = 200
@@ -154,6 +166,77 @@ def apply_changes(task: Task, changes: TaskChanges, *, actor: UUID, now: datetim
     if not changed:
         return task
     return msgspec.structs.replace(task, **changed, updated_at=now, version=task.version + 1)
+
+
+def unassigned(task: Task, *, now: datetime) -> Task:
+    """The task with nobody assigned: what happens to a deactivated user's open work."""
+    return msgspec.structs.replace(task, assignee_id=None, updated_at=now, version=task.version + 1)
+
+
+# -- the events a change publishes ---------------------------------------------------
+
+
+def events_of_creation(task: Task) -> list[TaskCreated | TaskAssigned]:
+    created = TaskCreated(
+        event_id=uuid.uuid4(),
+        occurred_at=task.created_at,
+        task_id=task.id,
+        owner_id=task.owner_id,
+        assignee_id=task.assignee_id,
+        title=task.title,
+    )
+    if task.assignee_id is None:
+        return [created]
+    return [created, _assigned(None, task, by=task.owner_id)]
+
+
+def events_of_change(
+    before: Task, after: Task, *, actor: UUID | None
+) -> list[TaskAssigned | TaskStatusChanged]:
+    """What other modules hear of an update: a new assignee, a new status (``actor`` None: the system)."""
+    events: list[TaskAssigned | TaskStatusChanged] = []
+    if after.assignee_id != before.assignee_id:
+        events.append(_assigned(before.assignee_id, after, by=actor))
+    if after.status != before.status and actor is not None:
+        events.append(
+            TaskStatusChanged(
+                event_id=uuid.uuid4(),
+                occurred_at=after.updated_at,
+                task_id=after.id,
+                owner_id=after.owner_id,
+                assignee_id=after.assignee_id,
+                changed_by=actor,
+                previous_status=before.status,
+                status=after.status,
+                title=after.title,
+            )
+        )
+    return events
+
+
+def events_of_deletion(task: Task, *, now: datetime) -> list[TaskDeleted]:
+    return [
+        TaskDeleted(
+            event_id=uuid.uuid4(),
+            occurred_at=now,
+            task_id=task.id,
+            owner_id=task.owner_id,
+            assignee_id=task.assignee_id,
+        )
+    ]
+
+
+def _assigned(previous: UUID | None, task: Task, *, by: UUID | None) -> TaskAssigned:
+    return TaskAssigned(
+        event_id=uuid.uuid4(),
+        occurred_at=task.updated_at,
+        task_id=task.id,
+        owner_id=task.owner_id,
+        assignee_id=task.assignee_id,
+        previous_assignee_id=previous,
+        assigned_by=by,
+        title=task.title,
+    )
 
 
 def _checked(*, title: str, description: str, labels: list[str]) -> tuple[str, list[str]]:

@@ -100,6 +100,19 @@ class TasksRepository:
         await self._write_labels(task)
         return True
 
+    async def open_assigned_to(self, user_id: UUID) -> list[Task]:
+        statement = (
+            select(*_TASK_COLUMNS)
+            .where(
+                tasks.c.assignee_id == user_id,
+                tasks.c.status.in_([s.value for s in OPEN_STATUSES]),
+            )
+            .order_by(tasks.c.created_at, tasks.c.id)
+        )
+        rows = (await self._connection.execute(statement)).all()
+        labels = await self._labels_of([row.id for row in rows])
+        return [_task(row._mapping, labels[row.id]) for row in rows]
+
     async def remove(self, task_id: UUID) -> None:
         await self._connection.execute(delete(task_labels).where(task_labels.c.task_id == task_id))
         await self._connection.execute(delete(tasks).where(tasks.c.id == task_id))

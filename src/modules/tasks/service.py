@@ -22,12 +22,17 @@ from modules.tasks.domain import (
     VersionMismatch,
     apply_changes,
     can_see,
+    events_of_change,
+    events_of_creation,
+    events_of_deletion,
     new_task,
+    unassigned,
 )
 from modules.tasks.repository import TasksRepository
 
 if TYPE_CHECKING:
     from app.kernel.db import Database
+    from app.kernel.events import Outbox
 
 __all__ = ("CreatedTask", "TasksService")
 
@@ -46,9 +51,15 @@ class CreatedTask(msgspec.Struct, frozen=True, kw_only=True):
 
 class TasksService(TasksApi):
     def __init__(
-        self, *, database: Database, identity: IdentityApi, clock: Callable[[], datetime] = _utcnow
+        self,
+        *,
+        database: Database,
+        outbox: Outbox,
+        identity: IdentityApi,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._database = database
+        self._outbox = outbox
         self._identity = identity
         self._clock = clock
 
@@ -94,6 +105,7 @@ class TasksService(TasksApi):
             async with self._database.transaction() as connection:
                 repository = TasksRepository(connection)
                 await repository.add(task)
+                await self._outbox.append(connection, *events_of_creation(task))
                 if idempotency_key is not None:
                     await repository.remember_idempotency_key(
                         owner_id=principal.user_id,
@@ -130,6 +142,9 @@ class TasksService(TasksApi):
         async with self._database.transaction() as connection:
             if not await TasksRepository(connection).replace(updated, expected_version=current.version):
                 raise VersionMismatch("the task changed while it was being updated; read it again")
+            await self._outbox.append(
+                connection, *events_of_change(current, updated, actor=principal.user_id)
+            )
         return updated
 
     async def delete_task(self, principal: Principal, task_id: UUID) -> None:
@@ -138,6 +153,21 @@ class TasksService(TasksApi):
             raise NotPermitted("only the owner may delete a task")
         async with self._database.transaction() as connection:
             await TasksRepository(connection).remove(task_id)
+            await self._outbox.append(connection, *events_of_deletion(task, now=self._clock()))
+
+    async def unassign_user(self, user_id: UUID) -> int:
+        """Take a deactivated user off every open task; how many tasks that was."""
+        now = self._clock()
+        async with self._database.transaction() as connection:
+            repository = TasksRepository(connection)
+            released = 0
+            for task in await repository.open_assigned_to(user_id):
+                after = unassigned(task, now=now)
+                if not await repository.replace(after, expected_version=task.version):
+                    raise VersionMismatch(f"task {task.id} changed while unassigning; try again")
+                await self._outbox.append(connection, *events_of_change(task, after, actor=None))
+                released += 1
+        return released
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> CreatedTask | None:
         async with self._database.read() as connection:

@@ -1,0 +1,133 @@
+"""The bus port: one interface, three backends (in-process, NATS JetStream, RabbitMQ).
+
+A backend moves :class:`EventMessage` values from a module's outbox relay to every
+consumer module that declared interest in their type. Its promises:
+
+- ``publish`` returns only once the broker has durably accepted the message (JetStream's
+  publish acknowledgement, RabbitMQ's publisher confirm; in-process: every local consumer
+  handled it). It raises :class:`BusUnavailable` when the broker cannot be reached in
+  time, and any other exception when this one message was refused.
+- A consumer is durable and named after its module: messages published while it was
+  away wait for it. ``declare`` creates every consumer's durable state from the catalog
+  up front, so nothing published before a consumer's process first starts is dropped.
+- A handler's message is acknowledged only after the handler returned (its transaction
+  committed); a handler that raises gets the message again later. Delivery is
+  at-least-once: consumers make effects happen once with their inbox.
+- ``event_id`` de-duplicates on the broker where it can (JetStream's ``Nats-Msg-Id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Protocol
+
+import msgspec
+
+__all__ = (
+    "BusUnavailable",
+    "DeliveryFailed",
+    "EventBus",
+    "EventMessage",
+    "Handler",
+    "InProcessBus",
+)
+
+log = logging.getLogger("tessera.events")
+
+
+class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One integration event as the bus carries it."""
+
+    event_id: str  # the event's UUID, as text: de-duplication key on brokers and in inboxes
+    event_type: str  # the event's tag, e.g. "tasks.TaskAssigned.v1"
+    source: str  # the module that published it
+    key: str  # the entity it is about: events of one key are published in order
+    payload: bytes  # the event itself, JSON-encoded with its tag
+    correlation_id: str | None = None  # the request that caused it, for logs across modules
+
+
+Handler = Callable[[EventMessage], Awaitable[None]]
+
+
+class BusUnavailable(Exception):
+    """The broker could not be reached (or did not confirm) in time: try again later."""
+
+
+class DeliveryFailed(Exception):
+    """In-process delivery: a consumer's handler raised; the message counts as not delivered."""
+
+
+class EventBus(Protocol):
+    """What the outbox relays and the consumers need of a message bus."""
+
+    name: str
+
+    async def connect(self) -> None:
+        """Open the connection; raises BusUnavailable if the broker does not answer."""
+        ...
+
+    async def declare(self, consumers: Mapping[str, Collection[str]]) -> None:
+        """Create the durable state of every consumer (name -> event types) if missing."""
+        ...
+
+    async def publish(self, message: EventMessage) -> None:
+        """Hand one message over; returns once it is durably accepted."""
+        ...
+
+    async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
+        """Start delivering the consumer's messages to ``handler`` until ``close``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessBus:
+    """The monolith's bus: ``publish`` runs every subscribed local consumer and waits for it.
+
+    Nothing is held in memory: a message counts as published only once every consumer
+    handled it (committed its inbox row), so a crash at any point leaves the event pending
+    in the outbox, and the relay publishes it again after restart.
+    """
+
+    name = "inprocess"
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[tuple[str, Handler]]] = {}
+
+    async def connect(self) -> None:
+        return None
+
+    async def declare(self, consumers: Mapping[str, Collection[str]]) -> None:
+        return None
+
+    async def publish(self, message: EventMessage) -> None:
+        subscribed = self._handlers.get(message.event_type, [])
+        outcomes = await asyncio.gather(
+            *(handler(message) for _, handler in subscribed), return_exceptions=True
+        )
+        failed = [
+            (consumer, outcome)
+            for (consumer, _), outcome in zip(subscribed, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        for consumer, error in failed:
+            log.warning(
+                "consumer %s failed on %s %s: %r",
+                consumer,
+                message.event_type,
+                message.event_id,
+                error,
+                exc_info=error,
+            )
+        if failed:
+            names = ", ".join(consumer for consumer, _ in failed)
+            raise DeliveryFailed(f"{message.event_type} {message.event_id}: {names} failed")
+
+    async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
+        for event_type in event_types:
+            self._handlers.setdefault(event_type, []).append((consumer, handler))
+
+    async def close(self) -> None:
+        self._handlers.clear()

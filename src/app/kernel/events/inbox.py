@@ -1,0 +1,84 @@
+"""The idempotent inbox: a consumer's effects happen once, however often an event arrives.
+
+The bus delivers at least once. :class:`EventConsumer` records each event id in the
+``inbox`` table of the consuming module's database in the same transaction as the
+handler's effect: a redelivered event finds its id there and is acknowledged without
+running the handler again; a handler that raises rolls both back, and the event comes
+again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import insert, select
+
+from app.kernel.context import CallContext, call_context, child_traceparent, new_correlation_id
+from app.kernel.events.bus import EventMessage
+from app.kernel.events.tables import inbox
+from app.kernel.faults import crash_point
+from contracts import IntegrationEvent
+
+if TYPE_CHECKING:
+    from app.kernel.db import Database
+
+__all__ = ("EventConsumer", "Subscription")
+
+log = logging.getLogger("tessera.events")
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    """One event type a consumer takes, and the handler that applies it."""
+
+    event_class: type[IntegrationEvent]
+    handler: Callable[[Any], Awaitable[None]]
+
+
+class EventConsumer:
+    """Delivers events to one module's handlers, each at most once in effect."""
+
+    __slots__ = ("_database", "_decoders", "_subscriptions", "module")
+
+    def __init__(self, *, module: str, database: Database, subscriptions: Mapping[str, Subscription]) -> None:
+        self.module = module
+        self._database = database
+        self._subscriptions = dict(subscriptions)
+        self._decoders = {tag: msgspec.json.Decoder(s.event_class) for tag, s in self._subscriptions.items()}
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._subscriptions)
+
+    async def deliver(self, message: EventMessage) -> None:
+        """Apply one message; returning means its effect is committed (or was already)."""
+        subscription = self._subscriptions.get(message.event_type)
+        if subscription is None:
+            return  # not ours: nothing to do, nothing to redeliver
+        event = self._decoders[message.event_type].decode(message.payload)
+        context = CallContext(
+            correlation_id=message.correlation_id or new_correlation_id(),
+            traceparent=child_traceparent(None),
+        )
+        with call_context(context):
+            async with self._database.transaction() as connection:
+                seen = await connection.execute(
+                    select(inbox.c.event_id).where(inbox.c.event_id == uuid.UUID(message.event_id))
+                )
+                if seen.first() is not None:
+                    log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
+                    return
+                await connection.execute(
+                    insert(inbox).values(
+                        event_id=uuid.UUID(message.event_id),
+                        event_type=message.event_type,
+                        source=message.source,
+                        handled_at=datetime.now(UTC),
+                    )
+                )
+                await subscription.handler(event)
+        crash_point("inbox.after_commit")

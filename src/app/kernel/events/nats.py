@@ -1,0 +1,500 @@
+"""The bus port on NATS JetStream.
+
+Names, all derived from ``EventSettings.namespace`` (see the helpers below):
+
+- one stream, ``<NAMESPACE>_EVENTS`` (upper case, anything but letters and digits as ``_``),
+  holding the subjects ``<namespace>.events.>`` with limits retention (``retention_hours``),
+  file storage and a two-minute de-duplication window;
+- a message's subject is ``<namespace>.events.<event_type>``; its body is the payload, its
+  other fields travel as headers (``Nats-Msg-Id`` carries the event id for de-duplication);
+- a consumer module is a durable pull consumer ``<namespace>_<consumer>`` filtered on the
+  subjects of its event types.
+
+Order: a consumer has at most one unacknowledged message (``max_ack_pending=1``), so it sees
+the stream in order, and a message its handler refused (redelivered after
+``redelivery_delay_seconds``) holds back the ones behind it: per-key order survives failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+from collections.abc import Awaitable, Collection, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from app.kernel.config import EventSettings
+from app.kernel.events.bus import BusUnavailable, EventMessage, Handler
+
+__all__ = ("NatsBus", "durable_name", "stream_name", "subject_of")
+
+log = logging.getLogger("tessera.events.nats")
+
+DUPLICATE_WINDOW_SECONDS = 120.0  # Nats-Msg-Id de-duplication
+FETCH_SECONDS = 2.0  # one pull request's lifetime; an idle consumer asks again after it
+RETRY_PAUSE_SECONDS = 0.5  # after an unexpected error in the fetch loop
+CONSUMER_CHECK_SECONDS = 15.0  # an idle consumer checks this often that the server still has it
+CLOSE_SECONDS = 2.0  # every step of close() is bounded by this
+RECONNECT_WAIT_SECONDS = 1
+
+HEADER_EVENT_ID = "Tessera-Event-Id"
+HEADER_EVENT_TYPE = "Tessera-Event-Type"
+HEADER_SOURCE = "Tessera-Source"
+HEADER_KEY = "Tessera-Key"
+HEADER_CORRELATION_ID = "Tessera-Correlation-Id"
+HEADER_MSG_ID = "Nats-Msg-Id"
+
+# Errors that mean "the broker is not there (in time)", as opposed to "this message is refused".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    TimeoutError,  # asyncio's, and nats.errors.TimeoutError
+    OSError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.NoServersError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+_STREAM_NAME_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+_SUBJECT_TOKEN = re.compile(r"[^\s.*>]+")
+
+
+def stream_name(namespace: str) -> str:
+    """The namespace's stream: stream names allow no dots, so ``tessera.dev`` -> ``TESSERA_DEV_EVENTS``."""
+    return re.sub(r"[^A-Z0-9]", "_", namespace.upper()) + "_EVENTS"
+
+
+def subject_of(namespace: str, event_type: str) -> str:
+    """The subject a message of ``event_type`` is published on."""
+    return f"{namespace}.events.{event_type}"
+
+
+def durable_name(namespace: str, consumer: str) -> str:
+    """The durable pull consumer of a consumer module (letters, digits, ``_`` and ``-`` only)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{namespace}_{consumer}")
+
+
+def _check_subject_part(what: str, value: str) -> None:
+    if not all(_SUBJECT_TOKEN.fullmatch(token) for token in value.split(".")):
+        raise ValueError(f"{what} {value!r} cannot be part of a NATS subject")
+
+
+def _check_header(what: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{what} {value!r} cannot be a NATS header value")
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 4222}" if parts.hostname else "NATS"
+
+
+class NatsBus:
+    """An :class:`~app.kernel.events.bus.EventBus` on NATS JetStream (nats-py)."""
+
+    name = "nats"
+
+    def __init__(self, settings: EventSettings) -> None:
+        _check_subject_part("namespace", settings.namespace)
+        self._settings = settings
+        self._namespace = settings.namespace
+        self.stream = stream_name(settings.namespace)
+        self._url = settings.nats_url.reveal()
+        self._where = _redacted(self._url)
+        self._timeout = settings.publish_timeout_seconds
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._stream_ready = False
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._first_error: asyncio.Future[Exception] | None = None
+
+    # -- the port -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._client is not None:
+            return
+        client = Client()
+        # nats-py retries even the first connection forever (max_reconnect_attempts=-1, which
+        # later outages need): the first error it reports ends the attempt instead, and the
+        # outer bound covers a server that accepts the connection but never answers.
+        first_error: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        self._first_error = first_error
+        connecting = asyncio.ensure_future(
+            client.connect(
+                servers=[self._url],
+                name=f"tessera:{self._namespace}",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=RECONNECT_WAIT_SECONDS,
+                connect_timeout=max(1, math.ceil(self._timeout)),
+                ping_interval=20,
+                max_outstanding_pings=3,
+                drain_timeout=math.ceil(CLOSE_SECONDS),
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        )
+        waiting: set[asyncio.Future[Any]] = {connecting, first_error}
+        try:
+            await asyncio.wait(waiting, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._first_error = None
+            if not connecting.done():
+                connecting.cancel()  # no answer in time, or connect() itself was cancelled
+                await asyncio.gather(connecting, return_exceptions=True)
+        if connecting.cancelled() or connecting.exception() is not None:
+            problem = _connect_problem(connecting, first_error)
+            await _discard(client)
+            raise BusUnavailable(f"NATS at {self._where} is not reachable: {problem!r}") from problem
+        self._client = client
+        self._js = client.jetstream(timeout=self._timeout)
+        try:
+            await self._ensure_stream()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def declare(self, consumers: Mapping[str, Collection[str]]) -> None:
+        await self._ensure_stream()
+        for consumer, event_types in consumers.items():
+            await self._ensure_consumer(consumer, event_types, replace_changed=True)
+
+    async def publish(self, message: EventMessage) -> None:
+        js = self._jetstream()
+        _check_subject_part("event type", message.event_type)
+        headers = {
+            HEADER_MSG_ID: message.event_id,
+            HEADER_EVENT_ID: message.event_id,
+            HEADER_EVENT_TYPE: message.event_type,
+            HEADER_SOURCE: message.source,
+            HEADER_KEY: message.key,
+        }
+        if message.correlation_id is not None:
+            headers[HEADER_CORRELATION_ID] = message.correlation_id
+        for header, value in headers.items():
+            _check_header(header, value)
+        if not self._stream_ready:
+            await self._ensure_stream()
+        try:
+            await js.publish(
+                subject_of(self._namespace, message.event_type),
+                message.payload,
+                timeout=self._timeout,
+                stream=self.stream,
+                headers=headers,
+            )
+        except _UNAVAILABLE as exc:
+            if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                self._stream_ready = False  # deleted behind our back? make it again next time
+            raise BusUnavailable(
+                f"NATS at {self._where} did not take {message.event_type} {message.event_id} "
+                f"(timeout {self._timeout}s): {exc!r}"
+            ) from exc
+
+    async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
+        if consumer in self._consumers:
+            raise ValueError(f"consumer {consumer!r} is already subscribed")
+        wanted = frozenset(event_types)
+        if not wanted:
+            return
+        js = self._jetstream()
+        # Normally declare() made it; a consumer started on its own still gets its durable state.
+        await self._ensure_consumer(consumer, wanted, replace_changed=False)
+        durable = durable_name(self._namespace, consumer)
+        try:
+            subscription = await js.pull_subscribe_bind(durable=durable, stream=self.stream)
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(f"NATS at {self._where}: cannot subscribe {durable}: {exc!r}") from exc
+        self._consumers[consumer] = asyncio.create_task(
+            self._consume(consumer, wanted, handler, subscription), name=f"nats-consumer:{durable}"
+        )
+
+    async def close(self) -> None:
+        tasks = list(self._consumers.values())
+        self._consumers.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+        client, self._client, self._js = self._client, None, None
+        self._stream_ready = False
+        if client is not None:
+            await _discard(client)
+
+    # -- durable state --------------------------------------------------------------------
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise BusUnavailable("the NATS bus is not connected")
+        return self._js
+
+    async def _ensure_stream(self) -> None:
+        js = self._jetstream()
+        config = api.StreamConfig(
+            name=self.stream,
+            description=f"Tessera integration events of namespace {self._namespace}",
+            subjects=[f"{self._namespace}.events.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_age=self._settings.retention_hours * 3600.0,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        try:
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
+                await js.update_stream(config)  # e.g. retention_hours changed
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(
+                f"NATS at {self._where}: cannot create stream {self.stream}: {exc!r}"
+            ) from exc
+        self._stream_ready = True
+
+    def _consumer_config(self, consumer: str, event_types: Collection[str]) -> api.ConsumerConfig:
+        subjects = sorted({subject_of(self._namespace, event_type) for event_type in event_types})
+        for event_type in event_types:
+            _check_subject_part("event type", event_type)
+        config = api.ConsumerConfig(
+            durable_name=durable_name(self._namespace, consumer),
+            description=f"Tessera consumer {consumer}",
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self._settings.ack_wait_seconds,
+            max_ack_pending=1,
+        )
+        if len(subjects) == 1:
+            return config.evolve(filter_subject=subjects[0])
+        if self._supports_filter_subjects():
+            return config.evolve(filter_subjects=subjects)
+        # Before nats-server 2.10 a consumer filters on one subject only (and silently ignores
+        # filter_subjects): take the namespace's whole stream; _consume acks the other types.
+        return config.evolve(filter_subject=f"{self._namespace}.events.>")
+
+    def _supports_filter_subjects(self) -> bool:
+        if self._client is None:
+            return False
+        version = self._client.connected_server_version
+        return (version.major, version.minor) >= (2, 10)
+
+    async def _ensure_consumer(
+        self, consumer: str, event_types: Collection[str], *, replace_changed: bool
+    ) -> None:
+        if not event_types:
+            return
+        js = self._jetstream()
+        wanted = self._consumer_config(consumer, event_types)
+        durable = wanted.durable_name
+        assert durable is not None
+        try:
+            try:
+                info: api.ConsumerInfo | None = await js.consumer_info(self.stream, durable)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is None:
+                await js.add_consumer(self.stream, wanted)
+                return
+            if not replace_changed or _same_consumer(info.config, wanted):
+                return
+            # nats-server 2.9 accepts a changed filter in place but then delivers nothing, so
+            # replace the consumer instead, resuming just after what it had acknowledged.
+            acked = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+            log.info("replacing NATS consumer %s (new event types), resuming at %d", durable, acked + 1)
+            await js.delete_consumer(self.stream, durable)
+            await js.add_consumer(
+                self.stream,
+                wanted.evolve(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=acked + 1),
+            )
+        except _UNAVAILABLE as exc:
+            raise BusUnavailable(
+                f"NATS at {self._where}: cannot declare consumer {durable}: {exc!r}"
+            ) from exc
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def _consume(
+        self,
+        consumer: str,
+        event_types: frozenset[str],
+        handler: Handler,
+        subscription: JetStreamContext.PullSubscription,
+    ) -> None:
+        """Fetch and handle the consumer's messages one at a time, until cancelled."""
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
+        while True:
+            try:
+                batch = await subscription.fetch(1, timeout=FETCH_SECONDS)
+            except TimeoutError:
+                # Nothing new, or the server is away (nats-py is reconnecting), or the consumer
+                # is gone (a server that lost its state answers a pull on it with silence).
+                if loop.time() - checked >= CONSUMER_CHECK_SECONDS:
+                    checked = loop.time()
+                    await self._recover_consumer(consumer, event_types)
+                continue
+            except nats.js.errors.NotFoundError:
+                await self._recover_consumer(consumer, event_types)
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                continue
+            except Exception as exc:
+                log.warning("NATS fetch for %s failed: %r", consumer, exc)
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                continue
+            checked = loop.time()
+            for msg in batch:
+                await self._deliver(consumer, event_types, handler, msg)
+
+    async def _recover_consumer(self, consumer: str, event_types: frozenset[str]) -> None:
+        """Make the consumer (and its stream) again if the server lost them."""
+        durable = durable_name(self._namespace, consumer)
+        try:
+            await self._jetstream().consumer_info(self.stream, durable)
+            return
+        except nats.js.errors.NotFoundError:
+            log.warning("NATS consumer %s is gone; declaring it again", durable)
+        except Exception:
+            return  # unreachable now: the next round asks again
+        with contextlib.suppress(BusUnavailable):
+            await self._ensure_stream()
+            await self._ensure_consumer(consumer, event_types, replace_changed=False)
+
+    async def _deliver(self, consumer: str, event_types: frozenset[str], handler: Handler, msg: Msg) -> None:
+        try:
+            message = self._to_message(msg)
+        except ValueError as exc:
+            log.error("consumer %s dropped an unreadable message on %s: %s", consumer, msg.subject, exc)
+            await _settle(consumer, "term", msg.term())
+            return
+        if message.event_type not in event_types:
+            await _settle(consumer, "ack", msg.ack())  # not for this consumer (wide filter)
+            return
+        keep_alive = asyncio.create_task(_keep_in_progress(msg, self._settings.ack_wait_seconds))
+        try:
+            await handler(message)
+        except asyncio.CancelledError:
+            # Shutting down mid-handler: hand the message back at once rather than after ack_wait.
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Exception:
+            delay = self._settings.redelivery_delay_seconds
+            log.exception(
+                "consumer %s failed on %s %s (delivery %d); redelivery in %ss",
+                consumer,
+                message.event_type,
+                message.event_id,
+                _deliveries(msg),
+                delay,
+            )
+            await _settle(consumer, "nak", msg.nak(delay=delay))
+        else:
+            # Synchronous: once it returns, JetStream has recorded the ack.
+            await _settle(consumer, "ack", msg.ack_sync(timeout=self._timeout))
+        finally:
+            keep_alive.cancel()
+
+    def _to_message(self, msg: Msg) -> EventMessage:
+        headers = msg.headers or {}
+        prefix = f"{self._namespace}.events."
+        try:
+            return EventMessage(
+                event_id=headers.get(HEADER_EVENT_ID) or headers[HEADER_MSG_ID],
+                event_type=headers.get(HEADER_EVENT_TYPE) or msg.subject.removeprefix(prefix),
+                source=headers[HEADER_SOURCE],
+                key=headers[HEADER_KEY],
+                payload=msg.data,
+                correlation_id=headers.get(HEADER_CORRELATION_ID),
+            )
+        except KeyError as exc:
+            raise ValueError(f"header {exc} is missing") from None
+
+    # -- connection callbacks -------------------------------------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self._first_error is not None:  # connect() reports it
+            if not self._first_error.done():
+                self._first_error.set_result(exc)
+            return
+        log.warning("NATS at %s: %r", self._where, exc)
+
+    async def _on_disconnected(self) -> None:
+        # nats-py also calls this on a failed first attempt and on close(): stay quiet then.
+        if self._client is not None and not self._client.is_closed:
+            log.warning("NATS at %s: disconnected; reconnecting", self._where)
+
+    async def _on_reconnected(self) -> None:
+        log.warning("NATS at %s: reconnected", self._where)
+
+
+def _connect_problem(
+    connecting: asyncio.Future[None], first_error: asyncio.Future[Exception]
+) -> BaseException:
+    if first_error.done():
+        return first_error.result()
+    if not connecting.cancelled() and (problem := connecting.exception()) is not None:
+        return problem
+    return TimeoutError("no answer in time")
+
+
+def _same_consumer(actual: api.ConsumerConfig, wanted: api.ConsumerConfig) -> bool:
+    def filters(config: api.ConsumerConfig) -> tuple[str, ...]:
+        if config.filter_subjects:
+            return tuple(sorted(config.filter_subjects))
+        return (config.filter_subject,) if config.filter_subject else ()
+
+    return (
+        filters(actual) == filters(wanted)
+        and actual.max_ack_pending == wanted.max_ack_pending
+        and actual.ack_wait == wanted.ack_wait
+    )
+
+
+def _deliveries(msg: Msg) -> int:
+    try:
+        return msg.metadata.num_delivered
+    except Exception:
+        return 0
+
+
+async def _keep_in_progress(msg: Msg, ack_wait: float) -> None:
+    """Tell JetStream a long handler is still working, so it does not redeliver meanwhile."""
+    while True:
+        await asyncio.sleep(ack_wait / 3)
+        with contextlib.suppress(Exception):
+            await msg.in_progress()
+
+
+async def _settle(consumer: str, what: str, settling: Awaitable[object]) -> None:
+    # An ack that cannot be sent (connection lost) is not fatal: JetStream redelivers after
+    # ack_wait, and the consumer's inbox makes the second delivery harmless.
+    try:
+        await settling
+    except Exception as exc:
+        log.warning("consumer %s could not %s a message: %r", consumer, what, exc)
+
+
+async def _discard(client: Client) -> None:
+    """Close a client, bounded: drain when connected, otherwise just close."""
+    if client.is_closed:
+        return
+    if client.is_connected:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.drain(), timeout=CLOSE_SECONDS)
+    if not client.is_closed:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), timeout=CLOSE_SECONDS)

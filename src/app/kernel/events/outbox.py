@@ -1,0 +1,391 @@
+"""The transactional outbox: events written with the change that caused them, then relayed.
+
+A module appends its events to the ``outbox`` table of its own database inside the
+transaction that makes the change, so an event exists if and only if the change
+committed. :class:`OutboxRelay` then publishes pending rows to the bus and marks them
+published:
+
+- **claims with leases**: a relay marks the rows it takes (``claimed_by``,
+  ``claimed_until``); on PostgreSQL the claim skips rows another relay has locked
+  (``FOR UPDATE SKIP LOCKED``); a relay that dies loses its claim when the lease ends;
+- **nothing skipped**: rows are chosen by state, not by a high-water mark, so a row whose
+  transaction commits after a later id was published is still found;
+- **per-entity order**: only the oldest pending row of each key may be claimed, so a
+  key's next event waits until the one before it is published (or has failed);
+- **backoff**: while the broker is unreachable the relay backs off with jitter and counts
+  nothing against the events; an event the bus refuses is retried with backoff and,
+  after ``max_attempts``, marked failed until ``tessera events retry`` resubmits it;
+- **pruning**: published rows older than the retention are deleted.
+
+Within one entity, a transaction writes its outbox row after updating the entity's row,
+so the entity's lock (or SQLite's single writer) orders ids as commits are ordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+
+from app.kernel.context import active_context
+from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage
+from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, inbox, outbox
+from app.kernel.faults import crash_point
+from contracts import IntegrationEvent
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from app.kernel.config import EventSettings
+    from app.kernel.db import Database
+
+__all__ = ("Outbox", "OutboxRelay", "OutboxStatus", "UndeclaredEvent", "backoff_delay")
+
+log = logging.getLogger("tessera.events")
+_encoder = msgspec.json.Encoder()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def backoff_delay(attempt: int, *, initial: float, maximum: float) -> float:
+    """Exponential backoff with jitter: uniform in [c/2, c], c = min(maximum, initial·2^attempt)."""
+    ceiling = min(maximum, initial * 2 ** min(attempt, 30))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311  (jitter, not cryptography)
+
+
+class UndeclaredEvent(Exception):
+    """A module tried to publish an event its manifest does not declare."""
+
+
+class OutboxStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One module's outbox at a glance: what is waiting, what failed, how far behind."""
+
+    module: str
+    pending: int
+    failed: int
+    published: int  # still kept (younger than the retention)
+    oldest_pending_at: datetime | None
+    lag_seconds: float  # age of the oldest pending event; 0 when nothing waits
+
+
+class Outbox:
+    """Where one module writes its events: the ``outbox`` table of its own database."""
+
+    __slots__ = ("_database", "_listeners", "_publishes", "module")
+
+    def __init__(
+        self, *, module: str, database: Database, publishes: Sequence[type[IntegrationEvent]]
+    ) -> None:
+        self.module = module
+        self._database = database
+        self._publishes = frozenset(publishes)
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` each time a transaction that appended events has committed."""
+        self._listeners.append(listener)
+
+    async def append(self, connection: AsyncConnection, *events: IntegrationEvent) -> None:
+        """Write ``events`` in the caller's transaction: they exist exactly if it commits."""
+        if not events:
+            return
+        if undeclared := {type(e).__name__ for e in events if type(e) not in self._publishes}:
+            raise UndeclaredEvent(f"module {self.module} does not declare {sorted(undeclared)} in publishes")
+        context = active_context()
+        correlation_id = context.correlation_id if context else None
+        now = _utcnow()
+        await connection.execute(
+            insert(outbox),
+            [
+                {
+                    "event_id": event.event_id,
+                    "event_type": event.type_name(),
+                    "key": event.key,
+                    "payload": _encoder.encode(event).decode(),
+                    "correlation_id": correlation_id,
+                    "occurred_at": event.occurred_at,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "available_at": now,
+                }
+                for event in events
+            ],
+        )
+        for listener in self._listeners:
+            self._database.after_commit(connection, listener)
+
+    async def status(self, *, now: datetime | None = None) -> OutboxStatus:
+        now = now or _utcnow()
+        async with self._database.read() as connection:
+            rows = await connection.execute(
+                select(outbox.c.status, func.count(), func.min(outbox.c.occurred_at)).group_by(
+                    outbox.c.status
+                )
+            )
+            counts = {row[0]: (int(row[1]), row[2]) for row in rows}
+        oldest = counts.get(PENDING, (0, None))[1]
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # SQLite's MIN() bypasses the column type
+        return OutboxStatus(
+            module=self.module,
+            pending=counts.get(PENDING, (0, None))[0],
+            failed=counts.get(FAILED, (0, None))[0],
+            published=counts.get(PUBLISHED, (0, None))[0],
+            oldest_pending_at=oldest,
+            lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        )
+
+    async def retry_failed(self, event_id: uuid.UUID | None = None) -> int:
+        """Put failed events (or one) back in line with a fresh count of attempts."""
+        statement = update(outbox).where(outbox.c.status == FAILED)
+        if event_id is not None:
+            statement = statement.where(outbox.c.event_id == event_id)
+        async with self._database.transaction() as connection:
+            result = await connection.execute(
+                statement.values(
+                    status=PENDING, attempts=0, available_at=_utcnow(), last_error=None, claimed_by=None
+                )
+            )
+            if result.rowcount:
+                for listener in self._listeners:
+                    self._database.after_commit(connection, listener)
+        return int(result.rowcount or 0)
+
+    async def prune(self, retention: timedelta, *, now: datetime | None = None) -> tuple[int, int]:
+        """Delete published events and inbox entries older than ``retention``: (outbox, inbox) rows."""
+        cutoff = (now or _utcnow()) - retention
+        async with self._database.transaction() as connection:
+            published = await connection.execute(
+                delete(outbox).where(outbox.c.status == PUBLISHED, outbox.c.published_at < cutoff)
+            )
+            handled = await connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
+        return int(published.rowcount or 0), int(handled.rowcount or 0)
+
+
+class _Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    attempts: int
+    message: EventMessage
+
+
+_CLAIMED_COLUMNS = (
+    outbox.c.id,
+    outbox.c.event_id,
+    outbox.c.event_type,
+    outbox.c.key,
+    outbox.c.payload,
+    outbox.c.correlation_id,
+    outbox.c.attempts,
+)
+
+
+class OutboxRelay:
+    """Publishes one module's pending events to the bus, in order per entity, at least once."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        database: Database,
+        bus: EventBus,
+        settings: EventSettings,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.module = outbox.module
+        self.owner = f"{self.module}-{uuid.uuid4().hex[:12]}"  # this relay, in claims
+        self._outbox = outbox
+        self._database = database
+        self._bus = bus
+        self._settings = settings
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        outbox.on_commit(self._wake.set)
+
+    async def run(self) -> None:
+        """Relay until stopped: right after each commit with events, else every poll interval."""
+        settings = self._settings
+        outages = 0
+        next_prune = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopped.is_set():
+            self._wake.clear()
+            try:
+                relayed = await self.relay_once()
+                outages = 0
+            except BusUnavailable as exc:
+                outages += 1
+                delay = backoff_delay(
+                    outages, initial=settings.backoff_initial_seconds, maximum=settings.backoff_max_seconds
+                )
+                log.warning("%s relay: bus unavailable (%s); next try in %.2fs", self.module, exc, delay)
+                await _wait(self._stopped, delay)  # commits do not cut a backoff short
+                continue
+            except Exception:
+                _unless_cancelled()
+                log.exception("%s relay: round failed", self.module)
+                relayed = 0
+                await _wait(self._stopped, settings.relay_poll_seconds)
+            if loop.time() >= next_prune:
+                next_prune = loop.time() + settings.prune_interval_seconds
+                await self._prune()
+            if relayed == 0:
+                await _wait(self._wake, settings.relay_poll_seconds)
+
+    def stop(self) -> None:
+        """Finish the round under way, then return from :meth:`run`.
+
+        Cancelling a relay in the middle of a query leaves a connection half-closed (on
+        aiosqlite, a close that never completes); stopping between rounds does not.
+        """
+        self._stopped.set()
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Claim a batch, publish it, mark what was published. Returns how many were handled."""
+        claimed = await self._claim()
+        published: list[int] = []
+        try:
+            for row in claimed:
+                crash_point("relay.before_publish")
+                try:
+                    await asyncio.wait_for(
+                        self._bus.publish(row.message), timeout=self._settings.publish_timeout_seconds
+                    )
+                except (BusUnavailable, TimeoutError) as exc:
+                    raise BusUnavailable(str(exc) or type(exc).__name__) from exc
+                except Exception as exc:
+                    await self._refused(row, exc)
+                    continue
+                crash_point("relay.after_publish")
+                published.append(row.id)
+        finally:
+            await self._settle(published, [r.id for r in claimed])
+        return len(claimed)
+
+    async def _claim(self) -> list[_Claimed]:
+        now = self._clock()
+        earlier = outbox.alias("earlier")
+        heads = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.status == PENDING,
+                outbox.c.available_at <= now,
+                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+                ~exists().where(
+                    and_(
+                        earlier.c.key == outbox.c.key,
+                        earlier.c.id < outbox.c.id,
+                        earlier.c.status == PENDING,
+                    )
+                ),
+            )
+            .order_by(outbox.c.id)
+            .limit(self._settings.relay_batch)
+        )
+        if self._database.dialect == "postgresql":
+            heads = heads.with_for_update(skip_locked=True)
+        lease = now + timedelta(seconds=self._settings.lease_seconds)
+        async with self._database.transaction() as connection:
+            rows = await connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(heads.scalar_subquery()))
+                .values(claimed_by=self.owner, claimed_until=lease)
+                .returning(*_CLAIMED_COLUMNS)
+            )
+            claimed = sorted(rows.all(), key=lambda row: row.id)
+        return [_claimed(self.module, row) for row in claimed]
+
+    async def _settle(self, published: list[int], claimed: list[int]) -> None:
+        """Mark what went out as published and let go of the rest of the claim."""
+        if not claimed:
+            return
+        async with self._database.transaction() as connection:
+            if published:
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(published), outbox.c.status == PENDING)
+                    .values(status=PUBLISHED, published_at=self._clock(), claimed_by=None, claimed_until=None)
+                )
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(claimed), outbox.c.claimed_by == self.owner)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
+    async def _refused(self, row: _Claimed, error: Exception) -> None:
+        attempts = row.attempts + 1
+        settings = self._settings
+        values: dict[str, Any] = {"attempts": attempts, "last_error": repr(error)[:1000]}
+        if attempts >= settings.max_attempts:
+            values["status"] = FAILED
+            log.error(
+                "%s relay: %s %s failed %d times; marked failed (tessera events retry)",
+                self.module,
+                row.message.event_type,
+                row.message.event_id,
+                attempts,
+            )
+        else:
+            delay = backoff_delay(
+                attempts, initial=settings.backoff_initial_seconds, maximum=settings.backoff_max_seconds
+            )
+            values["available_at"] = self._clock() + timedelta(seconds=delay)
+            log.warning(
+                "%s relay: %s %s refused (attempt %d): %r",
+                self.module,
+                row.message.event_type,
+                row.message.event_id,
+                attempts,
+                error,
+            )
+        async with self._database.transaction() as connection:
+            await connection.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+
+    async def _prune(self) -> None:
+        try:
+            pruned = await self._outbox.prune(timedelta(hours=self._settings.retention_hours))
+        except Exception:
+            _unless_cancelled()
+            log.exception("%s relay: pruning failed", self.module)
+            return
+        if any(pruned):
+            log.info("%s: pruned %d published events and %d inbox entries", self.module, *pruned)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set, or ``seconds`` have passed."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+
+
+def _unless_cancelled() -> None:
+    """Re-raise a pending cancellation that an error during clean-up has masked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _claimed(module: str, row: Any) -> _Claimed:
+    return _Claimed(
+        id=row.id,
+        attempts=row.attempts,
+        message=EventMessage(
+            event_id=str(row.event_id),
+            event_type=row.event_type,
+            source=module,
+            key=row.key,
+            payload=row.payload.encode(),
+            correlation_id=row.correlation_id,
+        ),
+    )

@@ -1,0 +1,121 @@
+"""One process's share of the event system: its bus, its modules' relays and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from app.kernel.config import ConfigError, EventSettings
+from app.kernel.events.bus import BusUnavailable, EventBus, InProcessBus
+from app.kernel.events.inbox import EventConsumer
+from app.kernel.events.outbox import OutboxRelay, backoff_delay
+
+__all__ = ("BUSES", "EventRuntime", "bus_for")
+
+log = logging.getLogger("tessera.events")
+
+BUSES = ("inprocess", "nats", "rabbitmq")
+
+
+def bus_for(settings: EventSettings) -> EventBus:
+    """The backend ``events.bus`` names; brokers' client libraries load only when chosen."""
+    if settings.bus == "inprocess":
+        return InProcessBus()
+    if settings.bus == "nats":
+        from app.kernel.events.nats import NatsBus
+
+        return NatsBus(settings)
+    if settings.bus == "rabbitmq":
+        from app.kernel.events.rabbitmq import RabbitBus
+
+        return RabbitBus(settings)
+    raise ConfigError(f"events.bus: {settings.bus!r} is not one of {', '.join(BUSES)}")
+
+
+class EventRuntime:
+    """Connects the bus, declares every consumer, subscribes the local ones, runs the relays.
+
+    Start-up never waits for the broker: writes go to the outboxes meanwhile, and the
+    relays start once the bus is connected and every consumer is declared and subscribed
+    (so that nothing is published before someone is there to receive it).
+    """
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        settings: EventSettings,
+        relays: Sequence[OutboxRelay] = (),
+        consumers: Sequence[EventConsumer] = (),
+        declared: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.relays = tuple(relays)
+        self.consumers = tuple(consumers)
+        self._settings = settings
+        self._declared = dict(declared or {c.module: c.event_types for c in consumers})
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()  # set once relays run and consumers are subscribed
+
+    @property
+    def idle(self) -> bool:
+        return not self.relays and not self.consumers
+
+    async def start(self) -> None:
+        if self.idle or self._tasks:
+            return
+        self.ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._run(), name="tessera-events"))
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Let each relay finish its round, stop connecting, and close the bus."""
+        if not self._tasks:
+            return
+        for relay in self.relays:
+            relay.stop()
+        supervisor, *relays = self._tasks
+        supervisor.cancel()  # still connecting, or done
+        await asyncio.gather(supervisor, return_exceptions=True)
+        if relays:
+            _, late = await asyncio.wait(relays, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
+        self._tasks.clear()
+        try:
+            await asyncio.wait_for(self.bus.close(), timeout=grace_seconds)
+        except Exception:
+            log.exception("closing the %s bus failed", self.bus.name)
+
+    async def _run(self) -> None:
+        await self._connect()
+        self._tasks += [asyncio.create_task(r.run(), name=f"tessera-relay-{r.module}") for r in self.relays]
+        self.ready.set()
+        log.info(
+            "events: %s bus; relaying %s; consuming for %s",
+            self.bus.name,
+            [r.module for r in self.relays] or "nothing",
+            [c.module for c in self.consumers] or "nobody",
+        )
+
+    async def _connect(self) -> None:
+        """Connect, declare every consumer and subscribe the local ones; retry until it all worked."""
+        attempt = 0
+        while True:
+            try:
+                await self.bus.connect()
+                await self.bus.declare(self._declared)
+                for consumer in self.consumers:
+                    await self.bus.subscribe(consumer.module, consumer.event_types, consumer.deliver)
+                return
+            except BusUnavailable as exc:
+                await self.bus.close()  # start over from nothing: no half-made subscriptions
+                attempt += 1
+                delay = backoff_delay(
+                    attempt,
+                    initial=self._settings.backoff_initial_seconds,
+                    maximum=self._settings.backoff_max_seconds,
+                )
+                log.warning("events: %s bus unavailable (%s); retrying in %.2fs", self.bus.name, exc, delay)
+                await asyncio.sleep(delay)

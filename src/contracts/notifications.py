@@ -1,0 +1,89 @@
+"""The notifications contract: each user's in-app inbox, as other modules may read it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+import msgspec
+
+from contracts._base import Contract, ContractError, Principal, idempotent
+
+__all__ = (
+    "NOTIFICATIONS",
+    "Notification",
+    "NotificationKind",
+    "NotificationNotFound",
+    "NotificationPage",
+    "NotificationQuery",
+    "NotificationsApi",
+    "UnreadCount",
+)
+
+
+class NotificationKind(enum.StrEnum):
+    TASK_ASSIGNED = "task_assigned"
+    TASK_STATUS_CHANGED = "task_status_changed"
+    TASK_COMPLETED = "task_completed"
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Something that happened to a task, told to one user; ``actor_id`` None: the system did it."""
+
+    id: UUID
+    user_id: UUID
+    kind: NotificationKind
+    task_id: UUID
+    task_title: str
+    actor_id: UUID | None
+    created_at: datetime  # when the event happened, not when it was delivered
+    read_at: datetime | None
+    event_id: UUID  # the integration event that caused it
+
+
+class NotificationQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which of a user's notifications to list, newest first, from where."""
+
+    unread: bool = False  # True: only those not yet read
+    limit: int = 50
+    cursor: str | None = None
+
+
+class NotificationPage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    items: list[Notification]
+    next_cursor: str | None
+
+
+class UnreadCount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    unread: int
+
+
+class NotificationNotFound(ContractError):
+    """No such notification, or one of another user's: the two look the same."""
+
+    code = "notifications.not_found"
+    status = 404
+    title = "No such notification"
+
+
+@runtime_checkable
+class NotificationsApi(Protocol):
+    @idempotent
+    async def list_notifications(self, principal: Principal, query: NotificationQuery) -> NotificationPage:
+        """The principal's notifications, newest first, one page at a time."""
+        ...
+
+    @idempotent
+    async def unread_count(self, principal: Principal) -> UnreadCount:
+        """How many of the principal's notifications are not yet read."""
+        ...
+
+
+NOTIFICATIONS: Contract[NotificationsApi] = Contract(
+    name="notifications",
+    version="1.0",
+    api=NotificationsApi,
+    errors=(NotificationNotFound,),
+)

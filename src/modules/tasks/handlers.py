@@ -1,0 +1,26 @@
+"""What the tasks module does when other modules' events arrive."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contracts.identity import UserDeactivated
+    from modules.tasks.service import TasksService
+
+__all__ = ("TasksHandlers",)
+
+log = logging.getLogger("tessera.tasks")
+
+
+class TasksHandlers:
+    __slots__ = ("_tasks",)
+
+    def __init__(self, *, tasks: TasksService) -> None:
+        self._tasks = tasks
+
+    async def on_user_deactivated(self, event: UserDeactivated) -> None:
+        """A deactivated user takes no work: their open tasks go back to their owners, unassigned."""
+        released = await self._tasks.unassign_user(event.user_id)
+        log.info("unassigned %d open tasks of deactivated user %s", released, event.user_id)
