@@ -24,6 +24,7 @@ from tests.e2e.events import (
     monolith,
     register,
     require_broker,
+    split,
     wait_for,
 )
 from tests.servers import TESSERA
@@ -52,27 +53,37 @@ def settle(app: Processes, http: httpx.Client, owner: User, assignee: User, expe
 CRASH_POINTS = ("relay.before_publish:2", "relay.after_publish:2", "inbox.after_commit")
 
 
+# Each bus in the monolith, and the split topology (tasks and notifications in processes of
+# their own) over NATS: there the relay's crash points kill the tasks process, the inbox's
+# the notifications process.
+TOPOLOGIES = [("monolith", bus) for bus in BACKENDS] + [("split", "nats")]
+
+
 @pytest.mark.parametrize("point", CRASH_POINTS)
-@pytest.mark.parametrize("bus", BACKENDS)
-def test_a_crash_loses_no_committed_event_and_repeats_no_effect(tmp_path: Path, bus: str, point: str) -> None:
+@pytest.mark.parametrize(("topology", "bus"), TOPOLOGIES)
+def test_a_crash_loses_no_committed_event_and_repeats_no_effect(
+    tmp_path: Path, topology: str, bus: str, point: str
+) -> None:
     require_broker(bus)
-    with monolith(tmp_path, events_section(bus)) as app, httpx.Client(timeout=10) as http:
+    processes = monolith if topology == "monolith" else split
+    victim = "monolith" if topology == "monolith" else "notifications" if "inbox" in point else "tasks"
+    with processes(tmp_path, events_section(bus)) as app, httpx.Client(timeout=10) as http:
         app.start()
         http.base_url = httpx.URL(app.public)
         ada, bob = register(http, "Ada"), register(http, "Bob")
         wait_for(lambda: ledger(app).pending == 0, seconds=30, what="registrations published")
-        app.stop("monolith")
+        app.stop(victim)
 
-        app.start(crash_at=point)
+        app.start(victim, crash_at=point)
         # The process may die before it answers: the task is committed all the same.
         with contextlib.suppress(httpx.TransportError):
-            assert assign(http, ada, bob, "before the crash").status_code == 201
-        app.wait_crashed("monolith")
+            assign(http, ada, bob, "before the crash")
+        app.wait_crashed(victim)
         with app.database("tasks") as tasks:
             (committed,) = tasks.execute("SELECT count(*) FROM tasks").fetchone()
         assert committed == 1
 
-        app.start()
+        app.start(victim)
         assert assign(http, ada, bob, "after the restart").status_code == 201
         settle(app, http, ada, bob, expected=2)
         book = ledger(app)
@@ -80,14 +91,15 @@ def test_a_crash_loses_no_committed_event_and_repeats_no_effect(tmp_path: Path, 
         assert (book.lost, book.unexpected, book.duplicated) == (set(), set(), {})
 
 
-@pytest.mark.parametrize("bus", ["nats", "rabbitmq"])
+@pytest.mark.parametrize(("topology", "bus"), [t for t in TOPOLOGIES if t[1] != "inprocess"])
 def test_while_the_broker_is_down_writes_succeed_and_the_backlog_drains_after(
-    tmp_path: Path, bus: str
+    tmp_path: Path, topology: str, bus: str
 ) -> None:
     require_broker(bus)
+    processes = monolith if topology == "monolith" else split
     with (
         broker_proxy(bus) as proxy,
-        monolith(tmp_path, events_section(bus, proxy)) as app,
+        processes(tmp_path, events_section(bus, proxy)) as app,
         httpx.Client(timeout=10) as http,
     ):
         assert proxy is not None
