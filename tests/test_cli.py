@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from app.cli import main
+from app.container import compose
 from tests.conftest import SIGNING_KEY
 
 
@@ -112,3 +115,59 @@ def test_serve_refuses_an_unknown_group(env: Path, monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(main, ["serve", "--group", "billing"])
     assert result.exit_code == 1
     assert "topology.groups.billing: no such group" in result.output
+
+
+def _register(email: str) -> None:
+    """A user registered straight through identity's service (its UserRegistered stays pending)."""
+    from app.kernel.config import load_settings
+
+    async def work() -> None:
+        composition = compose(load_settings())
+        try:
+            service = composition.module("identity").container.service()
+            await service.register(email=email, password="correct horse battery", display_name="Ada")
+        finally:
+            await composition.aclose()
+
+    asyncio.run(work())
+
+
+def test_events_status_shows_each_publishers_backlog(env: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    _register("ada@example.com")
+    result = runner.invoke(main, ["events", "status"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[1:]}
+    assert rows["identity"][:3] == ["1", "0", "0"]  # pending, failed, published
+    assert rows["tasks"][:3] == ["0", "0", "0"]
+    assert "notifications" not in rows  # publishes nothing
+
+
+def test_events_retry_resubmits_failed_events(env: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    _register("ada@example.com")
+    database = env / "identity.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE outbox SET status = 'failed', attempts = 10")
+    result = runner.invoke(main, ["events", "retry", "--module", "identity"])
+    assert result.exit_code == 0, result.output
+    assert "identity: 1 resubmitted" in result.output
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT status, attempts FROM outbox").fetchall() == [("pending", 0)]
+    assert runner.invoke(main, ["events", "retry", "--module", "billing"]).exit_code == 1
+
+
+def test_users_make_admin_grants_the_role(env: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    _register("ada@example.com")
+    result = runner.invoke(main, ["users", "make-admin", "ada@example.com"])
+    assert result.exit_code == 0, result.output
+    assert "is now an administrator" in result.output
+    with sqlite3.connect(env / "identity.db") as connection:
+        assert connection.execute("SELECT is_admin FROM users").fetchall() == [(1,)]
+    unknown = runner.invoke(main, ["users", "make-admin", "nobody@example.com"])
+    assert unknown.exit_code == 1
+    assert "no user with e-mail" in unknown.output
