@@ -46,14 +46,12 @@ DEACTIVATED = "identity.UserDeactivated.v1"
 # Every consumer name a test uses: the RabbitMQ clean-up deletes their queues.
 CONSUMERS = ("alpha", "beta", "gamma", "late", "flaky", "ordered", "proxied", "dedup", "grow", "amnesia")
 
-NOT_DURABLE = pytest.mark.skip(
-    reason="the in-process bus keeps nothing: a message counts as published only once every "
-    "consumer handled it, and the outbox is its durability"
-)
-NO_BROKER = pytest.mark.skip(reason="the in-process bus has no broker to lose")
 ALL = ["inprocess", "nats", "rabbitmq"]
-BROKERS = [pytest.param("inprocess", marks=NOT_DURABLE), "nats", "rabbitmq"]
-REMOTE = [pytest.param("inprocess", marks=NO_BROKER), "nats", "rabbitmq"]
+# Durability and outages are a broker's: the in-process bus keeps nothing (a message counts as
+# published only once every consumer handled it; the outbox is its durability) and has no
+# broker to lose, so those tests run on the brokers alone.
+BROKERS = ["nats", "rabbitmq"]
+REMOTE = BROKERS
 
 
 # -- harness ------------------------------------------------------------------------------

@@ -77,18 +77,32 @@ class RecordingBus:
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         db = Database(module="events_test", url=make_url(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}"))
-    else:
-        request.getfixturevalue("postgres_url")  # skips (fails under CI) without PostgreSQL
-        await asyncio.to_thread(run_async, drop_schemas("events_test"))
-        db = Database(module="events_test", url=make_url(POSTGRES_URL))
         async with db.engine.begin() as connection:
-            await connection.execute(text('CREATE SCHEMA IF NOT EXISTS "events_test"'))
+            await connection.run_sync(metadata.create_all)
+        yield db
+        await db.dispose()
+    else:
+        async for db in _postgres(request):
+            yield db
+
+
+@pytest.fixture
+async def postgres_database(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """For what only PostgreSQL allows: concurrent writers."""
+    async for db in _postgres(request):
+        yield db
+
+
+async def _postgres(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    request.getfixturevalue("postgres_url")  # skips (fails under CI) without PostgreSQL
+    await asyncio.to_thread(run_async, drop_schemas("events_test"))
+    db = Database(module="events_test", url=make_url(POSTGRES_URL))
     async with db.engine.begin() as connection:
+        await connection.execute(text('CREATE SCHEMA IF NOT EXISTS "events_test"'))
         await connection.run_sync(metadata.create_all)
     yield db
     await db.dispose()
-    if request.param == "postgres":
-        await asyncio.to_thread(run_async, drop_schemas("events_test"))
+    await asyncio.to_thread(run_async, drop_schemas("events_test"))
 
 
 def make_outbox(database: Database) -> Outbox:
@@ -276,9 +290,9 @@ async def test_status_reports_backlog_and_lag(database: Database) -> None:
 
 
 @pytest.mark.postgres
-async def test_rows_committed_out_of_id_order_are_not_skipped(database: Database) -> None:
-    if database.dialect != "postgresql":
-        pytest.skip("SQLite has one writer: transactions cannot commit out of id order")
+async def test_rows_committed_out_of_id_order_are_not_skipped(postgres_database: Database) -> None:
+    # Only PostgreSQL: SQLite's single writer cannot commit transactions out of id order.
+    database = postgres_database
     bus = RecordingBus()
     relay = make_relay(database, bus)
     async with database.engine.connect() as slow:
@@ -294,10 +308,9 @@ async def test_rows_committed_out_of_id_order_are_not_skipped(database: Database
 
 @pytest.mark.postgres
 async def test_concurrent_relays_publish_each_event_once_and_keep_each_entity_in_order(
-    database: Database,
+    postgres_database: Database,
 ) -> None:
-    if database.dialect != "postgresql":
-        pytest.skip("concurrent relays in one process share SQLite's single writer; see PostgreSQL")
+    database = postgres_database
     bus = RecordingBus()
     for n in range(40):
         await append(database, *(ping(f"entity-{k}", n) for k in range(5)))
