@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,7 +10,7 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import ColumnElement, func, insert, literal, select, tuple_, update
 
-from contracts import FieldError, InvalidInput
+from app.kernel.pagination import decode_cursor, encode_cursor
 from contracts.notifications import Notification, NotificationKind, NotificationQuery
 from modules.notifications.tables import notifications
 
@@ -57,7 +55,7 @@ class NotificationsRepository:
         if query.unread:
             conditions.append(notifications.c.read_at.is_(None))
         if query.cursor is not None:
-            cursor = _decode_cursor(query.cursor)
+            cursor = decode_cursor(query.cursor, _Cursor)
             boundary = tuple_(
                 literal(cursor.created_at, notifications.c.created_at.type),
                 literal(cursor.id, notifications.c.id.type),
@@ -66,7 +64,7 @@ class NotificationsRepository:
         statement = select(*_COLUMNS).where(*conditions).order_by(*_NEWEST_FIRST).limit(query.limit + 1)
         rows = (await self._connection.execute(statement)).all()
         page, more = rows[: query.limit], len(rows) > query.limit
-        next_cursor = _encode_cursor(_Cursor(page[-1].created_at, page[-1].id)) if more else None
+        next_cursor = encode_cursor(_Cursor(page[-1].created_at, page[-1].id)) if more else None
         return [_notification(row._mapping) for row in page], next_cursor
 
     async def mark_read(self, user_id: UUID, notification_id: UUID, *, at: datetime) -> None:
@@ -123,15 +121,3 @@ def _notification(row: Any) -> Notification:
         read_at=row["read_at"],
         event_id=row["event_id"],
     )
-
-
-def _encode_cursor(cursor: _Cursor) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
-
-
-def _decode_cursor(raw: str) -> _Cursor:
-    try:
-        decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        return msgspec.json.decode(decoded, type=_Cursor)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise InvalidInput([FieldError(field="cursor", message="not a cursor this API issued")]) from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ from sqlalchemy import (
 )
 
 from app.kernel.db import UtcDateTime
+from app.kernel.pagination import decode_cursor, encode_cursor
 from contracts import FieldError, InvalidInput
 from contracts.tasks import OpenTaskCount, Priority, Task, TaskQuery, TaskStatus
 from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
@@ -138,7 +137,7 @@ class TasksRepository:
         next_cursor = None
         if more:
             last = page[-1]
-            next_cursor = _encode_cursor(_Cursor(query.sort, query.descending, last.sort_key, last.id))
+            next_cursor = encode_cursor(_Cursor(query.sort, query.descending, last.sort_key, last.id))
         return items, next_cursor
 
     async def count_open_assigned(self, user_ids: Sequence[UUID]) -> list[OpenTaskCount]:
@@ -243,17 +242,9 @@ def _task(row: Any, labels: list[str]) -> Task:
     )
 
 
-def _encode_cursor(cursor: _Cursor) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
-
-
 def _decode_cursor(query: TaskQuery) -> _Cursor:
     assert query.cursor is not None
-    try:
-        raw = base64.urlsafe_b64decode(query.cursor + "=" * (-len(query.cursor) % 4))
-        cursor = msgspec.json.decode(raw, type=_Cursor)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise InvalidInput([FieldError(field="cursor", message="not a cursor this API issued")]) from None
+    cursor = decode_cursor(query.cursor, _Cursor)
     if (cursor.sort, cursor.descending) != (query.sort, query.descending):
         raise InvalidInput([FieldError(field="cursor", message="was issued for a different sort order")])
     return cursor

@@ -39,20 +39,25 @@ def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
 
-def deactivated(client: Client, composition: Composition, user_id: uuid.UUID) -> UserDeactivated:
-    """Deliver identity's UserDeactivated for ``user_id`` as the bus would."""
-    event = UserDeactivated(
-        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), user_id=user_id, deactivated_by=user_id
-    )
+def deliver(client: Client, composition: Composition, event: UserDeactivated) -> None:
+    """Hand identity's event to the tasks module's consumer, as the bus would."""
     consumer = next(c for c in composition.events.consumers if c.module == "tasks")
     message = EventMessage(
         event_id=str(event.event_id),
-        event_type=UserDeactivated.type_name(),
+        event_type=event.type_name(),
         source="identity",
         key=event.key,
         payload=msgspec.json.encode(event),
     )
     client.blocking_portal.call(consumer.deliver, message)
+
+
+def deactivated(client: Client, composition: Composition, user_id: uuid.UUID) -> UserDeactivated:
+    """Deliver a UserDeactivated for ``user_id``."""
+    event = UserDeactivated(
+        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), user_id=user_id, deactivated_by=user_id
+    )
+    deliver(client, composition, event)
     return event
 
 
@@ -160,13 +165,5 @@ def test_a_redelivered_deactivation_unassigns_once(
     bob_id, _ = people.add("Bob")
     create_task(tasks_client, ada, assignee_id=str(bob_id))
     event = deactivated(tasks_client, tasks_composition, bob_id)
-    consumer = next(c for c in tasks_composition.events.consumers if c.module == "tasks")
-    again = EventMessage(
-        event_id=str(event.event_id),
-        event_type=UserDeactivated.type_name(),
-        source="identity",
-        key=event.key,
-        payload=msgspec.json.encode(event),
-    )
-    tasks_client.blocking_portal.call(consumer.deliver, again)
+    deliver(tasks_client, tasks_composition, event)  # the bus delivers it again
     assert types(outbox_events(tasks_client, tasks_composition)).count("tasks.TaskAssigned.v1") == 2
