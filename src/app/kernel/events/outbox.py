@@ -252,26 +252,43 @@ class OutboxRelay:
         self._wake.set()
 
     async def relay_once(self) -> int:
-        """Claim a batch, publish it, mark what was published. Returns how many were handled."""
+        """Claim a batch, publish it, mark what was published. Returns how many were handled.
+
+        A batch holds at most one event per entity (the oldest pending of each), so its
+        events go out concurrently without breaking any entity's order.
+        """
         claimed = await self._claim()
         published: list[int] = []
+        unavailable: BusUnavailable | None = None
         try:
-            for row in claimed:
-                crash_point("relay.before_publish")
-                try:
-                    await asyncio.wait_for(
-                        self._bus.publish(row.message), timeout=self._settings.publish_timeout_seconds
-                    )
-                except (BusUnavailable, TimeoutError) as exc:
-                    raise BusUnavailable(str(exc) or type(exc).__name__) from exc
-                except Exception as exc:
-                    await self._refused(row, exc)
-                    continue
-                crash_point("relay.after_publish")
-                published.append(row.id)
+            outcomes = await asyncio.gather(*(self._publish(row) for row in claimed), return_exceptions=True)
+            refused: list[tuple[_Claimed, Exception]] = []
+            for row, outcome in zip(claimed, outcomes, strict=True):
+                if outcome is None:
+                    published.append(row.id)
+                elif isinstance(outcome, BusUnavailable):
+                    unavailable = unavailable or outcome
+                elif isinstance(outcome, Exception):
+                    refused.append((row, outcome))
+                else:
+                    raise outcome
+            for row, error in refused:
+                await self._refused(row, error)
         finally:
             await self._settle(published, [r.id for r in claimed])
+        if unavailable is not None:
+            raise unavailable
         return len(claimed)
+
+    async def _publish(self, row: _Claimed) -> None:
+        crash_point("relay.before_publish")
+        try:
+            await asyncio.wait_for(
+                self._bus.publish(row.message), timeout=self._settings.publish_timeout_seconds
+            )
+        except (BusUnavailable, TimeoutError) as exc:
+            raise BusUnavailable(str(exc) or type(exc).__name__) from exc
+        crash_point("relay.after_publish")
 
     async def _claim(self) -> list[_Claimed]:
         now = self._clock()
