@@ -75,6 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="Load-test Tessera over loopback: a real server per backend, seeded over the API.",
     )
+    parser.add_argument(
+        "--suite",
+        choices=("load", "events"),
+        default="load",
+        help="load: this harness (default); events: outbox -> bus -> inbox per bus backend, with the "
+        "flags of `python -m bench.events` (see its --help)",
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
@@ -481,7 +488,22 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _suite(argv: list[str]) -> tuple[str, list[str]]:
+    """``--suite NAME`` (or ``--suite=NAME``) taken out of ``argv``: the suite and the other arguments."""
+    for i, arg in enumerate(argv):
+        if arg == "--suite" and i + 1 < len(argv):
+            return argv[i + 1], argv[:i] + argv[i + 2 :]
+        if arg.startswith("--suite="):
+            return arg.partition("=")[2], argv[:i] + argv[i + 1 :]
+    return "load", argv
+
+
 def main(argv: list[str] | None = None) -> int:
+    suite, rest = _suite(sys.argv[1:] if argv is None else argv)
+    if suite == "events":  # its own flags: python -m bench.events --help
+        from bench import events
+
+        return events.main(rest)
     args = parse_args(argv)
     if args.profile and not profiling.available():
         say(profiling.install_hint())

@@ -4,7 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m bench.events                       # every bus, SQLite, 2000 tasks
     .venv/bin/python -m bench.events --backend nats --events 500
-    .venv/bin/python -m bench.events --database postgres
+    .venv/bin/python -m bench.events --database postgres  # or all: SQLite, then PostgreSQL
     .venv/bin/python -m bench --suite events ...           # the same, through the main harness
 
 For each bus (``inprocess``, ``nats``, ``rabbitmq``) it starts one real ``tessera serve``
@@ -35,7 +35,9 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -70,6 +72,8 @@ __all__ = ("main",)
 
 BUSES = ("inprocess", "nats", "rabbitmq")
 BROKERS = {"nats": ("127.0.0.1", 4222), "rabbitmq": ("127.0.0.1", 5672)}
+NATS_URL = "nats://127.0.0.1:4222"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # The broker's processes, by /proc comm name, whose CPU time the report counts.
 BROKER_PROCESSES = {"nats": ("nats-server",), "rabbitmq": ("beam.smp",)}
 DATABASES = {"sqlite": Backend("sqlite"), "postgres": Backend("postgres", POSTGRES_BENCH_URL)}
@@ -84,7 +88,9 @@ SETUP_DEADLINE = 30.0  # registering the two users
 WARMUP_DEADLINE = 30.0
 CREATE_DEADLINE = 180.0  # every create of one pass
 DRAIN_DEADLINE = 120.0  # after the last create: every notification of the pass
+CLEANUP_DEADLINE = 10.0  # removing the run's stream, or exchange and queues, from the broker
 ASSIGNED = "tasks.TaskAssigned.v1"
+CREATED = "tasks.TaskCreated.v1"
 
 
 class Skipped(Exception):
@@ -108,7 +114,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--events", type=int, default=2000, help="tasks of the loaded pass (each: 2 events, 1 notification)"
     )
-    parser.add_argument("--database", choices=tuple(DATABASES), default="sqlite")
+    parser.add_argument(
+        "--database",
+        choices=(*DATABASES, "all"),
+        default="sqlite",
+        help="the server's database (default: sqlite)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients of the loaded pass")
     parser.add_argument(
         "--unloaded", type=int, default=200, help="tasks of the unloaded pass, created one at a time"
@@ -123,6 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.events <= 0 or args.concurrency <= 0 or args.unloaded <= 0:
         parser.error("--events, --concurrency and --unloaded must be positive")
     args.buses = list(BUSES) if args.backend == "all" else [args.backend]
+    args.databases = list(DATABASES) if args.database == "all" else [args.database]
     return args
 
 
@@ -165,10 +177,7 @@ class Pass:
     responded: dict[str, float] = field(default_factory=dict)  # task id (hex) -> when its 201 arrived
     errors: Counter[str] = field(default_factory=Counter)
     samples: dict[str, str] = field(default_factory=dict)
-    server_cpu_s: float = 0.0
-    broker_cpu_s: float = 0.0
-    postgres_cpu_s: float = 0.0
-    machine_cpu_s: float = 0.0
+    cpu: Cpu = field(default_factory=lambda: Cpu())
 
 
 @dataclass(frozen=True)
@@ -200,9 +209,14 @@ class PassFigures:
     rounds: Rounds
     published_tail_ms: float  # the last 201 -> the relay's last round ended
     handled_tail_ms: float  # the last 201 -> the last notification was handled
+    backlog_at_last_201: int  # events committed but not yet published when the last create answered
+    relay_drain_per_s: float | None  # events/s the relay published after the last 201 (no HTTP load)
+    consumer_drain_per_s: float | None  # TaskAssigned/s handled after the relay's last round
     latency: Latency  # commit (occurred_at) -> handled (inbox.handled_at), TaskAssigned events
     to_published: Latency  # commit -> the end of the relay round that published it
     after_response: Latency  # the client's 201 arrived -> handled (negative: handled first)
+    created_round: Latency  # commit -> the end of the round that published the task's TaskCreated
+    assigned_round: Latency  # that round's end -> the end of the next, which published the TaskAssigned
 
 
 @dataclass
@@ -325,26 +339,47 @@ def figures(run: Pass, tables: Tables) -> PassFigures:
     """One pass's numbers: its events are those of the tasks it created."""
     rows = [row for row in tables.outbox if row.key in run.responded]
     assigned = [row for row in rows if row.event_type == ASSIGNED]
-    handled = [(row, tables.handled_at[row.event_id]) for row in assigned if row.event_id in tables.handled_at]
+    handled = [
+        (row, tables.handled_at[row.event_id]) for row in assigned if row.event_id in tables.handled_at
+    ]
     published = [row.published_at for row in rows if row.published_at is not None]
-    last_handled = max((at for _, at in handled), default=run.started)
+    handled_at = sorted(at for _, at in handled)
+    last_handled = max(handled_at, default=run.started)
     last_published = max(published, default=run.started)
-    creating = run.last_created - run.started
+    created = {row.key: row for row in rows if row.event_type == CREATED}
+    pairs = [
+        (created[row.key], row)
+        for row in assigned
+        if row.key in created and row.published_at is not None and created[row.key].published_at is not None
+    ]
     return PassFigures(
         events=len(rows),
         handled=len(handled),
-        committed_per_s=_rate(len(rows), creating),
+        committed_per_s=_rate(len(rows), run.last_created - run.started),
         handled_per_s=_rate(len(handled), last_handled - run.started),
         relay_per_s=_rate(len(published), last_published - run.started),
         rounds=Rounds.of(published),
         published_tail_ms=(last_published - run.last_created) * 1000,
         handled_tail_ms=(last_handled - run.last_created) * 1000,
+        backlog_at_last_201=sum(1 for row in rows if (row.published_at or math.inf) > run.last_created),
+        relay_drain_per_s=_drain(published, run.last_created),
+        consumer_drain_per_s=_drain(handled_at, last_published),
         latency=Latency.of(at - row.occurred_at for row, at in handled),
         to_published=Latency.of(
             row.published_at - row.occurred_at for row in assigned if row.published_at is not None
         ),
         after_response=Latency.of(at - run.responded[row.key] for row, at in handled),
+        created_round=Latency.of((c.published_at or 0.0) - c.occurred_at for c, _ in pairs),
+        assigned_round=Latency.of((a.published_at or 0.0) - (c.published_at or 0.0) for c, a in pairs),
     )
+
+
+def _drain(moments: Sequence[float], since: float) -> float | None:
+    """How fast the events after ``since`` went (None: too few of them to say)."""
+    after = [t for t in moments if t > since]
+    if len(after) < BACKLOGGED_ROUND:
+        return None
+    return _rate(len(after), max(after) - since)
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -383,26 +418,40 @@ def ticks_of_named(names: Sequence[str]) -> int:
 
 
 class CpuMeter:
-    """The server's, the broker's, PostgreSQL's and the whole machine's CPU time over a pass."""
+    """CPU seconds over a pass: the server, the broker, PostgreSQL, this client, the whole machine."""
 
     def __init__(self, server_pid: int, bus: str) -> None:
         self._pid = server_pid
         self._broker = BROKER_PROCESSES.get(bus, ())
         self._start = self._read()
 
-    def _read(self) -> tuple[int, int, int, int]:
+    def _read(self) -> tuple[float, ...]:
         broker = ticks_of_named(self._broker) if self._broker else 0
-        return cpu_ticks_of(self._pid), broker, postgres_ticks(), machine_busy_ticks()
-
-    def stop(self, into: Pass) -> None:
-        end = self._read()
-        server, broker, postgres, machine = ((b - a) / CLK_TCK for a, b in zip(self._start, end, strict=True))
-        into.server_cpu_s, into.broker_cpu_s, into.postgres_cpu_s, into.machine_cpu_s = (
-            server,
-            broker,
-            postgres,
-            machine,
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return (
+            cpu_ticks_of(self._pid) / CLK_TCK,
+            broker / CLK_TCK,
+            postgres_ticks() / CLK_TCK,
+            usage.ru_utime + usage.ru_stime,
+            machine_busy_ticks() / CLK_TCK,
         )
+
+    def stop(self) -> Cpu:
+        return Cpu(*(b - a for a, b in zip(self._start, self._read(), strict=True)))
+
+
+@dataclass(frozen=True)
+class Cpu:
+    server: float = 0.0
+    broker: float = 0.0
+    postgres: float = 0.0
+    client: float = 0.0
+    machine: float = 0.0
+
+    @property
+    def other(self) -> float:
+        """Everything else that ran meanwhile (other people's tests, say): should be near 0."""
+        return max(0.0, self.machine - self.server - self.broker - self.postgres - self.client)
 
 
 # -- the API ------------------------------------------------------------------------------
@@ -477,7 +526,7 @@ async def create_tasks(
         raise Failed(
             f"{run.name}: {len(run.responded)} of {count} creates in {CREATE_DEADLINE:.0f} s"
         ) from None
-    run.last_created = time.time()
+    run.last_created = max(run.responded.values(), default=time.time())
     if run.errors:
         errors = ", ".join(f"{k}x{n}" for k, n in run.errors.items())
         raise Failed(f"{run.name}: create errors {errors}; e.g. {next(iter(run.samples.values()))}")
@@ -517,7 +566,7 @@ async def run_pass(
     await create_tasks(server.port, people, run, count, concurrency=concurrency, gap=gap)
     unread = await wait_for_notifications(server.port, people, expected, time.monotonic() + drain)
     run.seen_all = time.time()
-    meter.stop(run)
+    run.cpu = meter.stop()
     if unread < expected:
         problems = "; ".join(server.log_problems(3)) or "no warnings logged"
         raise Failed(
@@ -542,17 +591,52 @@ def broker_problem(bus: str) -> str | None:
         return f"{bus} broker not reachable at {host}:{port} ({type(exc).__name__}: {exc})"
 
 
-def write_config(data_dir: Path, bus: str) -> Path:
-    """Cheap password hashing (two users only), a generated signing key, the bus and a fresh namespace."""
+def write_config(data_dir: Path, bus: str) -> tuple[Path, str]:
+    """Cheap password hashing (two users only), a generated signing key, the bus, a fresh namespace.
+
+    Returns the file and the namespace.
+    """
     namespace = f"bench_{bus}_{uuid.uuid4().hex[:10]}"
     config = data_dir / "events-bench.toml"
     config.write_text(
         "[security]\ngenerate_signing_key = true\n\n"
         "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n\n"
-        f'[events]\nbus = "{bus}"\nnamespace = "{namespace}"\n',
+        f'[events]\nbus = "{bus}"\nnamespace = "{namespace}"\n'
+        f'nats_url = "{NATS_URL}"\nrabbitmq_url = "{RABBITMQ_URL}"\n',
         encoding="utf-8",
     )
-    return config
+    return config, namespace
+
+
+async def remove_broker_state(bus: str, namespace: str) -> str | None:
+    """Delete the run's stream (NATS) or exchange and queues (RabbitMQ); None, or why not."""
+    try:
+        async with asyncio.timeout(CLEANUP_DEADLINE):
+            if bus == "nats":
+                import nats
+
+                from app.kernel.events.nats import stream_name
+
+                client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+                try:
+                    await client.jetstream().delete_stream(stream_name(namespace))
+                finally:
+                    await client.close()
+            elif bus == "rabbitmq":
+                import aio_pika
+
+                from app.catalog import MODULES
+                from app.kernel.events.rabbitmq import exchange_name, queue_name
+
+                async with await aio_pika.connect(RABBITMQ_URL, timeout=3) as connection:
+                    channel = await connection.channel()
+                    for module in MODULES:
+                        if module.consumes:
+                            await channel.queue_delete(queue_name(namespace, module.name))
+                    await channel.exchange_delete(exchange_name(namespace))
+    except Exception as exc:
+        return f"could not remove namespace {namespace} from the {bus} broker: {exc!r}"
+    return None
 
 
 async def wait_events_ready(server: ServerProcess, bus: str) -> None:
@@ -570,42 +654,53 @@ async def wait_events_ready(server: ServerProcess, bus: str) -> None:
     raise Failed(f"the server did not log {ready!r} within {EVENTS_READY_DEADLINE:.0f} s")
 
 
-async def run_backend(bus: str, args: argparse.Namespace) -> Result:
-    result = Result(bus, args.database)
+async def run_backend(bus: str, database: str, args: argparse.Namespace) -> Result:
+    result = Result(bus, database)
     if reason := broker_problem(bus):
         raise Skipped(reason)
-    backend = DATABASES[args.database]
+    backend = DATABASES[database]
     if backend.name == "postgres" and (reason := await prepare_postgres()):
         raise Skipped(reason)
     data_dir = Path(tempfile.mkdtemp(prefix=f"tessera-events-{bus}-"))
-    server = ServerProcess(backend, data_dir, config=write_config(data_dir, bus))
+    config, namespace = write_config(data_dir, bus)
+    server = ServerProcess(backend, data_dir, config=config)
     label = f"{bus} ({backend.name})"
     try:
         say(f"{label}: migrating, starting the server on 127.0.0.1:{server.port} ...")
         await server.upgrade()
+        failure: Failed | None = None
         try:
             await server.start()
+            say(f"{label}: server pid {server.pid}, waiting for its events runtime ...")
             await wait_events_ready(server, bus)
             people = await asyncio.wait_for(register_people(server.base_url), SETUP_DEADLINE)
-            await run_pass(server, people, result, "warm-up", WARMUP_TASKS, concurrency=1, drain=WARMUP_DEADLINE)
+            await run_pass(
+                server, people, result, "warm-up", WARMUP_TASKS, concurrency=1, drain=WARMUP_DEADLINE
+            )
             say(f"{label}: unloaded pass, {args.unloaded} tasks one at a time ...")
             await run_pass(
                 server, people, result, "unloaded", args.unloaded, concurrency=1, gap=UNLOADED_GAP_SECONDS
             )
             say(f"{label}: loaded pass, {args.events} tasks by {args.concurrency} clients ...")
             await run_pass(server, people, result, "loaded", args.events, concurrency=args.concurrency)
+        except Failed as exc:
+            failure = exc  # still count what was lost or duplicated so far
         finally:
             await server.stop()
         tables = read_sqlite(data_dir) if backend.name == "sqlite" else await read_postgres()
+        check(result, tables)
+        if failure is not None:
+            raise Failed(f"{failure} (so far: {result.lost} lost, {result.duplicates} duplicates)")
         result.tasks = sum(len(p.responded) for p in result.passes.values())
         result.unloaded = figures(result.passes["unloaded"], tables)
         result.loaded = figures(result.passes["loaded"], tables)
-        check(result, tables)
         if problems := server.log_problems():
             result.notes.append("server log warnings/errors: " + "; ".join(problems))
         progress(result)
         return result
     finally:
+        if bus in BROKERS and (problem := await remove_broker_state(bus, namespace)):
+            say(f"{label}: {problem}")
         if args.keep_logs:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
@@ -615,10 +710,12 @@ async def run_backend(bus: str, args: argparse.Namespace) -> Result:
 
 def progress(result: Result) -> None:
     loaded, unloaded = result.loaded, result.unloaded
-    assert loaded is not None and unloaded is not None
+    assert loaded is not None
+    assert unloaded is not None
     say(
-        f"  {result.bus:9} committed {loaded.committed_per_s:7,.0f} ev/s  handled {loaded.handled_per_s:6,.0f}"
-        f" ev/s  relay busy {loaded.relay_busy_per_s:6,.0f} ev/s  unloaded p50 {unloaded.latency.p50_ms:6.1f}"
+        f"  {result.bus:9} committed {loaded.committed_per_s:6,.0f} ev/s"
+        f"  handled {loaded.handled_per_s:6,.0f} ev/s  relay {loaded.relay_per_s:6,.0f} ev/s"
+        f"  unloaded p50 {unloaded.latency.p50_ms:6.1f}"
         f" p99 {unloaded.latency.p99_ms:6.1f} ms  loaded p50 {loaded.latency.p50_ms:7.1f}"
         f" p99 {loaded.latency.p99_ms:7.1f} ms  lost {result.lost}  duplicates {result.duplicates}"
     )
@@ -627,83 +724,120 @@ def progress(result: Result) -> None:
 # -- the report ---------------------------------------------------------------------------
 
 
-def _cpu_per_event(seconds: float, run: Pass, figures: PassFigures) -> str:
+def _per_event(seconds: float, figures: PassFigures) -> str:
     return f"{seconds * 1000 / figures.events:.2f}" if figures.events else "-"
+
+
+def _cores(seconds: float, run: Pass) -> str:
+    window = run.seen_all - run.started
+    return f"{seconds / window:.2f}" if window > 0 else "-"
+
+
+def _maybe(rate: float | None) -> str:
+    return f"{rate:,.0f}" if rate else "-"
+
+
+def _cpu_cells(bus: str, run: Pass, f: PassFigures) -> str:
+    broker = _per_event(run.cpu.broker, f) if bus in BROKERS else "-"
+    cores = " / ".join(_cores(seconds, run) for seconds in (run.cpu.server, run.cpu.machine, run.cpu.other))
+    return f"{_per_event(run.cpu.server, f)} | {broker} | {cores}"
 
 
 def render(results: list[Result], args: argparse.Namespace, started: datetime) -> str:
     header = (
         f"**Tessera events benchmark** — {started.astimezone(UTC):%Y-%m-%d %H:%M UTC} — machine: "
-        f"{machine_line()} — database {args.database}, loaded pass {args.events} tasks "
-        f"({2 * args.events} events) by {args.concurrency} clients, unloaded pass {args.unloaded} "
-        f"tasks one at a time ({UNLOADED_GAP_SECONDS * 1000:.0f} ms apart)"
+        f"{machine_line()} — loaded pass: {args.events} tasks "
+        f"({2 * args.events} events) by {args.concurrency} clients; unloaded pass: {args.unloaded} "
+        f"tasks one at a time, {UNLOADED_GAP_SECONDS * 1000:.0f} ms apart"
     )
     table = [
-        "| bus | events/s committed | events/s handled end to end | relay events/s while backlogged "
-        "| unloaded p50 ms | unloaded p99 ms | loaded p50 ms | loaded p99 ms | loaded max ms "
-        "| lost | duplicates |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| bus | database | events/s committed | events/s handled end to end (notifications) "
+        "| relay events/s | unloaded p50 ms | unloaded p99 ms | loaded p50 ms | loaded p99 ms "
+        "| loaded max ms | lost | duplicates |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    details = [
-        "| bus | pass | events | relay rounds | most events waiting in the outbox | commit → published p50 ms "
-        "| commit → handled p50 / p99 / max ms | 201 → handled p50 / p99 ms | server CPU ms/event "
-        "| broker CPU ms/event | cores busy |",
+    unloaded = [
+        "| bus | database | commit → handled p50 / p99 / max | 201 → handled p50 / p99 "
+        "| commit → TaskCreated's round ended p50 | TaskAssigned's round p50 / p99 "
+        "| server CPU ms/event | broker CPU ms/event | cores: server / machine / other load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    loaded = [
+        "| bus | database | relay rounds: count / mean / largest | relay events/s: sustained / in rounds of "
+        f"{BACKLOGGED_ROUND}+ / after the last 201 | consumer events/s after the relay's last round "
+        "| events unpublished at the last 201 | last 201 → last published / last handled "
+        "| 201 → handled p50 / p99 | server CPU ms/event "
+        "| broker CPU ms/event | cores: server / machine / other load |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     notes: list[str] = []
     for r in results:
+        name = f"{r.bus} ({r.database})"
         if r.skipped or r.failed or r.loaded is None or r.unloaded is None:
             why = f"skipped: {r.skipped}" if r.skipped else f"FAILED: {r.failed}"
-            table.append(f"| {r.bus} | {why} | | | | | | | | | |")
+            table.append(f"| {r.bus} | {r.database} | {why} | | | | | | | | | |")
             continue
         lo, un = r.loaded, r.unloaded
         lost = f"**{r.lost}**" if r.lost else "0"
         duplicates = f"**{r.duplicates}**" if r.duplicates else "0"
         table.append(
-            f"| {r.bus} | {lo.committed_per_s:,.0f} | {lo.handled_per_s:,.0f} | {lo.relay_busy_per_s:,.0f} | "
+            f"| {r.bus} | {r.database} | {lo.committed_per_s:,.0f} | {lo.handled_per_s:,.0f} | "
+            f"{lo.relay_per_s:,.0f} | "
             f"{un.latency.p50_ms:.1f} | {un.latency.p99_ms:.1f} | {lo.latency.p50_ms:.1f} | "
             f"{lo.latency.p99_ms:.1f} | {lo.latency.max_ms:.1f} | {lost} | {duplicates} |"
         )
-        for name, f in (("unloaded", un), ("loaded", lo)):
-            run = r.passes[name]
-            window = run.seen_all - run.started
-            cores = f"{run.machine_cpu_s / window:.2f}" if window > 0 else "-"
-            broker = _cpu_per_event(run.broker_cpu_s, run, f) if r.bus in BROKERS else "-"
-            details.append(
-                f"| {r.bus} | {name} | {f.events} | {f.relay_rounds} | {f.max_backlog} | "
-                f"{f.to_published.p50_ms:.1f} | {f.latency.p50_ms:.1f} / {f.latency.p99_ms:.1f} / "
-                f"{f.latency.max_ms:.1f} | {f.after_response.p50_ms:.1f} / {f.after_response.p99_ms:.1f} | "
-                f"{_cpu_per_event(run.server_cpu_s, run, f)} | {broker} | {cores} |"
-            )
+        unloaded.append(
+            f"| {r.bus} | {r.database} | {un.latency.p50_ms:.1f} / {un.latency.p99_ms:.1f} / "
+            f"{un.latency.max_ms:.1f} | "
+            f"{un.after_response.p50_ms:.1f} / {un.after_response.p99_ms:.1f} | "
+            f"{un.created_round.p50_ms:.1f} | {un.assigned_round.p50_ms:.1f} / "
+            f"{un.assigned_round.p99_ms:.1f} | "
+            f"{_cpu_cells(r.bus, r.passes['unloaded'], un)} |"
+        )
+        loaded.append(
+            f"| {r.bus} | {r.database} | {lo.rounds.count} / {lo.rounds.mean:.1f} / {lo.rounds.largest} | "
+            f"{lo.relay_per_s:,.0f} / {_maybe(lo.rounds.backlogged_per_s)} / "
+            f"{_maybe(lo.relay_drain_per_s)} | "
+            f"{_maybe(lo.consumer_drain_per_s)} | {lo.backlog_at_last_201:,} | "
+            f"{lo.published_tail_ms:,.0f} / {lo.handled_tail_ms:,.0f} | "
+            f"{lo.after_response.p50_ms:.1f} / {lo.after_response.p99_ms:.1f} | "
+            f"{_cpu_cells(r.bus, r.passes['loaded'], lo)} |"
+        )
         if r.unpublished:
             states = ", ".join(f"{n} {status}" for status, n in sorted(r.unpublished.items()))
-            notes.append(f"{r.bus}: outbox rows not published at the end: {states}")
+            notes.append(f"{name}: outbox rows not published at the end: {states}")
         if r.strays:
-            notes.append(f"{r.bus}: **{r.strays} notifications of no TaskAssigned event**")
-        notes += [f"{r.bus}: {note}" for note in r.notes]
+            notes.append(f"{name}: **{r.strays} notifications of no TaskAssigned event**")
+        notes += [f"{name}: {' '.join(note.split())}" for note in r.notes]
     parts = [
         header,
         "",
         *table,
         "",
-        "Per pass (commit = the outbox row's `occurred_at`; published = the end of the relay round "
-        "that published it, its `published_at`; handled = the notifications inbox's `handled_at`; "
-        "201 = the client received the create's answer; CPU per event committed, server = the one "
-        "`tessera serve` process):",
+        "Unloaded pass, where the time goes (ms; commit = the outbox row's `occurred_at`, a round = "
+        "one relay round, its end = the `published_at` it stamps on its batch, handled = the "
+        "notifications inbox's `handled_at`, 201 = the client got the create's answer):",
         "",
-        *details,
+        *unloaded,
+        "",
+        "Loaded pass, throughput by stage (ms; events/s):",
+        "",
+        *loaded,
         "",
         "How it was measured: one `tessera serve` (monolith, one worker, fresh data dir, its own "
         "events namespace) per bus; every task is created by Ada and assigned to Bob, so it commits "
         "TaskCreated + TaskAssigned to the tasks outbox and the TaskAssigned becomes one notification "
         "for Bob. Loaded: the clients create as fast as the API answers; *events/s committed* = outbox "
-        "rows / (first create sent .. last 201), *handled end to end* = notifications / (first create "
-        "sent .. last notification handled), *relay while backlogged* = events published per second "
-        "over the time the outbox held unpublished events. Unloaded: one create at a time. Latency = "
-        "inbox `handled_at` − outbox `occurred_at` of each TaskAssigned event (`occurred_at` is taken "
-        "just before the create's transaction, so it includes the rest of that request). Lost / "
-        "duplicates: TaskAssigned events of the whole run with no / more than one notification. Load "
-        "client, server and brokers share the machine's cores.",
+        "rows / (first create sent .. last 201); *handled end to end* = notifications / (first create "
+        "sent .. last notification handled); *relay events/s* = events published / (first create "
+        "sent .. the relay's last round ended): the relay's sustained rate, which the commit rate "
+        f"bounds while it keeps up (in rounds of {BACKLOGGED_ROUND}+ events it was behind). Unloaded: "
+        "one create at a time. Latency = inbox `handled_at` - outbox `occurred_at` of each TaskAssigned "
+        "event (`occurred_at` is taken just before the create's transaction, so it includes the rest "
+        "of that request). Lost / duplicates: TaskAssigned events of the whole run with no / more "
+        "than one notification. CPU per event committed (server: the `tessera serve` process); "
+        "other load: the machine's busy cores less server, broker, PostgreSQL and this client. "
+        "Load client, server and brokers share the machine's cores.",
     ]
     if notes:
         parts += ["", "Notes:", "", *(f"- {note}" for note in notes)]
@@ -719,23 +853,24 @@ async def run(args: argparse.Namespace) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     results: list[Result] = []
     failed = False
-    for bus in args.buses:
-        try:
-            results.append(await run_backend(bus, args))
-        except Skipped as skipped:
-            say(f"{bus}: skipped: {skipped}")
-            results.append(Result(bus, args.database, skipped=str(skipped)))
-        except (Failed, ServerError, TimeoutError) as exc:
-            message = str(exc) or type(exc).__name__
-            say(f"{bus}: FAILED: {message}")
-            results.append(Result(bus, args.database, failed=message.splitlines()[0][:300]))
-            failed = True
+    for database in args.databases:
+        for bus in args.buses:
+            try:
+                results.append(await run_backend(bus, database, args))
+            except Skipped as skipped:
+                say(f"{bus} ({database}): skipped: {skipped}")
+                results.append(Result(bus, database, skipped=str(skipped)))
+            except (Failed, ServerError, TimeoutError) as exc:
+                message = str(exc) or type(exc).__name__
+                say(f"{bus} ({database}): FAILED: {message}")
+                results.append(Result(bus, database, failed=message.splitlines()[0][:300]))
+                failed = True
     for result in results:
         if result.loaded is not None and not result.correct:
             failed = True
             say(
-                f"{result.bus}: CORRECTNESS FAILED: {result.lost} lost, {result.duplicates} duplicated, "
-                f"{result.strays} stray notifications"
+                f"{result.bus} ({result.database}): CORRECTNESS FAILED: {result.lost} lost, "
+                f"{result.duplicates} duplicated, {result.strays} stray notifications"
             )
     report = render(results, args, started)
     print("\n" + report, end="", flush=True)

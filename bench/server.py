@@ -39,7 +39,7 @@ STOP_GRACE = 10.0
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_BENCH_DB = "tessera_bench"
 POSTGRES_BENCH_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{POSTGRES_BENCH_DB}"
-MODULE_SCHEMAS = ("identity", "tasks")
+MODULE_SCHEMAS = ("identity", "tasks", "notifications")
 # The split topology: one process per group, started in this order (the gateway is public).
 GROUPS = ("identity", "tasks", "gateway")
 GROUP_MODULES = {"identity": ("identity",), "tasks": ("tasks",), "gateway": ()}
