@@ -118,6 +118,8 @@ class NatsBus:
         self._js: JetStreamContext | None = None
         self._stream_ready = False
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._closing = False  # set by close(): consumers stop after the message in hand
+        self._handling: set[str] = set()  # consumers in the middle of a message
         self._first_error: asyncio.Future[Exception] | None = None
 
     # -- the port -------------------------------------------------------------------------
@@ -125,6 +127,7 @@ class NatsBus:
     async def connect(self) -> None:
         if self._client is not None:
             return
+        self._closing = False
         client = Client()
         # nats-py retries even the first connection forever (max_reconnect_attempts=-1, which
         # later outages need): the first error it reports ends the attempt instead, and the
@@ -223,12 +226,21 @@ class NatsBus:
         )
 
     async def close(self) -> None:
-        tasks = list(self._consumers.values())
+        consumers = list(self._consumers.items())
         self._consumers.clear()
-        for task in tasks:
-            task.cancel()
+        # A consumer waiting on a fetch is cancelled at once; one handling a message finishes
+        # it first (cancelling a handler mid-transaction leaves its connection half-closed).
+        self._closing = True
+        for name, task in consumers:
+            if name not in self._handling:
+                task.cancel()
+        tasks = [task for _, task in consumers]
         if tasks:
-            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+            _, late = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=CLOSE_SECONDS)
         client, self._client, self._js = self._client, None, None
         self._stream_ready = False
         if client is not None:
@@ -337,7 +349,7 @@ class NatsBus:
         """Fetch and handle the consumer's messages one at a time, until cancelled."""
         loop = asyncio.get_running_loop()
         checked = loop.time()
-        while True:
+        while not self._closing:
             try:
                 batch = await subscription.fetch(1, timeout=FETCH_SECONDS)
             except TimeoutError:
@@ -356,8 +368,12 @@ class NatsBus:
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
                 continue
             checked = loop.time()
-            for msg in batch:
-                await self._deliver(consumer, event_types, handler, msg)
+            self._handling.add(consumer)
+            try:
+                for msg in batch:
+                    await self._deliver(consumer, event_types, handler, msg)
+            finally:
+                self._handling.discard(consumer)
 
     async def _recover_consumer(self, consumer: str, event_types: frozenset[str]) -> None:
         """Make the consumer (and its stream) again if the server lost them."""

@@ -221,12 +221,15 @@ class RabbitBus:
             cancels = [state.queue.cancel(state.tag) for state in consumers if state.tag is not None]
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*cancels, return_exceptions=True), CLOSE_SECONDS)
-        for state in consumers:
-            for task in state.running:
-                task.cancel()  # its message goes back to the queue when the channel closes
+        # Let handlers finish the message in hand (cancelling one mid-transaction leaves its
+        # database connection half-closed); cancel only those that outlast the grace.
         running = [task for state in consumers for task in state.running]
         if running:
-            await asyncio.wait(running, timeout=CLOSE_SECONDS)
+            _, late = await asyncio.wait(running, timeout=CLOSE_SECONDS)
+            for task in late:
+                task.cancel()  # its message goes back to the queue when the channel closes
+            if late:
+                await asyncio.wait(late, timeout=CLOSE_SECONDS)
         connection = self._connection
         self._connection = self._channel = self._exchange = None
         if connection is not None:
