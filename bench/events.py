@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +56,15 @@ from typing import Any
 import httpx
 import msgspec
 
-from bench.loadgen import CLK_TCK, RawClient, Request, cpu_ticks_of, machine_busy_ticks, postgres_ticks
+from bench.loadgen import (
+    CLK_TCK,
+    RawClient,
+    Request,
+    cpu_ticks_of,
+    machine_busy_ticks,
+    postgres_ticks,
+    run_fast,
+)
 from bench.report import RESULTS_DIR, machine_line
 from bench.server import (
     POSTGRES_ADMIN_DSN,
@@ -880,24 +888,10 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
-    """uvloop when installed (the load client costs the shared CPUs less), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-
-    def run_on_uvloop(coroutine: Coroutine[Any, Any, int]) -> int:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(coroutine)
-
-    return run_on_uvloop
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return _runner()(run(args))
+        return run_fast(run(args))
     except (KeyboardInterrupt, asyncio.CancelledError):
         say("interrupted: servers stopped, nothing written")
         return 130

@@ -29,6 +29,8 @@ from uuid import UUID
 
 import msgspec
 
+from bench.loadgen import run_fast
+
 __all__ = ("Spec", "Timing", "render")
 
 BLOCK = 100  # calls per kind before moving to the next kind
@@ -167,23 +169,9 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def _event_loop_runner() -> Callable[[Any], list[Timing]]:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-
-    def run_on_uvloop(coroutine: Any) -> list[Timing]:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result: list[Timing] = runner.run(coroutine)
-            return result
-
-    return run_on_uvloop
-
-
 def main() -> None:
     spec = msgspec.json.decode(sys.stdin.buffer.read(), type=Spec)
-    timings = _event_loop_runner()(measure(spec))
+    timings = run_fast(measure(spec))
     sys.stdout.buffer.write(msgspec.json.encode(timings) + b"\n")
 
 
