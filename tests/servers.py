@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,15 @@ def free_port() -> int:
 
 
 def wait_until_ready(
-    base: str, *, process: subprocess.Popen[bytes] | None = None, seconds: float = 30
+    base: str, *, process: subprocess.Popen[bytes] | None = None, seconds: float = 30, log: Path | None = None
 ) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            stderr = process.stderr.read().decode() if process.stderr else ""
+            if log is not None:
+                stderr = log.read_text(errors="replace")
+            else:
+                stderr = process.stderr.read().decode() if process.stderr else ""
             pytest.fail(f"server exited with {process.returncode}: {stderr[-2000:]}")
         try:
             if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
@@ -66,21 +69,31 @@ def server_thread(app: Any, port: int) -> Iterator[str]:
 
 
 @contextmanager
-def server_process(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`tessera serve ARGS` as a separate OS process; terminated (or killed) on exit."""
-    process = subprocess.Popen(
-        [TESSERA, "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+def server_process(
+    env: dict[str, str], *args: str, log: Path | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`tessera serve ARGS` as a separate OS process; terminated (or killed) on exit.
+
+    Its log lines (stderr) go to ``log`` when given, else to a pipe the caller must read.
+    """
+    with ExitStack() as files:
+        stderr: Any = subprocess.PIPE
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            stderr = files.enter_context(log.open("ab"))
+        process = subprocess.Popen(
+            [TESSERA, "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
 
 
 def clean_env(**overrides: str) -> dict[str, str]:

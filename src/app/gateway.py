@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from litestar import HttpMethod, Request, Response, route
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
@@ -23,7 +24,15 @@ from contracts import DependencyUnavailable
 
 __all__ = ("proxy_routes",)
 
-METHODS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
+# OPTIONS too: the owner knows which methods a path serves, the gateway does not.
+METHODS = [
+    HttpMethod.GET,
+    HttpMethod.POST,
+    HttpMethod.PUT,
+    HttpMethod.PATCH,
+    HttpMethod.DELETE,
+    HttpMethod.OPTIONS,
+]
 # Connection-level headers belong to one hop, not to the message (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset(
     {
@@ -65,6 +74,7 @@ def _proxy(
     prefix: str, owner: RemoteGroup, http: httpx.AsyncClient, timeout: float, module: str
 ) -> HTTPRouteHandler:
     async def forward(request: Request[Any, Any, Any]) -> Response[Any]:
+        _refuse_a_body_announced_too_large(request)
         try:
             owner.breaker.acquire()
         except CircuitOpen as refused:
@@ -105,6 +115,18 @@ def _proxy(
         opt=public(f"the owning group ({owner.name}) authenticates the user itself"),
         include_in_schema=False,
     )(forward)
+
+
+def _refuse_a_body_announced_too_large(request: Request[Any, Any, Any]) -> None:
+    """413 before the owner is called: forwarding would only cut its upload short.
+
+    A body that comes without a length is counted as it streams; the owner then sees the
+    upload end early, and says so without calling it an error.
+    """
+    limit = request.route_handler.resolve_request_max_body_size()
+    announced = request.headers.get("content-length", "")
+    if limit is not None and announced.isdigit() and int(announced) > limit:
+        raise RequestEntityTooLarge
 
 
 async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:

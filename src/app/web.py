@@ -8,12 +8,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from litestar import Litestar, Request, Router
-from litestar.datastructures import State
+from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.routes import HTTPRoute
+from litestar.types import Message, Scope
 
 from app.container import ComposedModule, Composition, compose
 from app.gateway import proxy_routes
@@ -45,6 +47,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
             "composition": Provide(lambda: composition, sync_to_thread=False),
         },
         before_request=_bind_principal,
+        before_send=[_allow_what_the_path_serves],
         on_app_init=[auth.on_app_init],
         on_startup=[composition.events.start],  # relays and consumers of this process's modules
         on_shutdown=[composition.aclose],
@@ -117,6 +120,30 @@ def _resolver(provider: Callable[[], Any]) -> Callable[[], Any]:
         return provider()
 
     return resolve
+
+
+async def _allow_what_the_path_serves(message: Message, scope: Scope) -> None:
+    """``Allow`` on an OPTIONS answer names every method of the path.
+
+    Litestar 2 builds it from the first handler registered at a path only (litestar#4169,
+    fixed in 3): ``OPTIONS /api/v1/tasks`` said ``OPTIONS, POST``, leaving out GET.
+    """
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+        return
+    handler = scope.get("route_handler")
+    if not isinstance(handler, HTTPRouteHandler) or handler.http_methods != {"OPTIONS"}:
+        return  # not Litestar's generated answer: a proxied route passes on its owner's
+    methods = _methods_by_path(scope["litestar_app"]).get(scope.get("path_template", ""))
+    if methods:
+        MutableScopeHeaders.from_message(message)["allow"] = ", ".join(sorted(methods))
+
+
+def _methods_by_path(app: Litestar) -> dict[str, frozenset[str]]:
+    known: dict[str, frozenset[str]] | None = app.state.get("methods_by_path")
+    if known is None:
+        known = {r.path_format: frozenset(r.methods) for r in app.routes if isinstance(r, HTTPRoute)}
+        app.state["methods_by_path"] = known
+    return known
 
 
 def _principal(request: Request[Any, Any, Any]) -> Principal:

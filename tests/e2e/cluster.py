@@ -20,10 +20,11 @@ GROUPS = ("identity", "tasks", "notifications", "gateway")
 class Cluster:
     """One `tessera serve --group` process per group; the gateway is the public address."""
 
-    def __init__(self, env: dict[str, str], ports: dict[str, int], stack: ExitStack) -> None:
+    def __init__(self, env: dict[str, str], ports: dict[str, int], stack: ExitStack, logs: Path) -> None:
         self.env = env
         self.ports = ports
         self._stack = stack
+        self._logs = logs
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -36,9 +37,13 @@ class Cluster:
     def start(self, group: str) -> None:
         # The port is given, not read from the group's URL: others may reach it through a proxy.
         args = ("--group", group, "--port", str(self.ports[group]))
-        process = self._stack.enter_context(server_process(self.env, *args))
+        process = self._stack.enter_context(server_process(self.env, *args, log=self.log_file(group)))
         self.processes[group] = process
-        wait_until_ready(self.url(group), process=process)
+        wait_until_ready(self.url(group), process=process, log=self.log_file(group))
+
+    def log_file(self, group: str) -> Path:
+        """Where the group's process writes its log lines (one JSON object each)."""
+        return self._logs / f"{group}.log"
 
     def kill(self, group: str) -> None:
         """SIGKILL: no shutdown hooks, no goodbyes."""
@@ -85,7 +90,7 @@ def split_cluster(
         env["TESSERA_DATABASE__URL"] = database_url
     migrate(env)
     with ExitStack() as stack:
-        cluster = Cluster(env, ports, stack)
+        cluster = Cluster(env, ports, stack, logs=tmp_path / "logs")
         for group in GROUPS:
             cluster.start(group)
         yield cluster

@@ -146,6 +146,11 @@ def run_public_flow(base: str) -> None:
         open_task = _json(
             http.post("/api/v1/tasks", json={"title": "open work", "assignee_id": bob_id}, headers=ada), 201
         )
+        finished = _json(
+            http.post("/api/v1/tasks", json={"title": "done work", "assignee_id": bob_id}, headers=ada), 201
+        )
+        finished_url = f"/api/v1/tasks/{finished['id']}"
+        _json(http.patch(finished_url, json={"status": "done"}, headers=bob), 200)
         deactivated = _json(http.post(f"/api/v1/users/{bob_id}/deactivate", headers=bob), 200)
         assert deactivated["active"] is False
         open_url = f"/api/v1/tasks/{open_task['id']}"
@@ -157,6 +162,25 @@ def run_public_flow(base: str) -> None:
         assert _json(http.post(f"/api/v1/users/{ada_id}/deactivate", headers=carol), 403)["code"] == (
             "identity.not_permitted"
         )
+        # ... his finished work keeps his name; reopened, it is nobody's, and cannot be his again
+        assert _json(http.get(finished_url, headers=ada), 200)["assignee"]["id"] == bob_id
+        reopened = _json(http.patch(finished_url, json={"status": "todo"}, headers=ada), 200)
+        assert (reopened["status"], reopened["assignee"]) == ("todo", None)
+        again_bob = http.patch(finished_url, json={"assignee_id": bob_id}, headers=ada)
+        assert _json(again_bob, 422)["errors"][0] == {
+            "field": "assignee_id",
+            "message": "the user is deactivated",
+        }
+
+        # OPTIONS names every method a path serves
+        for path, methods in (
+            ("/api/v1/tasks", "GET, OPTIONS, POST"),
+            (open_url, "DELETE, GET, OPTIONS, PATCH"),
+            ("/api/v1/notifications", "GET, OPTIONS"),
+            ("/api/v1/auth/token", "OPTIONS, POST"),
+        ):
+            answer = http.options(path)
+            assert (answer.status_code, answer.headers.get("allow")) == (204, methods), path
 
         # edges: no token, no internal routes from outside
         assert http.get("/api/v1/tasks").status_code == 401

@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from uuid import UUID
 
+import msgspec
+
 from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
 
 __all__ = ("FakeIdentity",)
@@ -25,6 +27,9 @@ class FakeIdentity(IdentityApi):
         profile = UserProfile(id=user_id or uuid.uuid4(), display_name=display_name, active=active)
         self._profiles[profile.id] = profile
         return profile.id
+
+    def deactivate(self, user_id: UUID) -> None:
+        self._profiles[user_id] = msgspec.structs.replace(self._profiles[user_id], active=False)
 
     def remove_user(self, user_id: UUID) -> None:
         del self._profiles[user_id]

@@ -122,3 +122,9 @@ def test_every_operation_documents_its_error_responses(client: Client) -> None:
             assert errors, f"{method.upper()} {path} documents no error response"
             for response in errors.values():
                 assert "application/problem+json" in response.get("content", {}), (method, path)
+
+
+def test_options_names_every_method_the_path_serves(client: Client) -> None:
+    for path, methods in (("/api/v1/tasks", "GET, OPTIONS, POST"), ("/api/v1/users/me", "GET, OPTIONS")):
+        response = client.options(path)
+        assert (response.status_code, response.headers["allow"]) == (204, methods)

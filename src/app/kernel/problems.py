@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
+    InternalServerException,
     MethodNotAllowedException,
     NotAuthorizedException,
     NotFoundException,
@@ -120,7 +121,19 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
     )
 
 
+# What Litestar raises when the client goes away before its body has arrived (an
+# InternalServerException, but nothing failed here: a proxy in front cut the upload short, say).
+_CLIENT_GONE = "client disconnected prematurely"
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    if isinstance(exc, InternalServerException) and exc.detail == _CLIENT_GONE:
+        log.info(
+            "the client went away before its request body ended: %s %s", request.method, request.url.path
+        )
+        return problem_response(
+            request, status=400, code="request.incomplete", detail="The request body ended early."
+        )
     status = exc.status_code
     if status >= 500:
         log.error("%s on %s %s", exc, request.method, request.url.path, exc_info=exc)

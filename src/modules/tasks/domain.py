@@ -168,6 +168,15 @@ def apply_changes(task: Task, changes: TaskChanges, *, actor: UUID, now: datetim
     return msgspec.structs.replace(task, **changed, updated_at=now, version=task.version + 1)
 
 
+def reopens(task: Task, changes: TaskChanges) -> bool:
+    """Whether ``changes`` move a closed task (done, cancelled) back to open work.
+
+    An open task's assignee is an active user: deactivation takes a user off open work,
+    and a task reopened after its assignee left goes back to nobody.
+    """
+    return task.status not in OPEN_STATUSES and changes.status in OPEN_STATUSES
+
+
 def unassigned(task: Task, *, now: datetime) -> Task:
     """The task with nobody assigned: what happens to a deactivated user's open work."""
     return msgspec.structs.replace(task, assignee_id=None, updated_at=now, version=task.version + 1)

@@ -26,6 +26,7 @@ from modules.tasks.domain import (
     events_of_creation,
     events_of_deletion,
     new_task,
+    reopens,
     unassigned,
 )
 from modules.tasks.repository import TasksRepository
@@ -134,10 +135,21 @@ class TasksService(TasksApi):
         current = await self.get_task(principal, task_id)
         if expected_version is not None and expected_version != current.version:
             raise VersionMismatch(f"you have version {expected_version}; the task is at {current.version}")
+        reopened = reopens(current, changes)
+        named = changes.assignee_id not in (msgspec.UNSET, None)
+        if (
+            reopened
+            and not named
+            and current.assignee_id is not None
+            and not await self._assignable(current.assignee_id)
+        ):
+            changes = msgspec.structs.replace(changes, assignee_id=None)  # the assignee has left
         updated = apply_changes(current, changes, actor=principal.user_id, now=self._clock())
         if updated is current:
             return current
-        if updated.assignee_id is not None and updated.assignee_id != current.assignee_id:
+        if updated.assignee_id is not None and (
+            updated.assignee_id != current.assignee_id or (reopened and named)
+        ):
             await self._require_assignable(updated.assignee_id)
         async with self._database.transaction() as connection:
             if not await TasksRepository(connection).replace(updated, expected_version=current.version):
@@ -177,6 +189,13 @@ class TasksService(TasksApi):
         if record.fingerprint != fingerprint:
             raise IdempotencyKeyReused
         return CreatedTask(task=record.task, replayed=True)
+
+    async def _assignable(self, user_id: UUID) -> bool:
+        try:
+            await self._identity.require_active_user(user_id)
+        except (UserNotFound, UserInactive):
+            return False
+        return True
 
     async def _require_assignable(self, user_id: UUID) -> None:
         """Ask identity, through its contract, whether ``user_id`` can take work."""

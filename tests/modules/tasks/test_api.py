@@ -282,6 +282,43 @@ class TestUpdate:
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"] == "assignee_id"
 
+    def test_reopening_a_task_whose_assignee_left_gives_it_to_nobody(
+        self, tasks_client: Client, people: People, identity: FakeIdentity
+    ) -> None:
+        _, ada = people.add("Ada")
+        bob_id, bob = people.add("Bob")
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
+        url = f"/api/v1/tasks/{task['id']}"
+        assert tasks_client.patch(url, json={"status": "done"}, headers=bob).status_code == 200
+        identity.deactivate(bob_id)
+        assert tasks_client.get(url, headers=ada).json()["assignee"]["id"] == str(bob_id)  # history kept
+        reopened = tasks_client.patch(url, json={"status": "in_progress"}, headers=ada)
+        assert reopened.status_code == 200, reopened.text
+        assert (reopened.json()["status"], reopened.json()["assignee"]) == ("in_progress", None)
+
+    def test_reopening_keeps_an_active_assignee(self, tasks_client: Client, people: People) -> None:
+        _, ada = people.add("Ada")
+        bob_id, bob = people.add("Bob")
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
+        url = f"/api/v1/tasks/{task['id']}"
+        assert tasks_client.patch(url, json={"status": "done"}, headers=bob).status_code == 200
+        reopened = tasks_client.patch(url, json={"status": "todo"}, headers=ada).json()
+        assert reopened["assignee"] == {"id": str(bob_id), "display_name": "Bob"}
+
+    def test_reopening_for_a_user_who_left_is_refused_and_changes_nothing(
+        self, tasks_client: Client, people: People, identity: FakeIdentity
+    ) -> None:
+        _, ada = people.add("Ada")
+        bob_id, bob = people.add("Bob")
+        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
+        url = f"/api/v1/tasks/{task['id']}"
+        done = tasks_client.patch(url, json={"status": "done"}, headers=bob).json()
+        identity.deactivate(bob_id)
+        response = tasks_client.patch(url, json={"status": "todo", "assignee_id": str(bob_id)}, headers=ada)
+        assert response.status_code == 422
+        assert response.json()["errors"] == [{"field": "assignee_id", "message": "the user is deactivated"}]
+        assert tasks_client.get(url, headers=ada).json() == done
+
     def test_unknown_fields_are_422(self, tasks_client: Client, people: People) -> None:
         _, auth = people.add("Ada")
         task = create_task(tasks_client, auth)
