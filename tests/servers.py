@@ -82,7 +82,7 @@ def server_process(
             log.parent.mkdir(parents=True, exist_ok=True)
             stderr = files.enter_context(log.open("ab"))
         process = subprocess.Popen(
-            [TESSERA, "serve", *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            [TESSERA, "serve", *args], env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr
         )
         try:
             yield process

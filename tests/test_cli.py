@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -171,3 +172,42 @@ def test_users_make_admin_grants_the_role(env: Path) -> None:
     unknown = runner.invoke(main, ["users", "make-admin", "nobody@example.com"])
     assert unknown.exit_code == 1
     assert "no user with e-mail" in unknown.output
+
+
+@pytest.mark.parametrize("group", [None, "tasks"])
+def test_serve_on_an_unmigrated_data_dir_refuses_before_touching_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: str | None
+) -> None:
+    data_dir = tmp_path / "fresh"
+    monkeypatch.setenv("TESSERA_PROFILE", "split" if group else "dev")  # both would make keys
+    monkeypatch.setenv("TESSERA_DATA_DIR", str(data_dir))
+    result = CliRunner().invoke(main, ["serve", "--port", "1", *(["--group", group] if group else [])])
+    assert result.exit_code == 1, result.output
+    assert "tessera db upgrade" in result.output
+    assert not data_dir.exists()
+
+
+@pytest.mark.postgres
+def test_serve_refuses_a_connection_budget_the_server_cannot_give(
+    env: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> None:
+    monkeypatch.setenv("TESSERA_DATABASE__URL", postgres_url)
+    assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
+    monkeypatch.setenv("TESSERA_DATABASE__MAX_CONNECTIONS", "5000")
+    result = CliRunner().invoke(main, ["serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert "database.max_connections: 5000, but the server at" in result.output
+    assert re.search(r"accepts \d+ connections", result.output)  # its max_connections less the reserved
+
+
+def test_a_budget_too_small_for_the_workers_is_refused_naming_the_key(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESSERA_DATABASE__URL", "postgresql+asyncpg://db.invalid/tessera")
+    monkeypatch.setenv("TESSERA_DATABASE__MAX_CONNECTIONS", "4")
+    result = CliRunner().invoke(main, ["serve", "--workers", "2"])
+    assert result.exit_code == 1
+    assert (
+        "database.max_connections: 4 cannot give a connection to each of 3 modules in 2 processes"
+        in result.output
+    )

@@ -17,6 +17,7 @@ import msgspec
 
 from app.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, Secret, Settings, load_settings
+from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
 from app.kernel.security import resolve_service_key, resolve_signing_key
 from contracts import ContractError
@@ -72,31 +73,55 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
     import uvicorn
 
     settings = load_settings()
-    resolve_signing_key(settings)  # fail now, and make a development key before workers fork
-    if group is not None:
-        resolve_service_key(settings)
-        port = port or _port_of(settings, group)
-        os.environ["TESSERA_GROUP"] = group  # read by every worker's app factory
-    states = _with_composition(settings, Composition.migration_states, group)
-    if behind := [s for s in states if not s.is_current]:
-        lines = [f"  {s.module}: at {s.current or 'nothing'}, code expects {s.head}" for s in behind]
-        raise click.ClickException(
-            "a module's database is not at the revision this code expects:\n"
-            + "\n".join(lines)
-            + "\nrun `tessera db upgrade` first"
+    # Read again by every worker's app factory: the group it runs, its share of the connection budget.
+    if workers is not None:
+        settings = msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(settings.server, workers=workers)
         )
+        os.environ["TESSERA_SERVER__WORKERS"] = str(workers)
+    if group is not None:
+        port = port or _port_of(settings, group)
+        os.environ["TESSERA_GROUP"] = group
+    keys = [resolve_signing_key, *([resolve_service_key] if group is not None else [])]
+    if not settings.security.generate_signing_key:
+        for key in keys:
+            key(settings)  # configured keys: the first thing checked
+    # Everything is checked before anything is made: no database file, no generated key.
+    if namespace := _with_composition(settings, _ready_to_serve, group):
+        os.environ["TESSERA_EVENTS__NAMESPACE"] = namespace
+    for key in keys:
+        key(settings)  # development keys are made now, before workers fork
     server = settings.server
     uvicorn.run(
         "app.web:serve_app",
         factory=True,
         host=host or server.host,
         port=port or server.port,
-        workers=workers or server.workers,
+        workers=server.workers,
         log_level=server.log_level,
         log_config=None,  # uvicorn's loggers propagate to the JSON root handler
         access_log=False,
         server_header=False,
     )
+
+
+async def _ready_to_serve(composition: Composition) -> str | None:
+    """Refuse what cannot serve; the events namespace this deployment derives, if it configures none."""
+    behind = [s for s in await composition.migration_states() if not s.is_current]
+    if behind:
+        lines = [f"  {s.module}: at {s.current or 'nothing'}, code expects {s.head}" for s in behind]
+        raise click.ClickException(
+            "a module's database is not at the revision this code expects:\n"
+            + "\n".join(lines)
+            + "\nrun `tessera db upgrade` first"
+        )
+    await composition.check_connection_budget()
+    if composition.settings.events.namespace or not composition.modules:
+        return None
+    deployment = await composition.deployment()
+    if deployment is None:
+        raise click.ClickException("no deployment id is recorded yet: run `tessera db upgrade` first")
+    return events_namespace(deployment)
 
 
 def _port_of(settings: Settings, group: str) -> int | None:
@@ -123,10 +148,12 @@ def upgrade(module_name: str | None) -> None:
     async def work(composition: Composition) -> None:
         if module_name is not None:
             composition.module(module_name)  # KeyError → unknown module
-        await composition.upgrade(module_name)
+        deployment = await composition.upgrade(module_name)
         for state in await composition.migration_states():
             if module_name is None or state.module == module_name:
                 click.echo(f"{state.module}: at {state.current}")
+        namespace = composition.settings.events.namespace or events_namespace(deployment)
+        click.echo(f"deployment {deployment}; events namespace {namespace}")
 
     try:
         _with_composition(settings, work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from app.kernel.config import ConfigError, Settings
-from app.kernel.db import Database
+from app.kernel.db import Database, pool_sizes
+from app.kernel.deployment import record_deployment, recorded_deployment
 from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, Subscription, bus_for
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
@@ -83,10 +85,36 @@ class Composition:
     async def migration_states(self) -> list[MigrationState]:
         return list(await asyncio.gather(*(m.migrations.state() for m in self.modules)))
 
-    async def upgrade(self, module: str | None = None) -> None:
+    async def check_connection_budget(self) -> None:
+        """Refuse a ``database.max_connections`` the PostgreSQL server cannot give."""
+        budget = self.settings.database.max_connections
+        for composed in self.modules:
+            limit = await composed.database.server_connection_limit()
+            if limit is not None and budget > limit:
+                where = composed.database.url.render_as_string(hide_password=True)
+                raise ConfigError(
+                    f"database.max_connections: {budget}, but the server at {where} accepts "
+                    f"{limit} connections from Tessera's role (its max_connections less the reserved "
+                    "ones); lower database.max_connections or raise the server's max_connections"
+                )
+
+    async def deployment(self) -> uuid.UUID | None:
+        """The deployment the local modules' databases belong to; None before the first upgrade."""
+        recorded = {m.name: await recorded_deployment(m.database) for m in self.modules}
+        found = {deployment for deployment in recorded.values() if deployment is not None}
+        if len(found) > 1:
+            listed = ", ".join(f"{name}: {deployment}" for name, deployment in recorded.items())
+            raise ConfigError(f"the modules' databases belong to different deployments ({listed})")
+        return found.pop() if found else None
+
+    async def upgrade(self, module: str | None = None) -> uuid.UUID:
+        """Migrate every module's database (or one) and record the deployment id in each."""
+        deployment = await self.deployment() or uuid.uuid4()
         for composed in self.modules:
             if module is None or composed.name == module:
                 await composed.migrations.upgrade()
+                await record_deployment(composed.database, deployment)
+        return deployment
 
     async def aclose(self) -> None:
         await self.events.stop()
@@ -123,11 +151,12 @@ def compose(
             )
     remotes = connect_remotes(settings, placement)
     app = AppContainer(settings=providers.Object(settings))
+    pools = pool_sizes(settings, [m.name for m in placement.local], processes=placement.processes(settings))
     composed = [
         ComposedModule(
             module=module,
             container=module.container(),
-            database=(database := Database.for_module(settings, module.name)),
+            database=(database := Database.for_module(settings, module.name, pool_size=pools[module.name])),
             migrations=Migrations(database),
             outbox=Outbox(module=module.name, database=database, publishes=module.publishes),
         )

@@ -35,6 +35,11 @@ class Placement:
     def is_split(self) -> bool:
         return self.group != MONOLITH
 
+    def processes(self, settings: Settings) -> int:
+        """The processes of the deployment that hold module databases: every worker of every such group."""
+        groups = sum(1 for spec in settings.topology.groups.values() if spec.modules) if self.is_split else 1
+        return settings.server.workers * max(groups, 1)
+
     def peer_groups(self) -> frozenset[str]:
         return frozenset(g.name for g in self.remote.values())
 
@@ -104,7 +109,7 @@ def connect_remotes(settings: Settings, placement: Placement) -> Remotes:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     http = httpx.AsyncClient(limits=limits, timeout=settings.rpc.timeout_seconds)
     tokens = ServiceTokens(
-        signing_key=resolve_service_key(settings),
+        signing_key=lambda: resolve_service_key(settings),
         group=placement.group,
         ttl_seconds=settings.security.service_token_ttl_seconds,
     )

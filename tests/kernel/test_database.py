@@ -159,3 +159,75 @@ async def test_postgres_migrations_go_down_and_up_again(postgres_settings: Setti
         assert await migrations.current() == migrations.head()
     finally:
         await composition.aclose()
+
+
+async def test_a_unit_of_work_that_cannot_get_a_connection_in_time_is_unavailable(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
+    from contracts import DependencyUnavailable
+
+    database = Database(
+        module="busy",
+        url=make_url(f"sqlite+aiosqlite:///{Path(settings.data_dir) / 'busy.db'}"),
+        pool_size=1,
+        pool_timeout=0.1,
+    )
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold_the_only_connection() -> None:
+        async with database.read():
+            held.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_only_connection())
+    await held.wait()
+    try:
+        with pytest.raises(DependencyUnavailable) as refused:
+            async with database.read():
+                pass
+        assert refused.value.status == 503
+        assert refused.value.retry_after >= 1
+    finally:
+        release.set()
+        await holder
+    async with database.read() as connection:  # free again: the next one gets it
+        assert (await connection.execute(select(1))).scalar_one() == 1
+    await database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("workers", "groups", "expected"),
+    [
+        (1, 0, {"identity": 16, "tasks": 16, "notifications": 16}),  # 80 / 3, capped at pool_size
+        (2, 0, {"identity": 13, "tasks": 13, "notifications": 13}),  # 80 / 2 workers / 3 modules
+        (2, 3, {"tasks": 13}),  # 80 / (2 workers x 3 groups with modules); the gateway holds none
+    ],
+)
+async def test_postgres_pools_share_the_connection_budget(
+    settings: Settings, workers: int, groups: int, expected: dict[str, int]
+) -> None:
+    """80 connections (the default) across every worker of every group that holds modules."""
+    import msgspec
+
+    from app.kernel.config import GroupSettings, Secret, TopologySettings
+
+    topology = TopologySettings(
+        groups={
+            name: GroupSettings(modules=[name], url=f"http://127.0.0.1:{8001 + i}")
+            for i, name in enumerate(("identity", "tasks", "notifications")[:groups])
+        }
+        | ({"gateway": GroupSettings(modules=[], url="http://127.0.0.1:8000")} if groups else {})
+    )
+    configured = msgspec.structs.replace(
+        settings,
+        server=msgspec.structs.replace(settings.server, workers=workers),
+        database=msgspec.structs.replace(settings.database, url=Secret("postgresql+asyncpg://db.invalid/x")),
+        topology=topology,
+        events=msgspec.structs.replace(settings.events, bus="nats", namespace="unused"),  # never connected
+    )
+    composition = compose(configured, group="tasks" if groups else None)
+    try:
+        assert {m.name: m.database.pool_size for m in composition.modules} == expected
+    finally:
+        await composition.aclose()

@@ -19,7 +19,14 @@ from sqlalchemy.engine import make_url
 
 from app.kernel.config import EventSettings
 from app.kernel.db import Database
-from app.kernel.events import BusUnavailable, EventMessage, Outbox, OutboxRelay, UndeclaredEvent
+from app.kernel.events import (
+    BusUnavailable,
+    EventConsumer,
+    EventMessage,
+    Outbox,
+    OutboxRelay,
+    UndeclaredEvent,
+)
 from app.kernel.events.tables import FAILED, PUBLISHED, inbox, metadata, outbox
 from contracts import IntegrationEvent
 from tests.conftest import POSTGRES_URL, drop_schemas, run_async
@@ -257,6 +264,7 @@ async def test_a_claim_holds_until_its_lease_ends(database: Database) -> None:
 async def test_published_rows_and_old_inbox_entries_are_pruned_after_the_retention(
     database: Database,
 ) -> None:
+    consumer = EventConsumer(module="events_test", database=database, subscriptions={})
     bus = RecordingBus()
     await append(database, ping("a", 1))
     await drain(make_relay(database, bus))
@@ -271,8 +279,10 @@ async def test_published_rows_and_old_inbox_entries_are_pruned_after_the_retenti
             )
         )
     box = make_outbox(database)
-    assert await box.prune(timedelta(hours=1)) == (0, 1)
-    assert await box.prune(timedelta(hours=1), now=datetime.now(UTC) + timedelta(hours=2)) == (1, 0)
+    assert (await box.prune(timedelta(hours=1)), await consumer.prune(timedelta(hours=1))) == (0, 1)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert await box.prune(timedelta(hours=1), now=later) == 1
+    assert await consumer.prune(timedelta(hours=1), now=later) == 0
     status = await box.status()
     assert (status.pending, status.published) == (1, 0)
 

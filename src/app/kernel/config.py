@@ -100,7 +100,11 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Empty: each module gets its own SQLite file in the data dir.
     url: Secret = Secret("")
     echo: bool = False
-    pool_size: int = 16
+    pool_size: int = 16  # the most connections one module holds in one process
+    # PostgreSQL: the connections the whole deployment may hold, every worker of every group
+    # together; each module's pool gets its share. Checked against the server at start-up.
+    max_connections: int = 80
+    pool_timeout_seconds: float = 5.0  # a request waits this long for a connection, then 503
     modules: dict[str, ModuleDatabaseSettings] = msgspec.field(default_factory=dict)
 
 
@@ -135,8 +139,9 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """The event bus, the outbox relays that feed it, and the consumers' inboxes."""
 
     bus: str = "inprocess"  # inprocess | nats | rabbitmq; a split topology needs a broker
-    # Prefix of every stream, subject, exchange and queue name: deployments sharing a broker stay apart.
-    namespace: str = "tessera"
+    # Prefix of every stream, subject, exchange and queue name: deployments sharing a broker
+    # stay apart. Empty: derived from the deployment id `tessera db upgrade` records.
+    namespace: str = ""
     nats_url: Secret = Secret("nats://127.0.0.1:4222")
     rabbitmq_url: Secret = Secret("amqp://guest:guest@127.0.0.1:5672/")
     publish_timeout_seconds: float = 5.0  # longer without a broker's confirmation: BusUnavailable

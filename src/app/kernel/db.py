@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event, select
+from sqlalchemy import DateTime, Integer, MetaData, event, func, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from app.kernel.config import Settings
+from app.kernel.config import ConfigError, Settings
+from contracts import DependencyUnavailable
 
-__all__ = ("NAMING_CONVENTION", "Database", "UtcDateTime", "module_database_url", "module_metadata")
+__all__ = (
+    "NAMING_CONVENTION",
+    "Database",
+    "UtcDateTime",
+    "module_database_url",
+    "module_metadata",
+    "pool_sizes",
+)
+
+log = logging.getLogger("tessera.db")
 
 # One naming scheme for every module's constraints, so that migrations name them predictably.
 NAMING_CONVENTION = {
@@ -51,6 +63,28 @@ def module_database_url(settings: Settings, module: str) -> URL:
     return make_url(f"sqlite+aiosqlite:///{data_dir / f'{module}.db'}")
 
 
+def pool_sizes(settings: Settings, modules: Sequence[str], *, processes: int) -> dict[str, int]:
+    """How many connections each of this process's modules may hold.
+
+    A SQLite file has no server to exhaust: ``database.pool_size`` each. Modules on
+    PostgreSQL share ``database.max_connections`` with every other process of the
+    deployment: ``processes`` counts each worker of each group that runs modules.
+    """
+    cap = settings.database.pool_size
+    on_server = [m for m in modules if module_database_url(settings, m).get_backend_name() == "postgresql"]
+    if not on_server:
+        return dict.fromkeys(modules, cap)
+    budget = settings.database.max_connections
+    share = budget // processes // len(on_server)
+    if share < 1:
+        raise ConfigError(
+            f"database.max_connections: {budget} cannot give a connection to each of "
+            f"{len(on_server)} modules in {processes} processes (workers times groups); "
+            f"it needs at least {processes * len(on_server)}"
+        )
+    return {m: min(cap, share) if m in on_server else cap for m in modules}
+
+
 class Database:
     """One module's database.
 
@@ -60,31 +94,52 @@ class Database:
 
     Units of work are Core connections in a transaction: every module queries with
     SQLAlchemy Core, and an ORM Session cost half the hot path's time for nothing.
+
+    The pool never grows past ``pool_size``: a unit of work that finds no connection free
+    within ``pool_timeout`` seconds, or whose database refuses a new one, raises
+    :class:`~contracts.DependencyUnavailable` (503 with ``Retry-After`` at the edge).
     """
 
-    __slots__ = ("_writer", "engine", "module", "schema", "url")
+    __slots__ = ("_writer", "engine", "module", "pool_size", "schema", "url")
 
-    def __init__(self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5) -> None:
+    def __init__(
+        self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5, pool_timeout: float = 30.0
+    ) -> None:
         self.module = module
         self.url = url
+        self.pool_size = pool_size
         self.schema = module if url.get_backend_name() == "postgresql" else None
-        self.engine = _create_engine(url, schema=self.schema, echo=echo, pool_size=pool_size)
+        self.engine = _create_engine(
+            url,
+            schema=self.schema,
+            echo=echo,
+            pool_size=pool_size,
+            pool_timeout=pool_timeout,
+            application_name=f"tessera:{module}",
+        )
         # SQLite has one writer at a time; writers queue here, in the event loop, instead
         # of spinning in SQLite's busy handler while holding a connection.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @classmethod
-    def for_module(cls, settings: Settings, module: str) -> Database:
+    def for_module(cls, settings: Settings, module: str, *, pool_size: int | None = None) -> Database:
         return cls(
             module=module,
             url=module_database_url(settings, module),
             echo=settings.database.echo,
-            pool_size=settings.database.pool_size,
+            pool_size=pool_size or settings.database.pool_size,
+            pool_timeout=settings.database.pool_timeout_seconds,
         )
 
     @property
     def dialect(self) -> str:
         return self.url.get_backend_name()
+
+    def exists(self) -> bool:
+        """Whether there is a database to open: a SQLite file may not have been made yet."""
+        if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
+            return True
+        return Path(self.url.database).is_file()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -126,7 +181,7 @@ class Database:
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
         callbacks: list[Callable[[], None]] = []
-        async with self.engine.begin() as connection:
+        async with self._connect() as connection, connection.begin():
             # The pooled connection's info outlives this unit of work (and, once the
             # connection is invalidated, cannot be reached): hold it, and empty it whatever happens.
             info = connection.info
@@ -138,6 +193,34 @@ class Database:
                 callbacks = info.pop(_AFTER_COMMIT, [])
         for callback in callbacks:  # reached only when the block committed
             callback()
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection, or DependencyUnavailable when none comes in time."""
+        try:
+            connection = await self.engine.connect()
+        except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
+            log.warning("%s database: no connection (%s)", self.module, type(exc).__name__)
+            raise DependencyUnavailable(f"the {self.module} database is busy or unreachable") from exc
+        try:
+            yield connection
+        finally:
+            await connection.close()
+
+    async def server_connection_limit(self) -> int | None:
+        """How many connections the server accepts from ordinary roles; None for a SQLite file."""
+        if self.dialect != "postgresql":
+            return None
+        settings = ("max_connections", "superuser_reserved_connections", "reserved_connections")
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        *(func.coalesce(func.current_setting(s, True), "0").cast(Integer) for s in settings)
+                    )
+                )
+            ).one()
+        return int(row[0]) - int(row[1]) - int(row[2])
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
@@ -151,20 +234,37 @@ class Database:
         return f"Database(module={self.module!r}, url={self.url.render_as_string(hide_password=True)!r})"
 
 
-def _create_engine(url: URL, *, schema: str | None, echo: bool, pool_size: int) -> AsyncEngine:
-    # A pool as large as the concurrency it serves: opening connections per request
-    # (a thread each on aiosqlite, a TLS context each on asyncpg) dominated under load.
-    options: dict[str, Any] = {"echo": echo, "pool_size": pool_size, "max_overflow": pool_size}
+def _create_engine(
+    url: URL, *, schema: str | None, echo: bool, pool_size: int, pool_timeout: float, application_name: str
+) -> AsyncEngine:
+    # A fixed pool as large as the concurrency it serves: opening connections per request
+    # (a thread each on aiosqlite, a TLS context each on asyncpg) dominated under load, and
+    # overflow beyond it is what exhausted PostgreSQL's max_connections.
+    options: dict[str, Any] = {
+        "echo": echo,
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "pool_timeout": pool_timeout,
+    }
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **options)
+        event.listen(engine.sync_engine, "do_connect", _make_room_for_the_file)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
     options["pool_pre_ping"] = True  # a server may drop idle connections; a file cannot
+    server_settings = {"application_name": application_name}  # who holds what, in pg_stat_activity
     if schema is not None:
-        options["connect_args"] = {"server_settings": {"search_path": schema}}
+        server_settings["search_path"] = schema
+    options["connect_args"] = {"server_settings": server_settings}
     return create_async_engine(url, **options)
+
+
+def _make_room_for_the_file(_dialect: Any, _record: Any, cargs: list[Any], _cparams: Any) -> None:
+    # The data dir is made when a database is first opened, not when an engine is built:
+    # a command that only looks (serve refusing an unmigrated dir) leaves nothing behind.
+    path = cargs[0] if cargs else None
+    if isinstance(path, str) and path != ":memory:" and not path.startswith("file:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -72,6 +72,8 @@ class Migrations:
             await connection.run_sync(self._run, "downgrade", revision)
 
     async def current(self) -> str | None:
+        if not self.database.exists():
+            return None  # nothing to look at, and looking would make an empty file
         async with self.database.engine.connect() as connection:
             return await connection.run_sync(self._current_revision)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,8 +58,10 @@ class AccessTokens:
 
     __slots__ = ("_audience", "_issuer", "_key", "_ttl")
 
-    def __init__(self, *, signing_key: str, issuer: str, audience: str, ttl_seconds: int) -> None:
-        self._key = signing_key
+    def __init__(
+        self, *, signing_key: str | Callable[[], str], issuer: str, audience: str, ttl_seconds: int
+    ) -> None:
+        self._key = _SigningKey(signing_key)
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
@@ -67,7 +70,7 @@ class AccessTokens:
     def from_settings(cls, settings: Settings) -> AccessTokens:
         security = settings.security
         return cls(
-            signing_key=resolve_signing_key(settings),
+            signing_key=lambda: resolve_signing_key(settings),
             issuer=security.issuer,
             audience=security.audience,
             ttl_seconds=security.access_token_ttl_seconds,
@@ -81,12 +84,12 @@ class AccessTokens:
             aud=self._audience,
             jti=uuid.uuid4().hex,
         )
-        return IssuedAccessToken(token=token.encode(self._key, ALGORITHM), expires_in=self._ttl)
+        return IssuedAccessToken(token=token.encode(self._key.reveal(), ALGORITHM), expires_in=self._ttl)
 
     def auth(self) -> JWTAuth[Principal, Token]:
         """The Litestar auth config that guards every route not marked :func:`public`."""
         return JWTAuth[Principal, Token](
-            token_secret=self._key,
+            token_secret=self._key.reveal(),
             algorithm=ALGORITHM,
             retrieve_user_handler=_principal_of,
             accepted_issuers=[self._issuer],
@@ -102,6 +105,22 @@ async def _principal_of(token: Token, _connection: ASGIConnection[Any, Any, Any,
         return Principal(user_id=uuid.UUID(token.sub))
     except ValueError:
         return None
+
+
+class _SigningKey:
+    """A key read (or, in development, made) when first used: a command that signs nothing
+    (``tessera users make-admin``, say) needs no key, and leaves no generated one behind."""
+
+    __slots__ = ("_resolve", "_value")
+
+    def __init__(self, key: str | Callable[[], str]) -> None:
+        self._resolve: Callable[[], str] = key if callable(key) else (lambda: key)
+        self._value: str | None = None
+
+    def reveal(self) -> str:
+        if self._value is None:
+            self._value = self._resolve()
+        return self._value
 
 
 def resolve_signing_key(settings: Settings) -> str:
@@ -163,8 +182,8 @@ class ServiceTokens:
 
     __slots__ = ("_group", "_key", "_ttl")
 
-    def __init__(self, *, signing_key: str, group: str, ttl_seconds: int) -> None:
-        self._key = signing_key
+    def __init__(self, *, signing_key: str | Callable[[], str], group: str, ttl_seconds: int) -> None:
+        self._key = _SigningKey(signing_key)
         self._group = group
         self._ttl = ttl_seconds
 
@@ -183,14 +202,14 @@ class ServiceTokens:
         }
         if principal is not None:
             claims["usr"] = str(principal.user_id)
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key.reveal(), algorithm=ALGORITHM)
 
     def verify(self, token: str, *, trusted_issuers: frozenset[str]) -> ServiceClaims:
         """The claims of a token addressed to this group by a trusted one; else NotAuthorizedException."""
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                self._key.reveal(),
                 algorithms=[ALGORITHM],
                 audience=self._group,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},

@@ -4,7 +4,8 @@ The bus delivers at least once. :class:`EventConsumer` records each event id in 
 ``inbox`` table of the consuming module's database in the same transaction as the
 handler's effect: a redelivered event finds its id there and is acknowledged without
 running the handler again; a handler that raises rolls both back, and the event comes
-again.
+again. Entries older than the retention are pruned: a broker redelivers within minutes,
+not weeks.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from app.kernel.context import CallContext, call_context, child_traceparent, new_correlation_id
 from app.kernel.events.bus import EventMessage
@@ -82,3 +83,10 @@ class EventConsumer:
                 )
                 await subscription.handler(event)
         crash_point("inbox.after_commit")
+
+    async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
+        """Forget events handled longer than ``retention`` ago; how many there were."""
+        cutoff = (now or datetime.now(UTC)) - retention
+        async with self._database.transaction() as connection:
+            handled = await connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
+        return int(handled.rowcount or 0)

@@ -107,7 +107,8 @@ class NatsBus:
     name = "nats"
 
     def __init__(self, settings: EventSettings) -> None:
-        _check_subject_part("namespace", settings.namespace)
+        if settings.namespace:  # empty: not derived yet (the runtime refuses to start so)
+            _check_subject_part("namespace", settings.namespace)
         self._settings = settings
         self._namespace = settings.namespace
         self.stream = stream_name(settings.namespace)

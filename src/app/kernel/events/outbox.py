@@ -15,7 +15,7 @@ published:
 - **backoff**: while the broker is unreachable the relay backs off with jitter and counts
   nothing against the events; an event the bus refuses is retried with backoff and,
   after ``max_attempts``, marked failed until ``tessera events retry`` resubmits it;
-- **pruning**: published rows older than the retention are deleted.
+- **pruning**: published rows older than the retention are deleted (the runtime asks).
 
 Within one entity, a transaction writes its outbox row after updating the entity's row,
 so the entity's lock (or SQLite's single writer) orders ids as commits are ordered.
@@ -37,7 +37,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 
 from app.kernel.context import active_context
 from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage
-from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, inbox, outbox
+from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
 from app.kernel.faults import crash_point
 from contracts import IntegrationEvent
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from app.kernel.config import EventSettings
     from app.kernel.db import Database
 
-__all__ = ("Outbox", "OutboxRelay", "OutboxStatus", "UndeclaredEvent", "backoff_delay")
+__all__ = ("Outbox", "OutboxRelay", "OutboxStatus", "UndeclaredEvent", "backoff_delay", "wait_for_event")
 
 log = logging.getLogger("tessera.events")
 _encoder = msgspec.json.Encoder()
@@ -161,15 +161,14 @@ class Outbox:
                     self._database.after_commit(connection, listener)
         return int(result.rowcount or 0)
 
-    async def prune(self, retention: timedelta, *, now: datetime | None = None) -> tuple[int, int]:
-        """Delete published events and inbox entries older than ``retention``: (outbox, inbox) rows."""
+    async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
+        """Delete events published longer than ``retention`` ago; how many there were."""
         cutoff = (now or _utcnow()) - retention
         async with self._database.transaction() as connection:
             published = await connection.execute(
                 delete(outbox).where(outbox.c.status == PUBLISHED, outbox.c.published_at < cutoff)
             )
-            handled = await connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
-        return int(published.rowcount or 0), int(handled.rowcount or 0)
+        return int(published.rowcount or 0)
 
 
 class _Claimed(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,7 +202,7 @@ class OutboxRelay:
     ) -> None:
         self.module = outbox.module
         self.owner = f"{self.module}-{uuid.uuid4().hex[:12]}"  # this relay, in claims
-        self._outbox = outbox
+        self.outbox = outbox
         self._database = database
         self._bus = bus
         self._settings = settings
@@ -216,8 +215,6 @@ class OutboxRelay:
         """Relay until stopped: right after each commit with events, else every poll interval."""
         settings = self._settings
         outages = 0
-        next_prune = 0.0
-        loop = asyncio.get_running_loop()
         while not self._stopped.is_set():
             self._wake.clear()
             try:
@@ -229,18 +226,15 @@ class OutboxRelay:
                     outages, initial=settings.backoff_initial_seconds, maximum=settings.backoff_max_seconds
                 )
                 log.warning("%s relay: bus unavailable (%s); next try in %.2fs", self.module, exc, delay)
-                await _wait(self._stopped, delay)  # commits do not cut a backoff short
+                await wait_for_event(self._stopped, delay)  # commits do not cut a backoff short
                 continue
             except Exception:
                 _unless_cancelled()
                 log.exception("%s relay: round failed", self.module)
                 relayed = 0
-                await _wait(self._stopped, settings.relay_poll_seconds)
-            if loop.time() >= next_prune:
-                next_prune = loop.time() + settings.prune_interval_seconds
-                await self._prune()
+                await wait_for_event(self._stopped, settings.relay_poll_seconds)
             if relayed == 0:
-                await _wait(self._wake, settings.relay_poll_seconds)
+                await wait_for_event(self._wake, settings.relay_poll_seconds)
 
     def stop(self) -> None:
         """Finish the round under way, then return from :meth:`run`.
@@ -369,18 +363,8 @@ class OutboxRelay:
         async with self._database.transaction() as connection:
             await connection.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
 
-    async def _prune(self) -> None:
-        try:
-            pruned = await self._outbox.prune(timedelta(hours=self._settings.retention_hours))
-        except Exception:
-            _unless_cancelled()
-            log.exception("%s relay: pruning failed", self.module)
-            return
-        if any(pruned):
-            log.info("%s: pruned %d published events and %d inbox entries", self.module, *pruned)
 
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
+async def wait_for_event(event: asyncio.Event, seconds: float) -> None:
     """Until ``event`` is set, or ``seconds`` have passed."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=seconds)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from datetime import timedelta
 
 from app.kernel.config import ConfigError, EventSettings
 from app.kernel.events.bus import BusUnavailable, EventBus, InProcessBus
 from app.kernel.events.inbox import EventConsumer
-from app.kernel.events.outbox import OutboxRelay, backoff_delay
+from app.kernel.events.outbox import OutboxRelay, backoff_delay, wait_for_event
 
 __all__ = ("BUSES", "EventRuntime", "bus_for")
 
@@ -38,7 +39,9 @@ class EventRuntime:
 
     Start-up never waits for the broker: writes go to the outboxes meanwhile, and the
     relays start once the bus is connected and every consumer is declared and subscribed
-    (so that nothing is published before someone is there to receive it).
+    (so that nothing is published before someone is there to receive it). Pruning needs
+    no broker: every ``prune_interval_seconds`` each local outbox and inbox forgets what
+    is older than ``retention_hours``, whether its module publishes, consumes, or both.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class EventRuntime:
         self._settings = settings
         self._declared = dict(declared or {c.module: c.event_types for c in consumers})
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once relays run and consumers are subscribed
 
     @property
@@ -65,23 +69,31 @@ class EventRuntime:
     async def start(self) -> None:
         if self.idle or self._tasks:
             return
+        if not self._settings.namespace and not isinstance(self.bus, InProcessBus):
+            raise ConfigError(
+                "events.namespace: not set; `tessera serve` derives it from the deployment id "
+                "that `tessera db upgrade` records, or set it yourself"
+            )
         self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._run(), name="tessera-events"))
+        self._tasks.append(asyncio.create_task(self._prune_forever(), name="tessera-events-pruning"))
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Let each relay finish its round, stop connecting, and close the bus."""
         if not self._tasks:
             return
+        self._stopping.set()
         for relay in self.relays:
             relay.stop()
-        supervisor, *relays = self._tasks
+        supervisor, *rounds = self._tasks  # the pruner and the relays finish their round
         supervisor.cancel()  # still connecting, or done
         await asyncio.gather(supervisor, return_exceptions=True)
-        if relays:
-            _, late = await asyncio.wait(relays, timeout=grace_seconds)
+        if rounds:
+            _, late = await asyncio.wait(rounds, timeout=grace_seconds)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*relays, return_exceptions=True)
+            await asyncio.gather(*rounds, return_exceptions=True)
         self._tasks.clear()
         try:
             await asyncio.wait_for(self.bus.close(), timeout=grace_seconds)
@@ -98,6 +110,25 @@ class EventRuntime:
             [r.module for r in self.relays] or "nothing",
             [c.module for c in self.consumers] or "nobody",
         )
+
+    async def _prune_forever(self) -> None:
+        retention = timedelta(hours=self._settings.retention_hours)
+        while not self._stopping.is_set():
+            for relay in self.relays:
+                await self._prune(relay.module, "published events", relay.outbox.prune(retention))
+            for consumer in self.consumers:
+                await self._prune(consumer.module, "inbox entries", consumer.prune(retention))
+            await wait_for_event(self._stopping, self._settings.prune_interval_seconds)
+
+    @staticmethod
+    async def _prune(module: str, what: str, pruning: Awaitable[int]) -> None:
+        try:
+            pruned = await pruning
+        except Exception:
+            log.exception("%s: pruning %s failed", module, what)
+            return
+        if pruned:
+            log.info("%s: pruned %d %s", module, pruned, what)
 
     async def _connect(self) -> None:
         """Connect, declare every consumer and subscribe the local ones; retry until it all worked."""
