@@ -285,11 +285,7 @@ class TestUpdate:
     def test_reopening_a_task_whose_assignee_left_gives_it_to_nobody(
         self, tasks_client: Client, people: People, identity: FakeIdentity
     ) -> None:
-        _, ada = people.add("Ada")
-        bob_id, bob = people.add("Bob")
-        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
-        url = f"/api/v1/tasks/{task['id']}"
-        assert tasks_client.patch(url, json={"status": "done"}, headers=bob).status_code == 200
+        ada, bob_id, url, _ = _done_by_bob(tasks_client, people)
         identity.deactivate(bob_id)
         assert tasks_client.get(url, headers=ada).json()["assignee"]["id"] == str(bob_id)  # history kept
         reopened = tasks_client.patch(url, json={"status": "in_progress"}, headers=ada)
@@ -297,22 +293,14 @@ class TestUpdate:
         assert (reopened.json()["status"], reopened.json()["assignee"]) == ("in_progress", None)
 
     def test_reopening_keeps_an_active_assignee(self, tasks_client: Client, people: People) -> None:
-        _, ada = people.add("Ada")
-        bob_id, bob = people.add("Bob")
-        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
-        url = f"/api/v1/tasks/{task['id']}"
-        assert tasks_client.patch(url, json={"status": "done"}, headers=bob).status_code == 200
+        ada, bob_id, url, _ = _done_by_bob(tasks_client, people)
         reopened = tasks_client.patch(url, json={"status": "todo"}, headers=ada).json()
         assert reopened["assignee"] == {"id": str(bob_id), "display_name": "Bob"}
 
     def test_reopening_for_a_user_who_left_is_refused_and_changes_nothing(
         self, tasks_client: Client, people: People, identity: FakeIdentity
     ) -> None:
-        _, ada = people.add("Ada")
-        bob_id, bob = people.add("Bob")
-        task = create_task(tasks_client, ada, assignee_id=str(bob_id))
-        url = f"/api/v1/tasks/{task['id']}"
-        done = tasks_client.patch(url, json={"status": "done"}, headers=bob).json()
+        ada, bob_id, url, done = _done_by_bob(tasks_client, people)
         identity.deactivate(bob_id)
         response = tasks_client.patch(url, json={"status": "todo", "assignee_id": str(bob_id)}, headers=ada)
         assert response.status_code == 422
@@ -351,3 +339,13 @@ class TestDelete:
         response = tasks_client.delete(f"/api/v1/tasks/{task['id']}", headers=bob)
         assert response.status_code == 403
         assert tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=ada).status_code == 200
+
+
+def _done_by_bob(client: Client, people: People) -> tuple[dict[str, str], uuid.UUID, str, dict[str, Any]]:
+    """Ada's task, assigned to Bob and completed by him: Ada's auth, Bob's id, the URL, the task."""
+    _, ada = people.add("Ada")
+    bob_id, bob = people.add("Bob")
+    url = f"/api/v1/tasks/{create_task(client, ada, assignee_id=str(bob_id))['id']}"
+    done = client.patch(url, json={"status": "done"}, headers=bob)
+    assert done.status_code == 200, done.text
+    return ada, bob_id, url, done.json()
