@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import anyio
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
+from app.container import compose
+from app.kernel.config import Settings
+from app.web import create_app
 from modules.identity.service import IdentityService
 from tests.conftest import bearer, log_in, register
 
@@ -128,3 +134,32 @@ def test_options_names_every_method_the_path_serves(client: Client) -> None:
     for path, methods in (("/api/v1/tasks", "GET, OPTIONS, POST"), ("/api/v1/users/me", "GET, OPTIONS")):
         response = client.options(path)
         assert (response.status_code, response.headers["allow"]) == (204, methods)
+
+
+def test_a_request_that_gets_no_database_connection_in_time_is_a_503_with_retry_after(
+    migrated: Settings,
+) -> None:
+    database = msgspec.structs.replace(migrated.database, pool_size=1, pool_timeout_seconds=0.1)
+    composition = compose(msgspec.structs.replace(migrated, database=database))
+    with TestClient(app=create_app(composition)) as client:
+        user = register(client)
+        auth = bearer(log_in(client, user["email"])["access_token"])
+        tasks = composition.module("tasks").database
+        held, release = threading.Event(), threading.Event()
+
+        async def hold_the_only_connection() -> None:
+            async with tasks.read():
+                held.set()
+                await anyio.to_thread.run_sync(release.wait)
+
+        holder = client.blocking_portal.start_task_soon(hold_the_only_connection)
+        assert held.wait(5)
+        try:
+            response = client.get("/api/v1/tasks", headers=auth)
+            problem = _is_problem(response, 503, "dependency.unavailable")
+            assert "tasks database" in problem["detail"]
+            assert int(response.headers["retry-after"]) >= 1
+        finally:
+            release.set()
+            holder.result(timeout=5)
+        assert client.get("/api/v1/tasks", headers=auth).status_code == 200
