@@ -633,7 +633,7 @@ async def remove_broker_state(bus: str, namespace: str) -> str | None:
             elif bus == "rabbitmq":
                 import aio_pika
 
-                from app.catalog import MODULES
+                from app.composition.catalog import MODULES
                 from app.kernel.events.rabbitmq import exchange_name, queue_name
 
                 async with await aio_pika.connect(RABBITMQ_URL, timeout=3) as connection:

@@ -195,7 +195,7 @@ def _serve_profiled(out: Path, tessera_args: list[str]) -> None:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
-    from app.cli import main as tessera
+    from app.composition.cli import main as tessera
 
     tessera(tessera_args, prog_name="tessera")
 

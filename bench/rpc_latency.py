@@ -67,7 +67,7 @@ def _timing(name: str, samples_ns: list[int]) -> Timing:
 
 
 async def measure(spec: Spec) -> list[Timing]:
-    from app.container import compose
+    from app.composition.container import compose
     from app.kernel.config import load_settings
     from app.kernel.rpc import strict
     from contracts.identity import IDENTITY, IdentityApi

@@ -14,9 +14,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from app.container import Composition, compose
+from app.composition.container import Composition, compose
+from app.composition.web import create_app
 from app.kernel.config import PasswordHashSettings, Secret, Settings
-from app.web import create_app
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T = TypeVar("T")
@@ -108,7 +108,7 @@ async def drop_schemas(*schemas: str) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """The test PostgreSQL URL, with every module schema dropped before and after."""
-    from app.catalog import MODULES
+    from app.composition.catalog import MODULES
 
     if problem := run_async(_postgres_reachable()):
         service_unavailable(problem)

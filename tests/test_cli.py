@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
-from app.container import compose
+from app.composition.cli import main
+from app.composition.container import compose
 from tests.conftest import SIGNING_KEY
 
 

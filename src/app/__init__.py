@@ -1,1 +1,2 @@
-"""Composition: the DI container, the web app, the CLI. The only package that imports modules."""
+"""Tessera's application, two rooms: ``kernel`` (the platform every module stands on) and
+``composition`` (the assembly that puts the modules together and serves them)."""

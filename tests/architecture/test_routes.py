@@ -5,10 +5,10 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 
-from app.catalog import MODULES
-from app.container import compose
+from app.composition.catalog import MODULES
+from app.composition.container import compose
+from app.composition.web import create_app
 from app.kernel.config import Settings
-from app.web import create_app
 
 
 def _handlers(app: Litestar) -> list[tuple[str, HTTPRouteHandler]]:

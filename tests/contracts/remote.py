@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from app.container import Composition, compose
+from app.composition.container import Composition, compose
+from app.composition.web import create_app
 from app.kernel.config import EventSettings, GroupSettings, RpcSettings, Settings, TopologySettings
 from app.kernel.context import CallContext, call_context
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.rpc import RemoteGroup, contract_methods, remote
 from app.kernel.security import ServiceTokens
-from app.web import create_app
 from contracts import Contract, Principal
 from tests.conftest import SERVICE_KEY, make_settings, run_async
 from tests.servers import server_thread
@@ -37,7 +37,7 @@ def split_settings(data_dir: Path, **ports: int) -> Settings:
     groups = {
         name: GroupSettings(modules=[name], url=f"http://127.0.0.1:{port}") for name, port in ports.items()
     }
-    from app.catalog import MODULES  # here: importing this file must not import every module
+    from app.composition.catalog import MODULES  # here: importing this file must not import every module
 
     others = [m.name for m in MODULES if m.name not in ports]
     groups[CALLER] = GroupSettings(modules=others, url="http://127.0.0.1:1")

@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import update
 
-from app.container import Composition, compose
+from app.composition.container import Composition, compose
 from app.kernel.config import Settings
 from app.kernel.rpc import strict
 from contracts import is_idempotent

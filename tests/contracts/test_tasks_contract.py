@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.config import Settings
 from app.kernel.rpc import strict
 from contracts import Principal

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from app.container import compose
+from app.composition.container import compose
 from app.kernel.config import Settings
 from app.kernel.db import Database
 from modules.identity.tables import users

@@ -10,9 +10,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from app.container import compose
+from app.composition.container import compose
+from app.composition.web import create_app
 from app.kernel.config import Settings
-from app.web import create_app
 from modules.identity.service import IdentityService
 from tests.conftest import bearer, log_in, register
 

@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 
-from app.kernel.config import ConfigError, Settings
+from app.kernel.config import ConfigError, PasswordHashSettings, Settings
 from contracts import Principal
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
 
 __all__ = (
+    "Passwords",
     "AccessTokens",
     "IssuedAccessToken",
     "ServiceClaims",
@@ -223,3 +226,31 @@ class ServiceTokens:
         except (ValueError, TypeError):
             raise NotAuthorizedException("service token refused: malformed user") from None
         return ServiceClaims(issuer=claims["iss"], principal=principal)
+
+
+class Passwords:
+    """Argon2id hashing, with a decoy hash so that unknown users cost as much as known ones."""
+
+    __slots__ = ("_decoy", "_hasher")
+
+    def __init__(self, settings: PasswordHashSettings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.time_cost,
+            memory_cost=settings.memory_kib,
+            parallelism=settings.parallelism,
+        )
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when ``password`` matches; with no hash, spends the same time and says False."""
+        try:
+            matches = self._hasher.verify(password_hash or self._decoy, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return matches and password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)

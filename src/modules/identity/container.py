@@ -7,8 +7,7 @@ from dependency_injector import containers, providers
 from app.kernel.config import Settings
 from app.kernel.db import Database
 from app.kernel.events import Outbox
-from app.kernel.security import AccessTokens
-from modules.identity.domain import Passwords
+from app.kernel.security import AccessTokens, Passwords
 from modules.identity.service import IdentityService
 
 __all__ = ("IdentityContainer",)

@@ -8,10 +8,7 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.kernel.config import PasswordHashSettings
 from contracts import ContractError
 from contracts.identity import UserProfile
 
@@ -21,7 +18,6 @@ __all__ = (
     "InvalidCredentials",
     "InvalidRefreshToken",
     "NotPermitted",
-    "Passwords",
     "RefreshTokenRecord",
     "TokenPair",
     "User",
@@ -107,31 +103,3 @@ def new_refresh_token() -> tuple[str, str]:
 
 def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Passwords:
-    """Argon2id hashing, with a decoy hash so that unknown users cost as much as known ones."""
-
-    __slots__ = ("_decoy", "_hasher")
-
-    def __init__(self, settings: PasswordHashSettings) -> None:
-        self._hasher = PasswordHasher(
-            time_cost=settings.time_cost,
-            memory_cost=settings.memory_kib,
-            parallelism=settings.parallelism,
-        )
-        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
-
-    def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
-
-    def verify(self, password_hash: str | None, password: str) -> bool:
-        """True when ``password`` matches; with no hash, spends the same time and says False."""
-        try:
-            matches = self._hasher.verify(password_hash or self._decoy, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        return matches and password_hash is not None
-
-    def needs_rehash(self, password_hash: str) -> bool:
-        return self._hasher.check_needs_rehash(password_hash)

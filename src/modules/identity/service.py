@@ -24,7 +24,6 @@ from modules.identity.domain import (
     InvalidCredentials,
     InvalidRefreshToken,
     NotPermitted,
-    Passwords,
     TokenPair,
     User,
     hash_refresh_token,
@@ -35,7 +34,7 @@ from modules.identity.repository import IdentityRepository
 if TYPE_CHECKING:
     from app.kernel.db import Database
     from app.kernel.events import Outbox
-    from app.kernel.security import AccessTokens
+    from app.kernel.security import AccessTokens, Passwords
 
 __all__ = ("IdentityService",)
 

@@ -12,7 +12,7 @@ from typing import Any
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.events.tables import outbox
 from tests.conftest import bearer, log_in, register
 

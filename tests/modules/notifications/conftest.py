@@ -18,9 +18,9 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 import modules.notifications
-from app.container import Composition, compose
+from app.composition.container import Composition, compose
+from app.composition.web import create_app
 from app.kernel.config import Settings
-from app.web import create_app
 from contracts import IntegrationEvent, Principal
 from contracts.tasks import TaskAssigned, TaskStatus, TaskStatusChanged
 from modules.notifications.tables import notifications

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.rpc import strict
 from contracts import InvalidInput, Principal, is_idempotent
 from contracts.notifications import (

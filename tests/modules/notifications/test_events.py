@@ -11,7 +11,7 @@ from typing import TypeVar
 import msgspec
 from sqlalchemy import insert, select
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.config import Settings
 from app.kernel.events import EventConsumer, EventMessage
 from app.kernel.events.tables import inbox

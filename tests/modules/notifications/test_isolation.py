@@ -16,7 +16,7 @@ def test_the_notifications_module_and_its_tests_import_no_other_module() -> None
         "import tests.modules.notifications.test_rules, tests.modules.notifications.test_migrations\n"
         "import tests.modules.notifications.test_events, tests.modules.notifications.test_domain\n"
         "import tests.modules.notifications.test_contract\n"
-        "import app.web, app.container, modules.notifications\n"
+        "import app.composition.web, app.composition.container, modules.notifications\n"
         "leaked = sorted(m for m in sys.modules\n"
         "    if m.startswith('modules.') and not m.startswith('modules.notifications'))\n"
         "print(leaked)\n"

@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.events.tables import inbox, outbox
 from modules.notifications.tables import metadata, notifications
 

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from app.container import Composition
+from app.composition.container import Composition
 from contracts import Principal
 from contracts.notifications import Notification, NotificationKind, NotificationQuery, NotificationsApi
 from contracts.tasks import TaskStatus

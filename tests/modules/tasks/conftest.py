@@ -14,9 +14,9 @@ import pytest
 from litestar.testing import TestClient
 
 import modules.tasks
-from app.container import Composition, compose
+from app.composition.container import Composition, compose
+from app.composition.web import create_app
 from app.kernel.config import Settings
-from app.web import create_app
 from contracts import Principal
 from tests.conftest import run_async
 from tests.fakes.identity import FakeIdentity

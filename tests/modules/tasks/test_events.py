@@ -15,7 +15,7 @@ import msgspec
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.events import EventMessage
 from app.kernel.events.tables import outbox
 from contracts.identity import UserDeactivated

@@ -14,7 +14,7 @@ def test_the_tasks_module_and_its_tests_import_no_identity_code() -> None:
         "import sys\n"
         "import tests.modules.tasks.conftest, tests.modules.tasks.test_api\n"
         "import tests.modules.tasks.test_listing, tests.contracts.test_tasks_contract\n"
-        "import app.web, app.container, modules.tasks\n"
+        "import app.composition.web, app.composition.container, modules.tasks\n"
         "leaked = sorted(m for m in sys.modules if m.startswith('modules.identity'))\n"
         "print(leaked)\n"
         "sys.exit(1 if leaked else 0)\n"

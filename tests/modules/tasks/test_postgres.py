@@ -8,9 +8,9 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import text
 
-from app.container import Composition
+from app.composition.container import Composition
+from app.composition.web import create_app
 from app.kernel.config import Settings
-from app.web import create_app
 from tests.conftest import run_async
 from tests.fakes.identity import FakeIdentity
 from tests.modules.tasks.conftest import People, compose_tasks_alone

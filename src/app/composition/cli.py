@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import click
 import msgspec
 
-from app.container import Composition, CompositionError, compose
+from app.composition.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, Secret, Settings, load_settings
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
@@ -93,7 +93,7 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
         key(settings)  # development keys are made now, before workers fork
     server = settings.server
     uvicorn.run(
-        "app.web:serve_app",
+        "app.composition.web:serve_app",
         factory=True,
         host=host or server.host,
         port=port or server.port,
@@ -175,7 +175,7 @@ def current() -> None:
 @_reports_errors
 def list_modules() -> None:
     """Each module, its contracts and where it runs in the active topology: table and Mermaid."""
-    from app.catalog import MODULES
+    from app.composition.catalog import MODULES
 
     settings = load_settings()
     runs_in = {
@@ -213,7 +213,7 @@ def list_modules() -> None:
 
 
 def _provider_of(contract_name: str) -> str:
-    from app.catalog import MODULES
+    from app.composition.catalog import MODULES
 
     return next(m.name for m in MODULES if m.provides.name == contract_name)
 
@@ -285,7 +285,7 @@ def make_admin(email: str) -> None:
 @_reports_errors
 def openapi() -> None:
     """Print the OpenAPI document of the public API."""
-    from app.web import create_app
+    from app.composition.web import create_app
 
     settings = load_settings()
     if not settings.security.signing_key and not settings.security.generate_signing_key:

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
-from app.container import Composition
+from app.composition.container import Composition
 from app.kernel.problems import Problem, problem_response, problem_responses
 from app.kernel.security import public
 from contracts import FieldError

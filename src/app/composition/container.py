@@ -10,6 +10,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from app.composition.topology import Placement, Remotes, connect_remotes, place
 from app.kernel.config import ConfigError, Settings
 from app.kernel.db import Database, pool_sizes
 from app.kernel.deployment import record_deployment, recorded_deployment
@@ -17,7 +18,6 @@ from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, 
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
 from app.kernel.security import AccessTokens
-from app.topology import Placement, Remotes, connect_remotes, place
 
 __all__ = ("AppContainer", "Composition", "ComposedModule", "CompositionError", "compose")
 
@@ -136,7 +136,7 @@ def compose(
     provides (a fake in a module's own tests), keyed by contract name.
     """
     if catalog is None:
-        from app.catalog import MODULES  # imported here: a module's own tests compose without it
+        from app.composition.catalog import MODULES  # imported here: a module's own tests compose without it
 
         catalog = MODULES
     names = {module.name for module in catalog}

@@ -17,9 +17,9 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
-from app.container import ComposedModule, Composition, compose
-from app.gateway import proxy_routes
-from app.health import HealthController
+from app.composition.container import ComposedModule, Composition, compose
+from app.composition.gateway import proxy_routes
+from app.composition.health import HealthController
 from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
