@@ -80,7 +80,7 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0].split() == ["module", "provides", "requires", "runs", "in", "summary"]
     assert lines[1].split()[:6] == ["identity", "identity", "1.1", "-", "this", "process"]
-    assert lines[2].split()[:6] == ["tasks", "tasks", "1.0", "identity", "this", "process"]
+    assert lines[2].split()[:6] == ["tasks", "tasks", "2.0", "identity", "this", "process"]
     assert lines[3].split()[:6] == ["notifications", "notifications", "1.0", "-", "this", "process"]
     assert "tasks -->|identity 1.1| identity" in result.output
     # event edges: publisher -. event .-> consumer

@@ -17,6 +17,7 @@ __all__ = (
     "DependencyUnavailable",
     "FieldError",
     "InvalidInput",
+    "NotPermitted",
     "Principal",
     "idempotent",
     "is_idempotent",
@@ -44,7 +45,7 @@ class ContractError(Exception):
         super().__init__(self.detail)
 
 
-class FieldError(msgspec.Struct, frozen=True, kw_only=True):
+class FieldError(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One invalid input field: where it is and what is wrong with it."""
 
     field: str
@@ -63,6 +64,14 @@ class InvalidInput(ContractError):
         super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
+class NotPermitted(ContractError):
+    """The principal may not do this. Each contract names who may, under a code of its own."""
+
+    code = "contract.not_permitted"
+    status = 403
+    title = "Not permitted"
+
+
 class DependencyUnavailable(ContractError):
     """A module this call needs could not be reached in time. Try again later.
 
@@ -79,7 +88,7 @@ class DependencyUnavailable(ContractError):
         super().__init__(detail)
 
 
-class Principal(msgspec.Struct, frozen=True, kw_only=True):
+class Principal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Who is acting: an authenticated user."""
 
     user_id: UUID

@@ -8,11 +8,15 @@ from uuid import UUID
 
 import msgspec
 
-from contracts._base import Contract, ContractError, IntegrationEvent, idempotent
+from contracts._base import Contract, ContractError, IntegrationEvent, NotPermitted, idempotent
 
 __all__ = (
     "IDENTITY",
+    "EmailAlreadyRegistered",
     "IdentityApi",
+    "InvalidCredentials",
+    "InvalidRefreshToken",
+    "NotPermittedOnUser",
     "UserInactive",
     "UserDeactivated",
     "UserNotFound",
@@ -39,6 +43,29 @@ class UserInactive(ContractError):
     code = "identity.user_inactive"
     status = 422
     title = "The user is deactivated"
+
+
+class EmailAlreadyRegistered(ContractError):
+    code = "identity.email_taken"
+    status = 409
+    title = "That e-mail address is already registered"
+
+
+class InvalidCredentials(ContractError):
+    code = "identity.invalid_credentials"
+    status = 401
+    title = "Unknown e-mail address or wrong password"
+
+
+class InvalidRefreshToken(ContractError):
+    code = "identity.invalid_refresh_token"
+    status = 401
+    title = "The refresh token is not valid"
+
+
+class NotPermittedOnUser(NotPermitted):
+    code = "identity.not_permitted"
+    title = "Only an administrator or the user themself may do that"
 
 
 @runtime_checkable
@@ -85,6 +112,13 @@ IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
     version="1.1",
     api=IdentityApi,
-    errors=(UserNotFound, UserInactive),
+    errors=(
+        UserNotFound,
+        UserInactive,
+        EmailAlreadyRegistered,
+        InvalidCredentials,
+        InvalidRefreshToken,
+        NotPermittedOnUser,
+    ),
     events=(UserRegistered, UserDeactivated),
 )

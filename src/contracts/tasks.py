@@ -9,11 +9,14 @@ from uuid import UUID
 
 import msgspec
 
-from contracts._base import Contract, ContractError, IntegrationEvent, Principal, idempotent
+from contracts._base import Contract, ContractError, IntegrationEvent, NotPermitted, Principal, idempotent
 
 __all__ = (
     "TASKS",
-    "OpenTaskCount",
+    "IdempotencyKeyReused",
+    "InvalidTransition",
+    "NotPermittedOnTask",
+    "VersionMismatch",
     "Priority",
     "Task",
     "TaskAssigned",
@@ -76,17 +79,35 @@ class TaskPage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     next_cursor: str | None
 
 
-class OpenTaskCount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    user_id: UUID
-    open: int
-
-
 class TaskNotFound(ContractError):
     """No such task, or one the principal may not see: the two look the same."""
 
     code = "tasks.task_not_found"
     status = 404
     title = "No such task"
+
+
+class InvalidTransition(ContractError):
+    code = "tasks.invalid_transition"
+    status = 409
+    title = "The task cannot move to that status"
+
+
+class NotPermittedOnTask(NotPermitted):
+    code = "tasks.not_permitted"
+    title = "Only the task's owner may do that"
+
+
+class VersionMismatch(ContractError):
+    code = "tasks.version_mismatch"
+    status = 412
+    title = "The task has changed since you read it"
+
+
+class IdempotencyKeyReused(ContractError):
+    code = "tasks.idempotency_key_reused"
+    status = 422
+    title = "That Idempotency-Key was used for a different request"
 
 
 @runtime_checkable
@@ -99,11 +120,6 @@ class TasksApi(Protocol):
     @idempotent
     async def list_tasks(self, principal: Principal, query: TaskQuery) -> TaskPage:
         """The principal's tasks (owned or assigned), filtered, sorted, one page at a time."""
-        ...
-
-    @idempotent
-    async def count_open_tasks(self, user_ids: list[UUID]) -> list[OpenTaskCount]:
-        """For each user asked, how many todo or in-progress tasks are assigned to them."""
         ...
 
 
@@ -157,8 +173,8 @@ class TaskDeleted(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskDe
 
 TASKS: Contract[TasksApi] = Contract(
     name="tasks",
-    version="1.0",
+    version="2.0",
     api=TasksApi,
-    errors=(TaskNotFound,),
+    errors=(TaskNotFound, InvalidTransition, NotPermittedOnTask, VersionMismatch, IdempotencyKeyReused),
     events=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskDeleted),
 )

@@ -185,4 +185,4 @@ def run_public_flow(base: str) -> None:
         # edges: no token, no internal routes from outside
         assert http.get("/api/v1/tasks").status_code == 401
         assert http.post("/internal/identity/get_user", json={"user_id": ada_id}).status_code == 404
-        assert http.post("/internal/tasks/count_open_tasks", json={"user_ids": []}).status_code == 404
+        assert http.post("/internal/tasks/get_task", json={"task_id": ada_id}).status_code == 404

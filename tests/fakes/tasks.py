@@ -11,7 +11,6 @@ from uuid import UUID
 
 from contracts import FieldError, InvalidInput, Principal
 from contracts.tasks import (
-    OpenTaskCount,
     Priority,
     Task,
     TaskNotFound,
@@ -77,12 +76,3 @@ class FakeTasks(TasksApi):
         page = visible[start : start + query.limit]
         more = start + query.limit < len(visible)
         return TaskPage(items=page, next_cursor=str(start + query.limit) if more else None)
-
-    async def count_open_tasks(self, user_ids: list[UUID]) -> list[OpenTaskCount]:
-        return [
-            OpenTaskCount(
-                user_id=user_id,
-                open=sum(1 for t in self._tasks.values() if t.assignee_id == user_id and t.status in _OPEN),
-            )
-            for user_id in dict.fromkeys(user_ids)
-        ]

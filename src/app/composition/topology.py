@@ -40,9 +40,6 @@ class Placement:
         groups = sum(1 for spec in settings.topology.groups.values() if spec.modules) if self.is_split else 1
         return settings.server.workers * max(groups, 1)
 
-    def peer_groups(self) -> frozenset[str]:
-        return frozenset(g.name for g in self.remote.values())
-
 
 def place(settings: Settings, group: str | None, catalog: Sequence[Module]) -> Placement:
     """Decide what runs here; with ``group`` None, everything does."""

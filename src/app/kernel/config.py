@@ -169,10 +169,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rpc: RpcSettings = msgspec.field(default_factory=RpcSettings)
     events: EventSettings = msgspec.field(default_factory=EventSettings)
 
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir)
-
 
 def load_settings(
     environ: Mapping[str, str] | None = None,

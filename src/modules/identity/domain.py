@@ -9,15 +9,10 @@ from uuid import UUID
 
 import msgspec
 
-from contracts import ContractError
 from contracts.identity import UserProfile
 
 __all__ = (
     "EMAIL_PATTERN",
-    "EmailAlreadyRegistered",
-    "InvalidCredentials",
-    "InvalidRefreshToken",
-    "NotPermitted",
     "RefreshTokenRecord",
     "TokenPair",
     "User",
@@ -28,30 +23,6 @@ __all__ = (
 
 # Deliberately loose: one @, no spaces, a dot in the domain. Delivery is the real test.
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-
-
-class EmailAlreadyRegistered(ContractError):
-    code = "identity.email_taken"
-    status = 409
-    title = "That e-mail address is already registered"
-
-
-class InvalidCredentials(ContractError):
-    code = "identity.invalid_credentials"
-    status = 401
-    title = "Unknown e-mail address or wrong password"
-
-
-class InvalidRefreshToken(ContractError):
-    code = "identity.invalid_refresh_token"
-    status = 401
-    title = "The refresh token is not valid"
-
-
-class NotPermitted(ContractError):
-    code = "identity.not_permitted"
-    status = 403
-    title = "Only an administrator or the user themself may do that"
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):

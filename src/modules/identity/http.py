@@ -16,13 +16,15 @@ from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from app.kernel.security import public
 from contracts import Principal
-from contracts.identity import UserNotFound
-from modules.identity.domain import (
-    EMAIL_PATTERN,
+from contracts.identity import (
     EmailAlreadyRegistered,
     InvalidCredentials,
     InvalidRefreshToken,
-    NotPermitted,
+    NotPermittedOnUser,
+    UserNotFound,
+)
+from modules.identity.domain import (
+    EMAIL_PATTERN,
     TokenPair,
     User,
 )
@@ -120,7 +122,7 @@ class UsersController(Controller):
     @post(
         "/{user_id:uuid}/deactivate",
         status_code=HTTP_200_OK,
-        responses=problem_responses(401, NotPermitted, UserNotFound),
+        responses=problem_responses(401, NotPermittedOnUser, UserNotFound),
         summary="Deactivate a user (an administrator, or the user themself); their tasks are unassigned",
     )
     async def deactivate(

@@ -10,7 +10,12 @@ from uuid import UUID
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from modules.identity.domain import EmailAlreadyRegistered, RefreshTokenRecord, User, email_key
+from contracts.identity import EmailAlreadyRegistered
+from modules.identity.domain import (
+    RefreshTokenRecord,
+    User,
+    email_key,
+)
 from modules.identity.tables import refresh_tokens, users
 
 if TYPE_CHECKING:
@@ -80,10 +85,6 @@ class IdentityRepository:
             return []
         rows = await self._connection.execute(_USERS_BY_IDS, {"user_ids": list(set(user_ids))})
         return [_user(row._mapping) for row in rows]
-
-    async def email_taken(self, email: str) -> bool:
-        query = select(users.c.id).where(users.c.email_key == email_key(email))
-        return (await self._connection.execute(query)).first() is not None
 
     async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
         await self._connection.execute(

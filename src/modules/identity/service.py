@@ -14,6 +14,9 @@ import msgspec
 from contracts import Principal
 from contracts.identity import (
     IdentityApi,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    NotPermittedOnUser,
     UserDeactivated,
     UserInactive,
     UserNotFound,
@@ -21,9 +24,6 @@ from contracts.identity import (
     UserRegistered,
 )
 from modules.identity.domain import (
-    InvalidCredentials,
-    InvalidRefreshToken,
-    NotPermitted,
     TokenPair,
     User,
     hash_refresh_token,
@@ -120,7 +120,9 @@ class IdentityService(IdentityApi):
             repository = IdentityRepository(connection)
             actor = await repository.user_by_id(principal.user_id)
             if actor is None or not actor.may_deactivate(user_id):
-                raise NotPermitted("only an administrator or the user themself may deactivate an account")
+                raise NotPermittedOnUser(
+                    "only an administrator or the user themself may deactivate an account"
+                )
             target = await repository.user_by_id(user_id)
             if target is None:
                 raise UserNotFound(f"no user {user_id}")

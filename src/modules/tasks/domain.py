@@ -10,8 +10,10 @@ from uuid import UUID
 
 import msgspec
 
-from contracts import ContractError, FieldError, InvalidInput
+from contracts import FieldError, InvalidInput
 from contracts.tasks import (
+    InvalidTransition,
+    NotPermittedOnTask,
     Priority,
     Task,
     TaskAssigned,
@@ -29,12 +31,8 @@ __all__ = (
     "OPEN_STATUSES",
     "PRIORITY_RANK",
     "TITLE_MAX",
-    "IdempotencyKeyReused",
-    "InvalidTransition",
-    "NotPermitted",
     "TaskChanges",
     "TaskDraft",
-    "VersionMismatch",
     "apply_changes",
     "can_see",
     "events_of_change",
@@ -63,30 +61,6 @@ PRIORITY_RANK: Mapping[Priority, int] = {
     Priority.HIGH: 2,
     Priority.URGENT: 3,
 }
-
-
-class InvalidTransition(ContractError):
-    code = "tasks.invalid_transition"
-    status = 409
-    title = "The task cannot move to that status"
-
-
-class NotPermitted(ContractError):
-    code = "tasks.not_permitted"
-    status = 403
-    title = "Only the task's owner may do that"
-
-
-class VersionMismatch(ContractError):
-    code = "tasks.version_mismatch"
-    status = 412
-    title = "The task has changed since you read it"
-
-
-class IdempotencyKeyReused(ContractError):
-    code = "tasks.idempotency_key_reused"
-    status = 422
-    title = "That Idempotency-Key was used for a different request"
 
 
 # Field limits, as decoders (and the OpenAPI schema) see them; _checked() enforces them in code.
@@ -152,7 +126,7 @@ def apply_changes(task: Task, changes: TaskChanges, *, actor: UUID, now: datetim
         if (value := getattr(changes, name)) is not msgspec.UNSET
     }
     if "assignee_id" in updates and updates["assignee_id"] != task.assignee_id and actor != task.owner_id:
-        raise NotPermitted("only the owner may reassign a task")
+        raise NotPermittedOnTask("only the owner may reassign a task")
     status = updates.get("status", task.status)
     if status != task.status and status not in ALLOWED_TRANSITIONS[task.status]:
         raise InvalidTransition(f"a task that is {task.status} cannot become {status}")

@@ -17,16 +17,21 @@ from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from contracts import DependencyUnavailable, FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserProfile
-from contracts.tasks import Task, TaskNotFound, TaskQuery, TaskStatus
+from contracts.tasks import (
+    IdempotencyKeyReused,
+    InvalidTransition,
+    NotPermittedOnTask,
+    Task,
+    TaskNotFound,
+    TaskQuery,
+    TaskStatus,
+    VersionMismatch,
+)
 from modules.tasks.domain import (
     LABEL_MAX,
     TITLE_MAX,
-    IdempotencyKeyReused,
-    InvalidTransition,
-    NotPermitted,
     TaskChanges,
     TaskDraft,
-    VersionMismatch,
 )
 from modules.tasks.service import MAX_PAGE, TasksService
 
@@ -126,7 +131,9 @@ class TasksController(Controller):
 
     @patch(
         "/{task_id:uuid}",
-        responses=problem_responses(401, 422, TaskNotFound, NotPermitted, InvalidTransition, VersionMismatch),
+        responses=problem_responses(
+            401, 422, TaskNotFound, NotPermittedOnTask, InvalidTransition, VersionMismatch
+        ),
         summary="Change a task (If-Match: its ETag, to refuse lost updates)",
     )
     async def update(
@@ -145,7 +152,7 @@ class TasksController(Controller):
     @delete(
         "/{task_id:uuid}",
         status_code=HTTP_204_NO_CONTENT,
-        responses=problem_responses(401, TaskNotFound, NotPermitted),
+        responses=problem_responses(401, TaskNotFound, NotPermittedOnTask),
         summary="Delete a task (owner only)",
     )
     async def remove(

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from app.kernel.db import UtcDateTime
 from app.kernel.pagination import decode_cursor, encode_cursor
 from contracts import FieldError, InvalidInput
-from contracts.tasks import OpenTaskCount, Priority, Task, TaskQuery, TaskStatus
+from contracts.tasks import Priority, Task, TaskQuery, TaskStatus
 from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
 from modules.tasks.tables import idempotency_keys, task_labels, tasks
 
@@ -139,19 +139,6 @@ class TasksRepository:
             last = page[-1]
             next_cursor = encode_cursor(_Cursor(query.sort, query.descending, last.sort_key, last.id))
         return items, next_cursor
-
-    async def count_open_assigned(self, user_ids: Sequence[UUID]) -> list[OpenTaskCount]:
-        if not user_ids:
-            return []
-        statement = (
-            select(tasks.c.assignee_id, func.count())
-            .where(
-                tasks.c.assignee_id.in_(set(user_ids)), tasks.c.status.in_([s.value for s in OPEN_STATUSES])
-            )
-            .group_by(tasks.c.assignee_id)
-        )
-        counts = {row[0]: int(row[1]) for row in await self._connection.execute(statement)}
-        return [OpenTaskCount(user_id=u, open=counts.get(u, 0)) for u in dict.fromkeys(user_ids)]
 
     async def idempotency_record(self, owner_id: UUID, key: str) -> IdempotencyRecord | None:
         statement = select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(

@@ -13,13 +13,19 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts import FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserInactive, UserNotFound
-from contracts.tasks import OpenTaskCount, Task, TaskNotFound, TaskPage, TaskQuery, TasksApi
-from modules.tasks.domain import (
+from contracts.tasks import (
     IdempotencyKeyReused,
-    NotPermitted,
+    NotPermittedOnTask,
+    Task,
+    TaskNotFound,
+    TaskPage,
+    TaskQuery,
+    TasksApi,
+    VersionMismatch,
+)
+from modules.tasks.domain import (
     TaskChanges,
     TaskDraft,
-    VersionMismatch,
     apply_changes,
     can_see,
     events_of_change,
@@ -84,10 +90,6 @@ class TasksService(TasksApi):
         async with self._database.read() as connection:
             items, next_cursor = await TasksRepository(connection).page_for(principal.user_id, query)
         return TaskPage(items=items, next_cursor=next_cursor)
-
-    async def count_open_tasks(self, user_ids: list[UUID]) -> list[OpenTaskCount]:
-        async with self._database.read() as connection:
-            return await TasksRepository(connection).count_open_assigned(user_ids)
 
     # -- the module's own operations ---------------------------------------------------
 
@@ -162,7 +164,7 @@ class TasksService(TasksApi):
     async def delete_task(self, principal: Principal, task_id: UUID) -> None:
         task = await self.get_task(principal, task_id)
         if task.owner_id != principal.user_id:
-            raise NotPermitted("only the owner may delete a task")
+            raise NotPermittedOnTask("only the owner may delete a task")
         async with self._database.transaction() as connection:
             await TasksRepository(connection).remove(task_id)
             await self._outbox.append(connection, *events_of_deletion(task, now=self._clock()))

@@ -60,7 +60,6 @@ class EventRuntime:
         self._declared = dict(declared or {c.module: c.event_types for c in consumers})
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
-        self.ready = asyncio.Event()  # set once relays run and consumers are subscribed
 
     @property
     def idle(self) -> bool:
@@ -74,7 +73,6 @@ class EventRuntime:
                 "events.namespace: not set; `tessera serve` derives it from the deployment id "
                 "that `tessera db upgrade` records, or set it yourself"
             )
-        self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._run(), name="tessera-events"))
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="tessera-events-pruning"))
@@ -103,7 +101,6 @@ class EventRuntime:
     async def _run(self) -> None:
         await self._connect()
         self._tasks += [asyncio.create_task(r.run(), name=f"tessera-relay-{r.module}") for r in self.relays]
-        self.ready.set()
         log.info(
             "events: %s bus; relaying %s; consuming for %s",
             self.bus.name,
