@@ -27,7 +27,7 @@ class LocalIdentity:
 
     def __init__(self, composition: Composition, *, strict_mode: bool = False) -> None:
         self._composed = composition.module("identity")
-        self.service: IdentityService = self._composed.container.api()
+        self.service: IdentityService = self._composed.api()
         self.api: IdentityApi = strict(IDENTITY, self.service) if strict_mode else self.service
 
     async def given_user(self, display_name: str, *, active: bool = True) -> UUID:

@@ -25,7 +25,7 @@ from tests.servers import free_port
 
 class LocalTasks:
     def __init__(self, composition: Composition, identity: FakeIdentity, *, strict_mode: bool) -> None:
-        self.service: TasksService = composition.module("tasks").container.api()
+        self.service: TasksService = composition.module("tasks").api()
         self.api: TasksApi = strict(TASKS, self.service) if strict_mode else self.service
         self._identity = identity
 

@@ -28,6 +28,7 @@ from app.kernel.events import (
     UndeclaredEvent,
 )
 from app.kernel.events.tables import FAILED, PUBLISHED, inbox, metadata, outbox
+from app.kernel.unit_of_work import UnitOfWork, UnitsOfWork
 from contracts import IntegrationEvent
 from tests.conftest import POSTGRES_URL, drop_schemas, run_async
 
@@ -264,7 +265,9 @@ async def test_a_claim_holds_until_its_lease_ends(database: Database) -> None:
 async def test_published_rows_and_old_inbox_entries_are_pruned_after_the_retention(
     database: Database,
 ) -> None:
-    consumer = EventConsumer(module="events_test", database=database, subscriptions={})
+    consumer = EventConsumer(
+        module="events_test", units=UnitsOfWork(UnitOfWork, database=database), subscriptions={}
+    )
     bus = RecordingBus()
     await append(database, ping("a", 1))
     await drain(make_relay(database, bus))

@@ -20,7 +20,6 @@ from app.kernel.config import ConfigError, Secret, Settings, load_settings
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
 from app.kernel.security import resolve_service_key, resolve_signing_key
-from contracts import ContractError
 
 __all__ = ("main",)
 
@@ -56,8 +55,32 @@ def _with_composition(
 
 @click.group()
 @click.version_option(package_name="tessera")
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Tessera: task management as a modular monolith with extractable services."""
+    context.obj = _ModuleCommands()
+
+
+class _ModuleCommands:
+    """What a module's own commands get (``click.pass_obj``): the composed application, per call."""
+
+    def run(self, provider: Any, work: Callable[[Any], Awaitable[R]]) -> R:
+        async def call(composition: Composition) -> R:
+            for composed in composition.modules:
+                if any(p is provider for p in composed.module.container.providers.values()):
+                    return await work(composed.provider(provider, "command's provider")())
+            raise CompositionError(f"no module of this process has the provider {provider!r}")
+
+        return _reports_errors(_with_composition)(load_settings(), call)
+
+
+def _collect_module_commands() -> None:
+    """Each module's own commands (``tessera users make-admin``) join ``tessera``."""
+    from app.composition.catalog import MODULES
+
+    for module in MODULES:
+        for command in module.commands:
+            main.add_command(command)
 
 
 @main.command()
@@ -260,27 +283,6 @@ def events_retry(module_name: str | None, event_id: uuid.UUID | None) -> None:
         click.echo(f"{module}: {count} resubmitted")
 
 
-@main.group()
-def users() -> None:
-    """Administer user accounts."""
-
-
-@users.command("make-admin")
-@click.argument("email")
-@_reports_errors
-def make_admin(email: str) -> None:
-    """Grant EMAIL's user the administrator role (how the first administrator comes to be)."""
-
-    async def work(composition: Composition) -> Any:
-        return await composition.module("identity").container.service().make_admin(email)
-
-    try:
-        user = _with_composition(load_settings(), work)
-    except ContractError as exc:
-        raise click.ClickException(exc.detail) from None
-    click.echo(f"{user.email} ({user.id}) is now an administrator")
-
-
 @main.command()
 @_reports_errors
 def openapi() -> None:
@@ -295,3 +297,6 @@ def openapi() -> None:
     app = create_app(compose(settings))
     schema: dict[str, Any] = app.openapi_schema.to_schema()
     click.echo(json.dumps(schema, indent=2))
+
+
+_collect_module_commands()

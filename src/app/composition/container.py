@@ -27,7 +27,7 @@ class CompositionError(Exception):
 
 
 class AppContainer(containers.DeclarativeContainer):
-    """The kernel services every module may ask for by name."""
+    """The kernel services a module's container may declare a dependency on, by type."""
 
     settings = providers.Dependency(instance_of=Settings)
     access_tokens = providers.Singleton(AccessTokens.from_settings, settings)
@@ -44,6 +44,22 @@ class ComposedModule:
     @property
     def name(self) -> str:
         return self.module.name
+
+    def provider(self, declared: providers.Provider[Any] | None, what: str) -> providers.Provider[Any]:
+        """This container's own copy of ``declared``, a provider of the module's container class."""
+        if declared is None:
+            raise CompositionError(f"module {self.name}: its manifest names no {what}")
+        for name, provider in self.module.container.providers.items():
+            if provider is declared:
+                bound: providers.Provider[Any] = getattr(self.container, name)
+                return bound
+        raise CompositionError(
+            f"module {self.name}: its manifest's {what} is not a provider of {self.module.container.__name__}"
+        )
+
+    @property
+    def api(self) -> providers.Provider[Any]:
+        return self.provider(self.module.api, "api")
 
 
 class Composition:
@@ -128,31 +144,56 @@ def compose(
     external: Mapping[str, object] | None = None,
     group: str | None = None,
 ) -> Composition:
-    """Build every local module's container and satisfy each of its dependencies by name.
+    """Build every local module's container and satisfy each of its dependencies.
 
     ``catalog`` defaults to every module of the application; ``group`` picks the modules
     of one topology group, and every other module's contract is served by a remote
     adapter. ``external`` supplies implementations of contracts no local module
     provides (a fake in a module's own tests), keyed by contract name.
     """
-    if catalog is None:
-        from app.composition.catalog import MODULES  # imported here: a module's own tests compose without it
+    catalog = _catalog(catalog)
+    _check_manifests(settings, catalog)
+    placement = place(settings, group, catalog)
+    remotes = connect_remotes(settings, placement)
+    kernel = AppContainer(settings=providers.Object(settings))
+    composed = _build(settings, placement)
+    contracts = _implementations(composed, remotes, external or {})
+    for target in composed:
+        _wire(target, kernel, contracts)
+    return Composition(
+        settings=settings,
+        container=kernel,
+        modules=tuple(composed),
+        placement=placement,
+        remotes=remotes,
+        events=_event_runtime(settings, placement, catalog, composed),
+    )
 
-        catalog = MODULES
+
+def _catalog(catalog: Sequence[Module] | None) -> Sequence[Module]:
+    if catalog is not None:
+        return catalog
+    from app.composition.catalog import MODULES  # here: a module's own tests compose without it
+
+    return MODULES
+
+
+def _check_manifests(settings: Settings, catalog: Sequence[Module]) -> None:
     names = {module.name for module in catalog}
     if unknown := sorted(set(settings.database.modules) - names):
         raise ConfigError(f"database.modules.{unknown[0]}: no such module (modules: {sorted(names)})")
-    placement = place(settings, group, catalog)
     for module in catalog:
         if undeclared := [e.__name__ for e in module.publishes if e not in module.provides.events]:
             raise CompositionError(
                 f"module {module.name} publishes {undeclared}, which its contract "
                 f"{module.provides.name!r} does not declare"
             )
-    remotes = connect_remotes(settings, placement)
-    app = AppContainer(settings=providers.Object(settings))
+
+
+def _build(settings: Settings, placement: Placement) -> list[ComposedModule]:
+    """Each local module's container, database (with its share of connections), migrations and outbox."""
     pools = pool_sizes(settings, [m.name for m in placement.local], processes=placement.processes(settings))
-    composed = [
+    return [
         ComposedModule(
             module=module,
             container=module.container(),
@@ -162,39 +203,45 @@ def compose(
         )
         for module in placement.local
     ]
-    implementations: dict[str, Any] = {
+
+
+def _implementations(
+    composed: Sequence[ComposedModule], remotes: Remotes, external: Mapping[str, object]
+) -> dict[str, providers.Provider[Any]]:
+    """Each contract's implementation here: a local module's service, a remote adapter or a fake."""
+    found: dict[str, providers.Provider[Any]] = {
         name: providers.Object(implementation)
-        for name, implementation in {**remotes.implementations, **(external or {})}.items()
+        for name, implementation in {**remotes.implementations, **external}.items()
     }
-    implementations.update({m.module.provides.name: m.container.api for m in composed})
-    for target in composed:
-        offered: dict[str, Any] = {
-            "settings": app.settings,
-            "access_tokens": app.access_tokens,
-            "database": providers.Object(target.database),
-            "outbox": providers.Object(target.outbox),
-        }
-        for contract in target.module.requires:
-            if contract.name not in implementations:
-                raise CompositionError(
-                    f"module {target.name} requires contract {contract.name!r}, which no module provides"
-                )
-            offered[contract.name] = implementations[contract.name]
-        for name, dependency in target.container.dependencies.items():
-            if name not in offered:
-                raise CompositionError(
-                    f"module {target.name}: its container asks for {name!r}; "
-                    f"a module may ask for {sorted(offered)}"
-                )
-            dependency.override(offered[name])
-    return Composition(
-        settings=settings,
-        container=app,
-        modules=tuple(composed),
-        placement=placement,
-        remotes=remotes,
-        events=_event_runtime(settings, placement, catalog, composed),
-    )
+    found.update({m.module.provides.name: m.api for m in composed})
+    return found
+
+
+def _wire(
+    target: ComposedModule, kernel: AppContainer, contracts: Mapping[str, providers.Provider[Any]]
+) -> None:
+    """Fill every dependency the module's container declares: a required contract, or a kernel service."""
+    filled: dict[int, providers.Provider[Any]] = {}
+    for contract, declared in target.module.requires.items():
+        if contract.name not in contracts:
+            raise CompositionError(
+                f"module {target.name} requires contract {contract.name!r}, which no module provides"
+            )
+        filled[id(target.provider(declared, f"dependency for {contract.name!r}"))] = contracts[contract.name]
+    kernel_services: dict[type, providers.Provider[Any]] = {
+        Settings: kernel.settings,
+        AccessTokens: kernel.access_tokens,
+        Database: providers.Object(target.database),
+        Outbox: providers.Object(target.outbox),
+    }
+    for name, dependency in target.container.dependencies.items():
+        given = filled.get(id(dependency)) or kernel_services.get(getattr(dependency, "instance_of", object))
+        if given is None:
+            raise CompositionError(
+                f"module {target.name}: its container's dependency {name!r} is neither a contract its "
+                f"manifest requires nor a kernel service ({', '.join(t.__name__ for t in kernel_services)})"
+            )
+        dependency.override(given)
 
 
 def _event_runtime(
@@ -219,9 +266,9 @@ def _event_runtime(
     consumers = [
         EventConsumer(
             module=m.name,
-            database=m.database,
+            units=m.provider(m.module.units, "units")(),
             subscriptions={
-                event_class.type_name(): Subscription(event_class, _handler(m.container, method))
+                event_class.type_name(): Subscription(event_class, _handler(m, method))
                 for event_class, method in m.module.consumes.items()
             },
         )
@@ -234,17 +281,19 @@ def _event_runtime(
     return EventRuntime(bus=bus, settings=events, relays=relays, consumers=consumers, declared=declared)
 
 
-def _handler(container: containers.Container, method: EventHandler) -> Any:
-    """The handler ``method`` names, bound to the module's ``handlers`` when first called.
+def _handler(composed: ComposedModule, method: EventHandler) -> Any:
+    """``method`` of the module's handlers, called with the event and the inbox's unit of work.
 
-    Checked now, not at the first delivery: ``handlers`` must provide a class with that method.
+    Checked now, not at the first delivery: it must be a method of the class ``handlers`` makes.
     """
-    name = method.__name__
-    provided = getattr(getattr(container, "handlers", None), "provides", None)
-    if not isinstance(provided, type) or not hasattr(provided, name):
-        raise CompositionError(f"{method.__qualname__}: not a method of the container's `handlers` provider")
+    handlers = composed.provider(composed.module.handlers, "handlers")
+    made = getattr(handlers, "cls", None)
+    if not isinstance(made, type) or getattr(made, method.__name__, None) is not method:
+        raise CompositionError(
+            f"module {composed.name}: {method.__qualname__} is not a method of its handlers ({made!r})"
+        )
 
-    async def handle(event: Any) -> None:
-        await getattr(container.handlers(), name)(event)
+    async def handle(event: Any, unit: Any) -> None:
+        await method(handlers(), event, unit)
 
     return handle

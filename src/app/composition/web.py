@@ -85,7 +85,7 @@ def _internal_routers(composition: Composition) -> list[Router]:
         return []
     trusted = frozenset(composition.settings.topology.groups)
     return [
-        internal_router(m.module.provides, m.container.api, tokens=tokens, trusted_groups=trusted)
+        internal_router(m.module.provides, m.api, tokens=tokens, trusted_groups=trusted)
         for m in composition.modules
     ]
 
@@ -103,13 +103,14 @@ def _gateway_routes(composition: Composition) -> list[HTTPRouteHandler]:
 
 
 def _module_router(composed: ComposedModule) -> Router:
-    container = composed.container
     return Router(
         path=API_PREFIX,
         route_handlers=list(composed.module.routes),
         dependencies={
-            name: Provide(_resolver(getattr(container, provider)), sync_to_thread=False)
-            for name, provider in composed.module.dependencies.items()
+            name: Provide(
+                _resolver(composed.provider(declared, f"route dependency {name!r}")), sync_to_thread=False
+            )
+            for name, declared in composed.module.route_dependencies.items()
         },
     )
 

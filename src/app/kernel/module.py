@@ -4,46 +4,65 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from dependency_injector.containers import DeclarativeContainer
+    from dependency_injector.providers import Provider
     from litestar.types import ControllerRouterHandler
 
     from contracts import Contract, IntegrationEvent
 
-__all__ = ("API_PREFIX", "EventHandler", "Module")
+__all__ = ("API_PREFIX", "EventHandler", "Module", "ModuleCommands")
 
 # Every module's public routes are mounted under this prefix.
 API_PREFIX = "/api/v1"
 
-# A method of the class a module's container provides as ``handlers``, taking one event.
-EventHandler = Callable[[Any, Any], Awaitable[None]]
+# A method of the class a module's ``handlers`` provider makes: (self, event, unit of work).
+EventHandler = Callable[[Any, Any, Any], Awaitable[None]]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Module:
     """One bounded context, as the composition root sees it.
 
-    ``container`` is the module's dependency-injector container. It declares a
-    ``providers.Dependency`` for each kernel service it needs (``settings``,
-    ``database``, ``access_tokens``) and one named after each contract it
-    ``requires``; it exposes the implementation of the contract it ``provides`` as
-    ``api``. ``dependencies`` maps the names its HTTP handlers ask for to providers
-    of that container.
+    Every piece the composition takes from the module's dependency-injector ``container``
+    is one of that container's providers, named here as an object and checked at start-up:
 
-    ``publishes`` lists the events the module writes to its outbox (each declared by the
-    contract it provides). ``consumes`` maps each event type the module reacts to onto a
-    method of its ``handlers`` provider: the kernel calls it once per event, inside a
-    transaction of the module's database that also records the event in its inbox.
+    - ``api``: the implementation of the contract the module ``provides``;
+    - ``requires``: each contract the module needs, and the ``providers.Dependency`` of its
+      container that the local service, the remote adapter or a fake fills;
+    - ``route_dependencies``: what its route handlers receive, by parameter name;
+    - ``units``: its units of work; an event's handler runs in the one the inbox opened;
+    - ``handlers`` and ``consumes``: the object whose methods apply other modules' events,
+      and the method that applies each event type.
+
+    The kernel services a container needs (``Settings``, ``Database``, ``Outbox``,
+    ``AccessTokens``) are ``providers.Dependency(instance_of=...)`` and are given by type.
+    ``publishes`` lists the events the module writes to its outbox (each declared by its
+    contract); ``commands`` are click commands of its own, which ``tessera`` collects.
     """
 
     name: str
     summary: str
     provides: Contract[Any]
     container: type[DeclarativeContainer]
-    requires: tuple[Contract[Any], ...] = ()
+    api: Provider[Any]
+    requires: Mapping[Contract[Any], Provider[Any]] = field(default_factory=dict)
     routes: Sequence[ControllerRouterHandler] = ()
-    dependencies: Mapping[str, str] = field(default_factory=dict)
+    route_dependencies: Mapping[str, Provider[Any]] = field(default_factory=dict)
+    units: Provider[Any] | None = None
     publishes: tuple[type[IntegrationEvent], ...] = ()
+    handlers: Provider[Any] | None = None
     consumes: Mapping[type[IntegrationEvent], EventHandler] = field(default_factory=dict)
+    commands: Sequence[Any] = ()  # click commands; the kernel itself does not import click
+
+
+class ModuleCommands(Protocol):
+    """What a module's command line gets from the composition (``click.pass_obj``)."""
+
+    def run(self, provider: Provider[Any], work: Callable[[Any], Awaitable[T]]) -> T:
+        """Compose the application, hand ``work`` what ``provider`` (of a module's container) makes."""
+        ...

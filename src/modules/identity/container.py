@@ -8,6 +8,8 @@ from app.kernel.config import Settings
 from app.kernel.db import Database
 from app.kernel.events import Outbox
 from app.kernel.security import AccessTokens, Passwords
+from app.kernel.unit_of_work import UnitsOfWork
+from modules.identity.repository import IdentityUnit
 from modules.identity.service import IdentityService
 
 __all__ = ("IdentityContainer",)
@@ -19,13 +21,12 @@ class IdentityContainer(containers.DeclarativeContainer):
     outbox = providers.Dependency(instance_of=Outbox)
     access_tokens = providers.Dependency(instance_of=AccessTokens)
 
+    units = providers.Singleton(UnitsOfWork, IdentityUnit, database=database, outbox=outbox)
     passwords = providers.Singleton(Passwords, settings.provided.security.password_hash)
     service = providers.Singleton(
         IdentityService,
-        database=database,
-        outbox=outbox,
+        units=units,
         passwords=passwords,
         access_tokens=access_tokens,
         refresh_token_ttl_seconds=settings.provided.security.refresh_token_ttl_seconds,
     )
-    api = service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.kernel.module import Module
 from contracts.identity import IDENTITY, UserDeactivated, UserRegistered
+from modules.identity.cli import users
 from modules.identity.container import IdentityContainer
 from modules.identity.http import AuthController, UsersController
 
@@ -14,7 +15,10 @@ module = Module(
     summary="Users, credentials and tokens",
     provides=IDENTITY,
     container=IdentityContainer,
+    api=IdentityContainer.service,
     routes=(UsersController, AuthController),
-    dependencies={"identity": "service"},
+    route_dependencies={"identity": IdentityContainer.service},
+    units=IdentityContainer.units,
     publishes=(UserRegistered, UserDeactivated),
+    commands=(users,),
 )

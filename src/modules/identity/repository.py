@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.kernel.unit_of_work import UnitOfWork
 from contracts.identity import EmailAlreadyRegistered
 from modules.identity.domain import (
     RefreshTokenRecord,
@@ -21,7 +22,7 @@ from modules.identity.tables import refresh_tokens, users
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ("IdentityRepository",)
+__all__ = ("IdentityRepository", "IdentityUnit")
 
 _USER_COLUMNS = (
     users.c.id,
@@ -157,3 +158,11 @@ class IdentityRepository:
 
 def _user(row: Any) -> User:
     return User(**row)
+
+
+class IdentityUnit(UnitOfWork):
+    """A unit of work of the identity module: its accounts (users and refresh tokens) and its events."""
+
+    def __init__(self, connection: AsyncConnection, *, writable: bool) -> None:
+        super().__init__(connection, writable=writable)
+        self.accounts = IdentityRepository(connection)

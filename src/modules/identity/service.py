@@ -29,12 +29,11 @@ from modules.identity.domain import (
     hash_refresh_token,
     new_refresh_token,
 )
-from modules.identity.repository import IdentityRepository
+from modules.identity.repository import IdentityRepository, IdentityUnit
 
 if TYPE_CHECKING:
-    from app.kernel.db import Database
-    from app.kernel.events import Outbox
     from app.kernel.security import AccessTokens, Passwords
+    from app.kernel.unit_of_work import UnitsOfWork
 
 __all__ = ("IdentityService",)
 
@@ -49,15 +48,13 @@ class IdentityService(IdentityApi):
     def __init__(
         self,
         *,
-        database: Database,
-        outbox: Outbox,
+        units: UnitsOfWork[IdentityUnit],
         passwords: Passwords,
         access_tokens: AccessTokens,
         refresh_token_ttl_seconds: int,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._database = database
-        self._outbox = outbox
+        self._units = units
         self._passwords = passwords
         self._access_tokens = access_tokens
         self._refresh_ttl = timedelta(seconds=refresh_token_ttl_seconds)
@@ -66,15 +63,15 @@ class IdentityService(IdentityApi):
     # -- IdentityApi -------------------------------------------------------------------
 
     async def get_user(self, user_id: UUID) -> UserProfile:
-        async with self._database.read() as connection:
-            user = await IdentityRepository(connection).user_by_id(user_id)
+        async with self._units.read() as unit:
+            user = await unit.accounts.user_by_id(user_id)
         if user is None:
             raise UserNotFound(f"no user {user_id}")
         return user.profile()
 
     async def get_users(self, user_ids: list[UUID]) -> list[UserProfile]:
-        async with self._database.read() as connection:
-            found = {u.id: u for u in await IdentityRepository(connection).users_by_ids(user_ids)}
+        async with self._units.read() as unit:
+            found = {u.id: u for u in await unit.accounts.users_by_ids(user_ids)}
         ordered = dict.fromkeys(user_ids)
         return [found[user_id].profile() for user_id in ordered if user_id in found]
 
@@ -96,10 +93,9 @@ class IdentityService(IdentityApi):
             active=True,
             created_at=self._clock(),
         )
-        async with self._database.transaction() as connection:
-            await IdentityRepository(connection).add_user(user)
-            await self._outbox.append(
-                connection,
+        async with self._units.write() as unit:
+            await unit.accounts.add_user(user)
+            unit.publish(
                 UserRegistered(
                     event_id=uuid.uuid4(),
                     occurred_at=user.created_at,
@@ -116,20 +112,19 @@ class IdentityService(IdentityApi):
         The user's refresh tokens are revoked. Deactivating an inactive user changes nothing.
         """
         now = self._clock()
-        async with self._database.transaction() as connection:
-            repository = IdentityRepository(connection)
-            actor = await repository.user_by_id(principal.user_id)
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            actor = await accounts.user_by_id(principal.user_id)
             if actor is None or not actor.may_deactivate(user_id):
                 raise NotPermittedOnUser(
                     "only an administrator or the user themself may deactivate an account"
                 )
-            target = await repository.user_by_id(user_id)
+            target = await accounts.user_by_id(user_id)
             if target is None:
                 raise UserNotFound(f"no user {user_id}")
-            if await repository.deactivate(user_id):
-                await repository.revoke_all_refresh_tokens(user_id, now)
-                await self._outbox.append(
-                    connection,
+            if await accounts.deactivate(user_id):
+                await accounts.revoke_all_refresh_tokens(user_id, now)
+                unit.publish(
                     UserDeactivated(
                         event_id=uuid.uuid4(), occurred_at=now, user_id=user_id, deactivated_by=actor.id
                     ),
@@ -138,68 +133,68 @@ class IdentityService(IdentityApi):
 
     async def make_admin(self, email: str) -> User:
         """Grant the administrator role (the command line's way to bootstrap the first one)."""
-        async with self._database.transaction() as connection:
-            repository = IdentityRepository(connection)
-            user = await repository.user_by_email(email)
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            user = await accounts.user_by_email(email)
             if user is None:
                 raise UserNotFound(f"no user with e-mail {email!r}")
-            await repository.grant_admin(user.id)
+            await accounts.grant_admin(user.id)
         return msgspec.structs.replace(user, is_admin=True)
 
     async def account(self, user_id: UUID) -> User:
-        async with self._database.read() as connection:
-            user = await IdentityRepository(connection).user_by_id(user_id)
+        async with self._units.read() as unit:
+            user = await unit.accounts.user_by_id(user_id)
         if user is None:
             raise UserNotFound(f"no user {user_id}")
         return user
 
     async def log_in(self, *, email: str, password: str) -> TokenPair:
         """Exchange credentials for tokens; unknown e-mail and wrong password look alike."""
-        async with self._database.read() as connection:
-            user = await IdentityRepository(connection).user_by_email(email)
+        async with self._units.read() as unit:
+            user = await unit.accounts.user_by_email(email)
         stored_hash = user.password_hash if user else None
         if not await asyncio.to_thread(self._passwords.verify, stored_hash, password):
             raise InvalidCredentials
         assert user is not None  # verify() is False without a hash
         if not user.active:
             raise InvalidCredentials
-        async with self._database.transaction() as connection:
-            repository = IdentityRepository(connection)
+        async with self._units.write() as unit:
+            accounts = unit.accounts
             if self._passwords.needs_rehash(user.password_hash):
                 new_hash = await asyncio.to_thread(self._passwords.hash, password)
-                await repository.set_password_hash(user.id, new_hash)
-            return await self._issue(repository, user_id=user.id, family_id=uuid.uuid4())
+                await accounts.set_password_hash(user.id, new_hash)
+            return await self._issue(accounts, user_id=user.id, family_id=uuid.uuid4())
 
     async def refresh(self, *, refresh_token: str) -> TokenPair:
         """Rotate a refresh token. A spent token is theft: its whole family is revoked."""
         now = self._clock()
-        async with self._database.transaction() as connection:
-            repository = IdentityRepository(connection)
-            record = await repository.refresh_token_by_hash(hash_refresh_token(refresh_token))
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            record = await accounts.refresh_token_by_hash(hash_refresh_token(refresh_token))
             if record is None:
                 raise InvalidRefreshToken
-            stolen = record.is_spent() or not await repository.rotate_refresh_token(record.id, now)
+            stolen = record.is_spent() or not await accounts.rotate_refresh_token(record.id, now)
             if stolen:
-                await repository.revoke_family(record.family_id, now)
+                await accounts.revoke_family(record.family_id, now)
             else:
-                user = await repository.user_by_id(record.user_id)
+                user = await accounts.user_by_id(record.user_id)
                 if record.expires_at > now and user is not None and user.active:
-                    return await self._issue(repository, user_id=user.id, family_id=record.family_id)
+                    return await self._issue(accounts, user_id=user.id, family_id=record.family_id)
         # Leaving the block committed the revocation or the spent rotation; now refuse.
         raise InvalidRefreshToken
 
     async def log_out(self, *, refresh_token: str) -> None:
         """Revoke the refresh token's family. Unknown tokens are ignored: logout is idempotent."""
-        async with self._database.transaction() as connection:
-            repository = IdentityRepository(connection)
-            record = await repository.refresh_token_by_hash(hash_refresh_token(refresh_token))
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            record = await accounts.refresh_token_by_hash(hash_refresh_token(refresh_token))
             if record is not None:
-                await repository.revoke_family(record.family_id, self._clock())
+                await accounts.revoke_family(record.family_id, self._clock())
 
-    async def _issue(self, repository: IdentityRepository, *, user_id: UUID, family_id: UUID) -> TokenPair:
+    async def _issue(self, accounts: IdentityRepository, *, user_id: UUID, family_id: UUID) -> TokenPair:
         now = self._clock()
         token, token_hash = new_refresh_token()
-        await repository.add_refresh_token(
+        await accounts.add_refresh_token(
             token_id=uuid.uuid4(),
             family_id=family_id,
             user_id=user_id,

@@ -11,13 +11,14 @@ import msgspec
 from sqlalchemy import ColumnElement, func, insert, literal, select, tuple_, update
 
 from app.kernel.pagination import decode_cursor, encode_cursor
+from app.kernel.unit_of_work import UnitOfWork
 from contracts.notifications import Notification, NotificationKind, NotificationQuery
 from modules.notifications.tables import notifications
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ("NotificationsRepository",)
+__all__ = ("NotificationsRepository", "NotificationsUnit")
 
 _COLUMNS = tuple(c for c in notifications.c)
 _NEWEST_FIRST = (notifications.c.created_at.desc(), notifications.c.id.desc())
@@ -121,3 +122,11 @@ def _notification(row: Any) -> Notification:
         read_at=row["read_at"],
         event_id=row["event_id"],
     )
+
+
+class NotificationsUnit(UnitOfWork):
+    """A unit of work of the notifications module: its users' notifications."""
+
+    def __init__(self, connection: AsyncConnection, *, writable: bool) -> None:
+        super().__init__(connection, writable=writable)
+        self.notifications = NotificationsRepository(connection)

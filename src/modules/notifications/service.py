@@ -16,10 +16,10 @@ from contracts.notifications import (
     NotificationsApi,
     UnreadCount,
 )
-from modules.notifications.repository import NotificationsRepository
+from modules.notifications.repository import NotificationsUnit
 
 if TYPE_CHECKING:
-    from app.kernel.db import Database
+    from app.kernel.unit_of_work import UnitsOfWork
 
 __all__ = ("MAX_PAGE", "NotificationsService")
 
@@ -31,8 +31,10 @@ def _utcnow() -> datetime:
 
 
 class NotificationsService(NotificationsApi):
-    def __init__(self, *, database: Database, clock: Callable[[], datetime] = _utcnow) -> None:
-        self._database = database
+    def __init__(
+        self, *, units: UnitsOfWork[NotificationsUnit], clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self._units = units
         self._clock = clock
 
     # -- NotificationsApi --------------------------------------------------------------
@@ -40,37 +42,32 @@ class NotificationsService(NotificationsApi):
     async def list_notifications(self, principal: Principal, query: NotificationQuery) -> NotificationPage:
         if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidInput([FieldError(field="limit", message=f"must be 1 to {MAX_PAGE}")])
-        async with self._database.read() as connection:
-            items, next_cursor = await NotificationsRepository(connection).page_for(principal.user_id, query)
+        async with self._units.read() as unit:
+            items, next_cursor = await unit.notifications.page_for(principal.user_id, query)
         return NotificationPage(items=items, next_cursor=next_cursor)
 
     async def unread_count(self, principal: Principal) -> UnreadCount:
-        async with self._database.read() as connection:
-            unread = await NotificationsRepository(connection).count_unread(principal.user_id)
+        async with self._units.read() as unit:
+            unread = await unit.notifications.count_unread(principal.user_id)
         return UnreadCount(unread=unread)
 
     # -- the module's own operations ---------------------------------------------------
 
     async def mark_read(self, principal: Principal, notification_id: UUID) -> Notification:
         """The notification, read; reading it again keeps the first ``read_at``."""
-        async with self._database.transaction() as connection:
-            repository = NotificationsRepository(connection)
-            await repository.mark_read(principal.user_id, notification_id, at=self._clock())
-            notification = await repository.get_for(principal.user_id, notification_id)
+        async with self._units.write() as unit:
+            await unit.notifications.mark_read(principal.user_id, notification_id, at=self._clock())
+            notification = await unit.notifications.get_for(principal.user_id, notification_id)
         if notification is None:
             raise NotificationNotFound(f"no notification {notification_id}")
         return notification
 
     async def mark_all_read(self, principal: Principal) -> int:
         """Mark every unread notification of the principal read; how many there were."""
-        async with self._database.transaction() as connection:
-            return await NotificationsRepository(connection).mark_all_read(
-                principal.user_id, at=self._clock()
-            )
+        async with self._units.write() as unit:
+            return await unit.notifications.mark_all_read(principal.user_id, at=self._clock())
 
-    async def deliver(self, notifications: Sequence[Notification]) -> None:
+    async def deliver(self, notifications: Sequence[Notification], *, unit: NotificationsUnit) -> None:
         """Put notifications in their users' inboxes, in the unit of work an event handler has open."""
-        if not notifications:
-            return
-        async with self._database.transaction() as connection:
-            await NotificationsRepository(connection).add(notifications)
+        if notifications:
+            await unit.notifications.add(notifications)

@@ -6,8 +6,10 @@ from dependency_injector import containers, providers
 
 from app.kernel.db import Database
 from app.kernel.events import Outbox
+from app.kernel.unit_of_work import UnitsOfWork
 from contracts.identity import IdentityApi
 from modules.tasks.handlers import TasksHandlers
+from modules.tasks.repository import TasksUnit
 from modules.tasks.service import TasksService
 
 __all__ = ("TasksContainer",)
@@ -18,6 +20,6 @@ class TasksContainer(containers.DeclarativeContainer):
     outbox = providers.Dependency(instance_of=Outbox)
     identity: providers.Dependency[IdentityApi] = providers.Dependency()  # local, remote or fake
 
-    service = providers.Singleton(TasksService, database=database, outbox=outbox, identity=identity)
-    api = service
+    units = providers.Singleton(UnitsOfWork, TasksUnit, database=database, outbox=outbox)
+    service = providers.Singleton(TasksService, units=units, identity=identity)
     handlers = providers.Singleton(TasksHandlers, tasks=service)

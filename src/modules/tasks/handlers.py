@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from contracts.identity import UserDeactivated
+    from modules.tasks.repository import TasksUnit
     from modules.tasks.service import TasksService
 
 __all__ = ("TasksHandlers",)
@@ -20,7 +21,7 @@ class TasksHandlers:
     def __init__(self, *, tasks: TasksService) -> None:
         self._tasks = tasks
 
-    async def on_user_deactivated(self, event: UserDeactivated) -> None:
+    async def on_user_deactivated(self, event: UserDeactivated, unit: TasksUnit) -> None:
         """A deactivated user takes no work: their open tasks go back to their owners, unassigned."""
-        released = await self._tasks.unassign_user(event.user_id)
+        released = await self._tasks.unassign_user(event.user_id, unit=unit)
         log.info("unassigned %d open tasks of deactivated user %s", released, event.user_id)

@@ -25,6 +25,7 @@ from sqlalchemy import (
 
 from app.kernel.db import UtcDateTime
 from app.kernel.pagination import decode_cursor, encode_cursor
+from app.kernel.unit_of_work import UnitOfWork
 from contracts import FieldError, InvalidInput
 from contracts.tasks import Priority, Task, TaskQuery, TaskStatus
 from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
@@ -33,7 +34,7 @@ from modules.tasks.tables import idempotency_keys, task_labels, tasks
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ("IdempotencyRecord", "TasksRepository")
+__all__ = ("IdempotencyRecord", "TasksRepository", "TasksUnit")
 
 _PRIORITY_OF_RANK = {rank: priority for priority, rank in PRIORITY_RANK.items()}
 # Tasks without a due date sort after every dated one.
@@ -235,3 +236,11 @@ def _decode_cursor(query: TaskQuery) -> _Cursor:
     if (cursor.sort, cursor.descending) != (query.sort, query.descending):
         raise InvalidInput([FieldError(field="cursor", message="was issued for a different sort order")])
     return cursor
+
+
+class TasksUnit(UnitOfWork):
+    """A unit of work of the tasks module: its tasks and its events."""
+
+    def __init__(self, connection: AsyncConnection, *, writable: bool) -> None:
+        super().__init__(connection, writable=writable)
+        self.tasks = TasksRepository(connection)

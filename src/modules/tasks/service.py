@@ -35,11 +35,10 @@ from modules.tasks.domain import (
     reopens,
     unassigned,
 )
-from modules.tasks.repository import TasksRepository
+from modules.tasks.repository import TasksUnit
 
 if TYPE_CHECKING:
-    from app.kernel.db import Database
-    from app.kernel.events import Outbox
+    from app.kernel.unit_of_work import UnitsOfWork
 
 __all__ = ("CreatedTask", "TasksService")
 
@@ -60,21 +59,19 @@ class TasksService(TasksApi):
     def __init__(
         self,
         *,
-        database: Database,
-        outbox: Outbox,
+        units: UnitsOfWork[TasksUnit],
         identity: IdentityApi,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._database = database
-        self._outbox = outbox
+        self._units = units
         self._identity = identity
         self._clock = clock
 
     # -- TasksApi ----------------------------------------------------------------------
 
     async def get_task(self, principal: Principal, task_id: UUID) -> Task:
-        async with self._database.read() as connection:
-            task = await TasksRepository(connection).get(task_id)
+        async with self._units.read() as unit:
+            task = await unit.tasks.get(task_id)
         if task is None or not can_see(task, principal.user_id):
             raise TaskNotFound(f"no task {task_id}")
         return task
@@ -87,8 +84,8 @@ class TasksService(TasksApi):
             errors.append(FieldError(field="limit", message=f"must be 1 to {MAX_PAGE}"))
         if errors:
             raise InvalidInput(errors)
-        async with self._database.read() as connection:
-            items, next_cursor = await TasksRepository(connection).page_for(principal.user_id, query)
+        async with self._units.read() as unit:
+            items, next_cursor = await unit.tasks.page_for(principal.user_id, query)
         return TaskPage(items=items, next_cursor=next_cursor)
 
     # -- the module's own operations ---------------------------------------------------
@@ -105,12 +102,11 @@ class TasksService(TasksApi):
         if task.assignee_id is not None:
             await self._require_assignable(task.assignee_id)
         try:
-            async with self._database.transaction() as connection:
-                repository = TasksRepository(connection)
-                await repository.add(task)
-                await self._outbox.append(connection, *events_of_creation(task))
+            async with self._units.write() as unit:
+                await unit.tasks.add(task)
+                unit.publish(*events_of_creation(task))
                 if idempotency_key is not None:
-                    await repository.remember_idempotency_key(
+                    await unit.tasks.remember_idempotency_key(
                         owner_id=principal.user_id,
                         key=idempotency_key,
                         fingerprint=fingerprint,
@@ -153,39 +149,35 @@ class TasksService(TasksApi):
             updated.assignee_id != current.assignee_id or (reopened and named)
         ):
             await self._require_assignable(updated.assignee_id)
-        async with self._database.transaction() as connection:
-            if not await TasksRepository(connection).replace(updated, expected_version=current.version):
+        async with self._units.write() as unit:
+            if not await unit.tasks.replace(updated, expected_version=current.version):
                 raise VersionMismatch("the task changed while it was being updated; read it again")
-            await self._outbox.append(
-                connection, *events_of_change(current, updated, actor=principal.user_id)
-            )
+            unit.publish(*events_of_change(current, updated, actor=principal.user_id))
         return updated
 
     async def delete_task(self, principal: Principal, task_id: UUID) -> None:
         task = await self.get_task(principal, task_id)
         if task.owner_id != principal.user_id:
             raise NotPermittedOnTask("only the owner may delete a task")
-        async with self._database.transaction() as connection:
-            await TasksRepository(connection).remove(task_id)
-            await self._outbox.append(connection, *events_of_deletion(task, now=self._clock()))
+        async with self._units.write() as unit:
+            await unit.tasks.remove(task_id)
+            unit.publish(*events_of_deletion(task, now=self._clock()))
 
-    async def unassign_user(self, user_id: UUID) -> int:
-        """Take a deactivated user off every open task; how many tasks that was."""
+    async def unassign_user(self, user_id: UUID, *, unit: TasksUnit) -> int:
+        """Take a deactivated user off every open task, in ``unit``; how many tasks that was."""
         now = self._clock()
-        async with self._database.transaction() as connection:
-            repository = TasksRepository(connection)
-            released = 0
-            for task in await repository.open_assigned_to(user_id):
-                after = unassigned(task, now=now)
-                if not await repository.replace(after, expected_version=task.version):
-                    raise VersionMismatch(f"task {task.id} changed while unassigning; try again")
-                await self._outbox.append(connection, *events_of_change(task, after, actor=None))
-                released += 1
+        released = 0
+        for task in await unit.tasks.open_assigned_to(user_id):
+            after = unassigned(task, now=now)
+            if not await unit.tasks.replace(after, expected_version=task.version):
+                raise VersionMismatch(f"task {task.id} changed while unassigning; try again")
+            unit.publish(*events_of_change(task, after, actor=None))
+            released += 1
         return released
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> CreatedTask | None:
-        async with self._database.read() as connection:
-            record = await TasksRepository(connection).idempotency_record(principal.user_id, key)
+        async with self._units.read() as unit:
+            record = await unit.tasks.idempotency_record(principal.user_id, key)
         if record is None:
             return None
         if record.fingerprint != fingerprint:

@@ -50,8 +50,8 @@ async def deliver(composition: Composition, *events: IntegrationEvent) -> None:
     handlers = composed.container.handlers()
     for event in events:
         handler = composed.module.consumes[type(event)]
-        async with composed.database.transaction():
-            await getattr(handlers, handler.__name__)(event)
+        async with composed.container.units().write() as unit:
+            await handler(handlers, event, unit)
 
 
 async def rows_caused_by(composition: Composition, event_id: UUID) -> int:

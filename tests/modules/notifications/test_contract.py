@@ -20,7 +20,7 @@ from tests.modules.notifications.conftest import assigned, deliver
 
 
 def _api(composition: Composition) -> NotificationsApi:
-    service: NotificationsApi = composition.module("notifications").container.api()
+    service: NotificationsApi = composition.module("notifications").api()
     return service
 
 

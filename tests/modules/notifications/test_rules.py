@@ -15,7 +15,7 @@ from tests.modules.notifications.conftest import assigned, deliver, rows_caused_
 
 
 async def inbox_of(composition: Composition, user_id: UUID) -> list[Notification]:
-    api: NotificationsApi = composition.module("notifications").container.api()
+    api: NotificationsApi = composition.module("notifications").api()
     page = await api.list_notifications(Principal(user_id=user_id), NotificationQuery(limit=100))
     return page.items
 
@@ -100,8 +100,8 @@ class TestDelivery:
         notifications = composed.module("notifications")
         event = assigned(assignee=uuid.uuid4(), by=uuid.uuid4())
         with pytest.raises(RuntimeError, match="inbox write failed"):
-            async with notifications.database.transaction():
-                await notifications.container.handlers().on_task_assigned(event)
+            async with notifications.container.units().write() as unit:
+                await notifications.container.handlers().on_task_assigned(event, unit)
                 raise RuntimeError("inbox write failed")
         assert await rows_caused_by(composed, event.event_id) == 0
 
@@ -111,8 +111,8 @@ class TestDelivery:
         notifications = composed.module("notifications")
         event = assigned(assignee=uuid.uuid4(), by=uuid.uuid4())
         with pytest.raises(RuntimeError):
-            async with notifications.database.transaction():
-                await notifications.container.handlers().on_task_assigned(event)
+            async with notifications.container.units().write() as unit:
+                await notifications.container.handlers().on_task_assigned(event, unit)
                 raise RuntimeError("crashed before commit")
         await deliver(composed, event)
         assert await rows_caused_by(composed, event.event_id) == 1

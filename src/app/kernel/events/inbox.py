@@ -26,7 +26,7 @@ from app.kernel.faults import crash_point
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
-    from app.kernel.db import Database
+    from app.kernel.unit_of_work import UnitOfWork, UnitsOfWork
 
 __all__ = ("EventConsumer", "Subscription")
 
@@ -34,20 +34,22 @@ log = logging.getLogger("tessera.events")
 
 
 class Subscription(msgspec.Struct, frozen=True):
-    """One event type a consumer takes, and the handler that applies it."""
+    """One event type a consumer takes, and the handler that applies it in a unit of work."""
 
     event_class: type[IntegrationEvent]
-    handler: Callable[[Any], Awaitable[None]]
+    handler: Callable[[Any, Any], Awaitable[None]]  # (event, the inbox's unit of work)
 
 
 class EventConsumer:
     """Delivers events to one module's handlers, each at most once in effect."""
 
-    __slots__ = ("_database", "_decoders", "_subscriptions", "module")
+    __slots__ = ("_decoders", "_subscriptions", "_units", "module")
 
-    def __init__(self, *, module: str, database: Database, subscriptions: Mapping[str, Subscription]) -> None:
+    def __init__(
+        self, *, module: str, units: UnitsOfWork[UnitOfWork], subscriptions: Mapping[str, Subscription]
+    ) -> None:
         self.module = module
-        self._database = database
+        self._units = units
         self._subscriptions = dict(subscriptions)
         self._decoders = {tag: msgspec.json.Decoder(s.event_class) for tag, s in self._subscriptions.items()}
 
@@ -66,14 +68,14 @@ class EventConsumer:
             traceparent=child_traceparent(None),
         )
         with call_context(context):
-            async with self._database.transaction() as connection:
-                seen = await connection.execute(
+            async with self._units.write() as unit:
+                seen = await unit.connection.execute(
                     select(inbox.c.event_id).where(inbox.c.event_id == uuid.UUID(message.event_id))
                 )
                 if seen.first() is not None:
                     log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
                     return
-                await connection.execute(
+                await unit.connection.execute(
                     insert(inbox).values(
                         event_id=uuid.UUID(message.event_id),
                         event_type=message.event_type,
@@ -81,12 +83,12 @@ class EventConsumer:
                         handled_at=datetime.now(UTC),
                     )
                 )
-                await subscription.handler(event)
+                await subscription.handler(event, unit)  # its effect commits with the inbox row
         crash_point("inbox.after_commit")
 
     async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
         """Forget events handled longer than ``retention`` ago; how many there were."""
         cutoff = (now or datetime.now(UTC)) - retention
-        async with self._database.transaction() as connection:
-            handled = await connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
+        async with self._units.write() as unit:
+            handled = await unit.connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
         return int(handled.rowcount or 0)
