@@ -1,6 +1,8 @@
 """What modules promise each other. Pure: the standard library and msgspec only."""
 
 from contracts._base import (
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
     Contract,
     ContractError,
     DependencyUnavailable,
@@ -8,12 +10,15 @@ from contracts._base import (
     IntegrationEvent,
     InvalidInput,
     NotPermitted,
+    PageLimit,
     Principal,
     idempotent,
     is_idempotent,
 )
 
 __all__ = (
+    "PAGE_LIMIT_DEFAULT",
+    "PAGE_LIMIT_MAX",
     "Contract",
     "ContractError",
     "DependencyUnavailable",
@@ -21,6 +26,7 @@ __all__ = (
     "IntegrationEvent",
     "InvalidInput",
     "NotPermitted",
+    "PageLimit",
     "Principal",
     "idempotent",
     "is_idempotent",

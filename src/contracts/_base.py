@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 import msgspec
 
 __all__ = (
+    "PAGE_LIMIT_DEFAULT",
+    "PAGE_LIMIT_MAX",
     "Contract",
     "IntegrationEvent",
     "ContractError",
@@ -18,12 +20,18 @@ __all__ = (
     "FieldError",
     "InvalidInput",
     "NotPermitted",
+    "PageLimit",
     "Principal",
     "idempotent",
     "is_idempotent",
 )
 
 ApiT = TypeVar("ApiT")
+
+# One page of any listing: 1 to PAGE_LIMIT_MAX items, PAGE_LIMIT_DEFAULT when the caller says nothing.
+PAGE_LIMIT_MAX = 100
+PAGE_LIMIT_DEFAULT = 50
+PageLimit = Annotated[int, msgspec.Meta(ge=1, le=PAGE_LIMIT_MAX)]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _IDEMPOTENT_MARK = "__tessera_idempotent__"

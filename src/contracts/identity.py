@@ -11,6 +11,8 @@ import msgspec
 from contracts._base import Contract, ContractError, IntegrationEvent, NotPermitted, idempotent
 
 __all__ = (
+    "DISPLAY_NAME_MAX",
+    "EMAIL_MAX",
     "IDENTITY",
     "EmailAlreadyRegistered",
     "IdentityApi",
@@ -23,6 +25,11 @@ __all__ = (
     "UserProfile",
     "UserRegistered",
 )
+
+
+# An account's fields, as the decoders, the OpenAPI document and the tables see them.
+EMAIL_MAX = 254  # RFC 5321's path limit
+DISPLAY_NAME_MAX = 100
 
 
 class UserProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

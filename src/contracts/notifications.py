@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from contracts._base import Contract, ContractError, Principal, idempotent
+from contracts._base import PAGE_LIMIT_DEFAULT, Contract, ContractError, PageLimit, Principal, idempotent
 
 __all__ = (
     "NOTIFICATIONS",
@@ -47,7 +47,7 @@ class NotificationQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """Which of a user's notifications to list, newest first, from where."""
 
     unread: bool = False  # True: only those not yet read
-    limit: int = 50
+    limit: PageLimit = PAGE_LIMIT_DEFAULT
     cursor: str | None = None
 
 

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
 
-from contracts._base import Contract, ContractError, IntegrationEvent, NotPermitted, Principal, idempotent
+from contracts._base import (
+    PAGE_LIMIT_DEFAULT,
+    Contract,
+    ContractError,
+    IntegrationEvent,
+    NotPermitted,
+    PageLimit,
+    Principal,
+    idempotent,
+)
 
 __all__ = (
+    "DESCRIPTION_MAX",
+    "LABELS_MAX",
+    "LABEL_MAX",
     "TASKS",
+    "TITLE_MAX",
+    "Description",
+    "Label",
+    "Labels",
+    "TaskSort",
+    "Title",
     "IdempotencyKeyReused",
     "InvalidTransition",
     "NotPermittedOnTask",
@@ -36,6 +54,25 @@ class TaskStatus(enum.StrEnum):
     IN_PROGRESS = "in_progress"
     DONE = "done"
     CANCELLED = "cancelled"
+
+
+class TaskSort(enum.StrEnum):
+    """What a listing of tasks is ordered by (then by id)."""
+
+    CREATED_AT = "created_at"
+    DUE_AT = "due_at"
+    PRIORITY = "priority"
+
+
+# A task's fields, as every decoder, the OpenAPI document and the tables see them.
+TITLE_MAX = 200
+DESCRIPTION_MAX = 10_000
+LABELS_MAX = 20
+LABEL_MAX = 50
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
+Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=LABEL_MAX)]
+Labels = Annotated[list[Label], msgspec.Meta(max_length=LABELS_MAX)]
 
 
 class Priority(enum.StrEnum):
@@ -68,9 +105,9 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     label: str | None = None
     title_contains: str | None = None
     due_before: datetime | None = None
-    sort: str = "created_at"  # created_at | due_at | priority
+    sort: TaskSort = TaskSort.CREATED_AT
     descending: bool = True
-    limit: int = 50
+    limit: PageLimit = PAGE_LIMIT_DEFAULT
     cursor: str | None = None
 
 

@@ -148,3 +148,24 @@ def test_outcomes_of_calls_started_before_it_opened_are_ignored(breaker: Circuit
 def test_nonsense_settings_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"must|percentage"):
         CircuitBreaker("x", **settings)  # type: ignore[arg-type]
+
+
+def test_an_answer_counts_as_a_failure_only_when_it_is_a_5xx_other_than_503(breaker: CircuitBreaker) -> None:
+    counted = []
+    for status in (200, 404, 422, 503, 500, 502):
+        breaker.acquire()
+        counted.append(breaker.record_status(status))
+    assert counted == [False, False, False, False, True, True]
+    assert breaker.failure_rate == pytest.approx(100 * 2 / 6)
+
+
+def test_admission_refused_by_an_open_breaker_is_the_contract_error_with_a_retry_after(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    from contracts import DependencyUnavailable
+
+    _calls(breaker, "xxxx")
+    clock.advance(10)
+    with pytest.raises(DependencyUnavailable, match="identity is failing") as refused:
+        breaker.admit("identity")
+    assert refused.value.retry_after == pytest.approx(20)

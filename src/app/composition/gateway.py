@@ -17,7 +17,6 @@ from litestar.response import Stream
 
 from app.kernel.context import REQUEST_ID_HEADER, child_traceparent, current_context
 from app.kernel.module import API_PREFIX, Module
-from app.kernel.resilience import CircuitOpen
 from app.kernel.rpc import RemoteGroup
 from app.kernel.security import public
 from contracts import DependencyUnavailable
@@ -75,12 +74,7 @@ def _proxy(
 ) -> HTTPRouteHandler:
     async def forward(request: Request[Any, Any, Any]) -> Response[Any]:
         _refuse_a_body_announced_too_large(request)
-        try:
-            owner.breaker.acquire()
-        except CircuitOpen as refused:
-            raise DependencyUnavailable(
-                f"{module} is failing; not calling it for now", retry_after=max(refused.retry_after, 1.0)
-            ) from None
+        owner.breaker.admit(module)
         context = current_context()
         # Stripped: surrounding whitespace is legal on the way in but refused by h11 on the way out.
         headers = [(k, v.strip()) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
@@ -101,10 +95,7 @@ def _proxy(
         except httpx.HTTPError as exc:
             owner.breaker.record_failure()
             raise DependencyUnavailable(f"{module} did not answer: {type(exc).__name__}: {exc}") from None
-        if answer.status_code >= 500 and answer.status_code != 503:
-            owner.breaker.record_failure()
-        else:
-            owner.breaker.record_success()
+        owner.breaker.record_status(answer.status_code)
         passed_on = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
         return Stream(_relay(answer), status_code=answer.status_code, headers=passed_on)
 

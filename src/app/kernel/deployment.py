@@ -10,11 +10,11 @@ the same namespace.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, MetaData, Table, Uuid, insert, inspect, select
 
+from app.kernel.clock import utcnow
 from app.kernel.db import NAMING_CONVENTION, UtcDateTime
 
 if TYPE_CHECKING:
@@ -52,6 +52,4 @@ async def record_deployment(database: Database, deployment_id: uuid.UUID) -> Non
     async with database.engine.begin() as connection:
         await connection.run_sync(_metadata.create_all, checkfirst=True)
         if (await connection.execute(select(deployment.c.id))).first() is None:
-            await connection.execute(
-                insert(deployment).values(id=deployment_id, recorded_at=datetime.now(UTC))
-            )
+            await connection.execute(insert(deployment).values(id=deployment_id, recorded_at=utcnow()))

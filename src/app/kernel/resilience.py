@@ -19,6 +19,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from contracts import DependencyUnavailable
+
 __all__ = ("BreakerState", "CircuitBreaker", "CircuitOpen")
 
 
@@ -102,6 +104,21 @@ class CircuitBreaker:
             if self._in_flight >= self._half_open_calls:
                 raise CircuitOpen(self.name, 0.0)
             self._in_flight += 1
+
+    def admit(self, callee: str) -> None:
+        """``acquire``, as the contract error every caller answers with while the breaker refuses."""
+        try:
+            self.acquire()
+        except CircuitOpen as refused:
+            raise DependencyUnavailable(
+                f"{callee} is failing; not calling it for now", retry_after=max(refused.retry_after, 1.0)
+            ) from None
+
+    def record_status(self, status: int) -> bool:
+        """Count an HTTP answer; True when it was a failure: a 5xx other than 503 (busy, and saying so)."""
+        failed = status >= 500 and status != 503
+        self._record(failed=failed)
+        return failed
 
     def record_success(self) -> None:
         self._record(failed=False)

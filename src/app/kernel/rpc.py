@@ -35,7 +35,7 @@ from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 
 from app.kernel.config import RpcSettings
 from app.kernel.context import CallContext, call_context, child_traceparent, current_context
-from app.kernel.resilience import CircuitBreaker, CircuitOpen
+from app.kernel.resilience import CircuitBreaker
 from app.kernel.security import ServiceClaims, ServiceTokens, public
 from contracts import Contract, ContractError, DependencyUnavailable, FieldError, InvalidInput, Principal
 
@@ -367,13 +367,7 @@ class _RemoteCall:
 
     async def _attempt(self, body: bytes, deadline: float) -> Any:
         breaker = self._group.breaker
-        try:
-            breaker.acquire()
-        except CircuitOpen as refused:
-            raise DependencyUnavailable(
-                f"{self._contract.name} ({self._group.name}) is failing; not calling it for now",
-                retry_after=max(refused.retry_after, 1.0),
-            ) from None
+        breaker.admit(f"{self._contract.name} ({self._group.name})")
         context = current_context()
         timeout = deadline - time.monotonic()
         if timeout <= 0:
@@ -386,10 +380,8 @@ class _RemoteCall:
         except httpx.HTTPError as exc:
             breaker.record_failure()
             raise _Transient(type(exc).__name__) from None
-        if response.status_code >= 500 and response.status_code != 503:
-            breaker.record_failure()
+        if breaker.record_status(response.status_code):
             raise _Transient(f"HTTP {response.status_code}")
-        breaker.record_success()
         if response.status_code == 200:
             return msgspec.json.decode(response.content, type=self._method.returns)
         raise self._error_from(response)

@@ -6,7 +6,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTAuth, Token
 
+from app.kernel.clock import utcnow
 from app.kernel.config import ConfigError, PasswordHashSettings, Settings
 from contracts import Principal
 
@@ -82,7 +83,7 @@ class AccessTokens:
     def issue(self, principal: Principal) -> IssuedAccessToken:
         token = Token(
             sub=str(principal.user_id),
-            exp=datetime.now(UTC) + timedelta(seconds=self._ttl),
+            exp=utcnow() + timedelta(seconds=self._ttl),
             iss=self._issuer,
             aud=self._audience,
             jti=uuid.uuid4().hex,
@@ -195,7 +196,7 @@ class ServiceTokens:
         return self._group
 
     def issue(self, *, audience: str, principal: Principal | None) -> str:
-        now = datetime.now(UTC)
+        now = utcnow()
         claims: dict[str, Any] = {
             "iss": self._group,
             "sub": f"group:{self._group}",

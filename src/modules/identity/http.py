@@ -17,6 +17,8 @@ from app.kernel.problems import problem_responses
 from app.kernel.security import public
 from contracts import Principal
 from contracts.identity import (
+    DISPLAY_NAME_MAX,
+    EMAIL_MAX,
     EmailAlreadyRegistered,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -36,13 +38,13 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 class Registration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+    email: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX, pattern=EMAIL_PATTERN)]
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=DISPLAY_NAME_MAX, pattern=r"\S")]
 
 
 class Credentials(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=254)]
+    email: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX)]
     password: Annotated[str, msgspec.Meta(max_length=128)]
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import msgspec
 
+from app.kernel.clock import Clock, utcnow
 from contracts import Principal
 from contracts.identity import (
     IdentityApi,
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 __all__ = ("IdentityService",)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class IdentityService(IdentityApi):
     """Implements ``contracts.identity.IdentityApi`` and the module's own account operations."""
 
@@ -52,7 +48,7 @@ class IdentityService(IdentityApi):
         passwords: Passwords,
         access_tokens: AccessTokens,
         refresh_token_ttl_seconds: int,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self._units = units
         self._passwords = passwords

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Column, ForeignKey, String, Table, Uuid, false
 
 from app.kernel.db import UtcDateTime, module_metadata
+from contracts.identity import DISPLAY_NAME_MAX, EMAIL_MAX
 
 __all__ = ("metadata", "refresh_tokens", "users")
 
@@ -14,10 +15,10 @@ users = Table(
     "users",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("email", String(254), nullable=False),
+    Column("email", String(EMAIL_MAX), nullable=False),
     # The e-mail as compared: case-folded, so that uniqueness ignores case.
-    Column("email_key", String(254), nullable=False, unique=True),
-    Column("display_name", String(100), nullable=False),
+    Column("email_key", String(EMAIL_MAX), nullable=False, unique=True),
+    Column("display_name", String(DISPLAY_NAME_MAX), nullable=False),
     Column("password_hash", String(255), nullable=False),
     Column("active", Boolean, nullable=False),
     # May deactivate other users. Granted from the command line: `tessera users make-admin`.

@@ -12,7 +12,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from app.kernel.problems import problem_responses
-from contracts import Principal
+from contracts import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, Principal
 from contracts.notifications import (
     Notification,
     NotificationNotFound,
@@ -20,7 +20,7 @@ from contracts.notifications import (
     NotificationQuery,
     UnreadCount,
 )
-from modules.notifications.service import MAX_PAGE, NotificationsService
+from modules.notifications.service import NotificationsService
 
 __all__ = ("NotificationsController",)
 
@@ -39,7 +39,7 @@ class NotificationsController(Controller):
         principal: NamedDependency[Principal],
         notifications: NamedDependency[NotificationsService],
         unread: Annotated[bool, QueryParameter(description="only those not yet read")] = False,
-        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
     ) -> NotificationPage:
         return await notifications.list_notifications(

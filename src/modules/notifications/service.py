@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from contracts import FieldError, InvalidInput, Principal
+from app.kernel.clock import Clock, utcnow
+from contracts import PAGE_LIMIT_MAX, FieldError, InvalidInput, Principal
 from contracts.notifications import (
     Notification,
     NotificationNotFound,
@@ -21,27 +21,19 @@ from modules.notifications.repository import NotificationsUnit
 if TYPE_CHECKING:
     from app.kernel.unit_of_work import UnitsOfWork
 
-__all__ = ("MAX_PAGE", "NotificationsService")
-
-MAX_PAGE = 100
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = ("NotificationsService",)
 
 
 class NotificationsService(NotificationsApi):
-    def __init__(
-        self, *, units: UnitsOfWork[NotificationsUnit], clock: Callable[[], datetime] = _utcnow
-    ) -> None:
+    def __init__(self, *, units: UnitsOfWork[NotificationsUnit], clock: Clock = utcnow) -> None:
         self._units = units
         self._clock = clock
 
     # -- NotificationsApi --------------------------------------------------------------
 
     async def list_notifications(self, principal: Principal, query: NotificationQuery) -> NotificationPage:
-        if not 1 <= query.limit <= MAX_PAGE:
-            raise InvalidInput([FieldError(field="limit", message=f"must be 1 to {MAX_PAGE}")])
+        if not 1 <= query.limit <= PAGE_LIMIT_MAX:
+            raise InvalidInput([FieldError(field="limit", message=f"must be 1 to {PAGE_LIMIT_MAX}")])
         async with self._units.read() as unit:
             items, next_cursor = await unit.notifications.page_for(principal.user_id, query)
         return NotificationPage(items=items, next_cursor=next_cursor)

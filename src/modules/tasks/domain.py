@@ -5,14 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
 from uuid import UUID
 
 import msgspec
 
 from contracts import FieldError, InvalidInput
 from contracts.tasks import (
+    DESCRIPTION_MAX,
+    LABEL_MAX,
+    LABELS_MAX,
+    TITLE_MAX,
+    Description,
     InvalidTransition,
+    Labels,
     NotPermittedOnTask,
     Priority,
     Task,
@@ -21,16 +26,13 @@ from contracts.tasks import (
     TaskDeleted,
     TaskStatus,
     TaskStatusChanged,
+    Title,
 )
 
 __all__ = (
     "ALLOWED_TRANSITIONS",
-    "DESCRIPTION_MAX",
-    "LABELS_MAX",
-    "LABEL_MAX",
     "OPEN_STATUSES",
     "PRIORITY_RANK",
-    "TITLE_MAX",
     "TaskChanges",
     "TaskDraft",
     "apply_changes",
@@ -41,11 +43,6 @@ __all__ = (
     "new_task",
     "unassigned",
 )
-
-TITLE_MAX = 200
-DESCRIPTION_MAX = 10_000
-LABELS_MAX = 20
-LABEL_MAX = 50
 
 # Work moves forward, can be dropped, and finished or dropped work can be reopened.
 ALLOWED_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
@@ -61,13 +58,6 @@ PRIORITY_RANK: Mapping[Priority, int] = {
     Priority.HIGH: 2,
     Priority.URGENT: 3,
 }
-
-
-# Field limits, as decoders (and the OpenAPI schema) see them; _checked() enforces them in code.
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=TITLE_MAX)]
-Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=LABEL_MAX)]
-Labels = Annotated[list[Label], msgspec.Meta(max_length=LABELS_MAX)]
 
 
 class TaskDraft(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -15,25 +15,33 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
-from contracts import DependencyUnavailable, FieldError, InvalidInput, Principal
+from contracts import (
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
+    DependencyUnavailable,
+    FieldError,
+    InvalidInput,
+    Principal,
+)
 from contracts.identity import IdentityApi, UserProfile
 from contracts.tasks import (
+    LABEL_MAX,
+    TITLE_MAX,
     IdempotencyKeyReused,
     InvalidTransition,
     NotPermittedOnTask,
     Task,
     TaskNotFound,
     TaskQuery,
+    TaskSort,
     TaskStatus,
     VersionMismatch,
 )
 from modules.tasks.domain import (
-    LABEL_MAX,
-    TITLE_MAX,
     TaskChanges,
     TaskDraft,
 )
-from modules.tasks.service import MAX_PAGE, TasksService
+from modules.tasks.service import TasksService
 
 __all__ = ("TasksController",)
 
@@ -97,9 +105,9 @@ class TasksController(Controller):
             str | None, QueryParameter(max_length=TITLE_MAX, required=False, description="title contains")
         ] = None,
         due_before: Annotated[datetime | None, QueryParameter(required=False)] = None,
-        sort: Annotated[Literal["created_at", "due_at", "priority"], QueryParameter()] = "created_at",
+        sort: Annotated[TaskSort, QueryParameter()] = TaskSort.CREATED_AT,
         order: Annotated[Literal["asc", "desc"], QueryParameter()] = "desc",
-        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
     ) -> TaskList:
         page = await tasks.list_tasks(

@@ -27,7 +27,7 @@ from app.kernel.db import UtcDateTime
 from app.kernel.pagination import decode_cursor, encode_cursor
 from app.kernel.unit_of_work import UnitOfWork
 from contracts import FieldError, InvalidInput
-from contracts.tasks import Priority, Task, TaskQuery, TaskStatus
+from contracts.tasks import Priority, Task, TaskQuery, TaskSort, TaskStatus
 from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
 from modules.tasks.tables import idempotency_keys, task_labels, tasks
 
@@ -39,10 +39,10 @@ __all__ = ("IdempotencyRecord", "TasksRepository", "TasksUnit")
 _PRIORITY_OF_RANK = {rank: priority for priority, rank in PRIORITY_RANK.items()}
 # Tasks without a due date sort after every dated one.
 _NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=UTC)
-_SORT_KEYS: dict[str, ColumnElement[Any]] = {
-    "created_at": tasks.c.created_at,
-    "due_at": func.coalesce(tasks.c.due_at, literal(_NO_DUE_DATE, UtcDateTime)),
-    "priority": tasks.c.priority,
+_SORT_KEYS: dict[TaskSort, ColumnElement[Any]] = {
+    TaskSort.CREATED_AT: tasks.c.created_at,
+    TaskSort.DUE_AT: func.coalesce(tasks.c.due_at, literal(_NO_DUE_DATE, UtcDateTime)),
+    TaskSort.PRIORITY: tasks.c.priority,
 }
 _TASK_COLUMNS = tuple(c for c in tasks.c)
 

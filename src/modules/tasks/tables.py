@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 
 from app.kernel.db import UtcDateTime, module_metadata
+from contracts.tasks import LABEL_MAX, TITLE_MAX
 
 __all__ = ("idempotency_keys", "metadata", "task_labels", "tasks")
 
@@ -25,7 +26,7 @@ tasks = Table(
     "tasks",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("title", String(200), nullable=False),
+    Column("title", String(TITLE_MAX), nullable=False),
     Column("description", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("priority", SmallInteger, nullable=False),  # rank: low 0 … urgent 3, so it sorts
@@ -43,7 +44,7 @@ task_labels = Table(
     "task_labels",
     metadata,
     Column("task_id", Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
-    Column("label", String(50), nullable=False),
+    Column("label", String(LABEL_MAX), nullable=False),
     Column("position", SmallInteger, nullable=False),
     PrimaryKeyConstraint("task_id", "label"),
     Index("ix_task_labels_label", "label"),

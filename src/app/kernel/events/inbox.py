@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import delete, insert, select
 
+from app.kernel.clock import utcnow
 from app.kernel.context import CallContext, call_context, child_traceparent, new_correlation_id
 from app.kernel.events.bus import EventMessage
 from app.kernel.events.tables import inbox
@@ -80,7 +81,7 @@ class EventConsumer:
                         event_id=uuid.UUID(message.event_id),
                         event_type=message.event_type,
                         source=message.source,
-                        handled_at=datetime.now(UTC),
+                        handled_at=utcnow(),
                     )
                 )
                 await subscription.handler(event, unit)  # its effect commits with the inbox row
@@ -88,7 +89,7 @@ class EventConsumer:
 
     async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
         """Forget events handled longer than ``retention`` ago; how many there were."""
-        cutoff = (now or datetime.now(UTC)) - retention
+        cutoff = (now or utcnow()) - retention
         async with self._units.write() as unit:
             handled = await unit.connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
         return int(handled.rowcount or 0)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 
+from app.kernel.clock import Clock, utcnow
 from app.kernel.context import active_context
 from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage
 from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
@@ -51,10 +52,6 @@ __all__ = ("Outbox", "OutboxRelay", "OutboxStatus", "UndeclaredEvent", "backoff_
 
 log = logging.getLogger("tessera.events")
 _encoder = msgspec.json.Encoder()
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float) -> float:
@@ -103,7 +100,7 @@ class Outbox:
             raise UndeclaredEvent(f"module {self.module} does not declare {sorted(undeclared)} in publishes")
         context = active_context()
         correlation_id = context.correlation_id if context else None
-        now = _utcnow()
+        now = utcnow()
         await connection.execute(
             insert(outbox),
             [
@@ -125,7 +122,7 @@ class Outbox:
             self._database.after_commit(connection, listener)
 
     async def status(self, *, now: datetime | None = None) -> OutboxStatus:
-        now = now or _utcnow()
+        now = now or utcnow()
         async with self._database.read() as connection:
             rows = await connection.execute(
                 select(outbox.c.status, func.count(), func.min(outbox.c.occurred_at)).group_by(
@@ -153,7 +150,7 @@ class Outbox:
         async with self._database.transaction() as connection:
             result = await connection.execute(
                 statement.values(
-                    status=PENDING, attempts=0, available_at=_utcnow(), last_error=None, claimed_by=None
+                    status=PENDING, attempts=0, available_at=utcnow(), last_error=None, claimed_by=None
                 )
             )
             if result.rowcount:
@@ -163,7 +160,7 @@ class Outbox:
 
     async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
         """Delete events published longer than ``retention`` ago; how many there were."""
-        cutoff = (now or _utcnow()) - retention
+        cutoff = (now or utcnow()) - retention
         async with self._database.transaction() as connection:
             published = await connection.execute(
                 delete(outbox).where(outbox.c.status == PUBLISHED, outbox.c.published_at < cutoff)
@@ -198,7 +195,7 @@ class OutboxRelay:
         database: Database,
         bus: EventBus,
         settings: EventSettings,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.module = outbox.module
         self.owner = f"{self.module}-{uuid.uuid4().hex[:12]}"  # this relay, in claims
