@@ -18,6 +18,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 
 from app.kernel.config import EventSettings
+from app.kernel.context import CallContext, call_context, current_context
 from app.kernel.db import Database
 from app.kernel.events import (
     BusUnavailable,
@@ -25,6 +26,7 @@ from app.kernel.events import (
     EventMessage,
     Outbox,
     OutboxRelay,
+    Subscription,
     UndeclaredEvent,
 )
 from app.kernel.events.tables import FAILED, PUBLISHED, inbox, metadata, outbox
@@ -173,6 +175,35 @@ async def test_the_message_carries_the_event_and_its_origin(database: Database) 
     assert message.source == "events_test"
     assert message.key == "subject-1"
     assert msgspec.json.decode(message.payload, type=Pinged) == event
+
+
+async def test_the_trace_of_the_writing_request_goes_on_in_the_consumer(database: Database) -> None:
+    """The outbox keeps the writer's trace context; the consumer's work joins that trace."""
+    bus = RecordingBus()
+    writer = CallContext(correlation_id="req-1", traceparent=f"00-{'ab' * 16}-{'cd' * 8}-01")
+    with call_context(writer):
+        await append(database, ping("a", 1))
+    await drain(make_relay(database, bus))
+    (message,) = bus.published
+    assert message.traceparent == writer.traceparent
+    assert EventMessage.from_headers(message.headers(), message.payload) == message  # as brokers carry it
+
+    seen: list[CallContext] = []
+
+    async def handle(event: Pinged, unit: UnitOfWork) -> None:
+        seen.append(current_context())
+
+    consumer = EventConsumer(
+        module="events_test",
+        units=UnitsOfWork(UnitOfWork, database=database),
+        subscriptions={"test.Pinged.v1": Subscription(Pinged, handle)},
+    )
+    await consumer.deliver(message)
+    (handling,) = seen
+    assert handling.correlation_id == "req-1"
+    assert handling.traceparent is not None
+    assert handling.traceparent.split("-")[1] == "ab" * 16  # the same trace
+    assert handling.traceparent != writer.traceparent  # a span of its own
 
 
 async def test_an_event_the_manifest_does_not_declare_is_refused(database: Database) -> None:

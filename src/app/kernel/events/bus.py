@@ -36,6 +36,15 @@ __all__ = (
 
 log = logging.getLogger("tessera.events")
 
+# How an EventMessage travels on a broker: the payload is the body, the rest are headers.
+HEADER_EVENT_ID = "Tessera-Event-Id"
+HEADER_EVENT_TYPE = "Tessera-Event-Type"
+HEADER_SOURCE = "Tessera-Source"
+HEADER_KEY = "Tessera-Key"
+HEADER_CORRELATION_ID = "Tessera-Correlation-Id"
+HEADER_TRACEPARENT = "traceparent"  # W3C Trace Context's own names
+HEADER_TRACESTATE = "tracestate"
+
 
 class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
     """One integration event as the bus carries it."""
@@ -46,6 +55,53 @@ class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
     key: str  # the entity it is about: events of one key are published in order
     payload: bytes  # the event itself, JSON-encoded with its tag
     correlation_id: str | None = None  # the request that caused it, for logs across modules
+    traceparent: str | None = None  # W3C trace context of the work that wrote it: the trace goes on
+    tracestate: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Every field but the payload, as the header names brokers carry (optional ones when set)."""
+        values = {
+            HEADER_EVENT_ID: self.event_id,
+            HEADER_EVENT_TYPE: self.event_type,
+            HEADER_SOURCE: self.source,
+            HEADER_KEY: self.key,
+            HEADER_CORRELATION_ID: self.correlation_id,
+            HEADER_TRACEPARENT: self.traceparent,
+            HEADER_TRACESTATE: self.tracestate,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+    @classmethod
+    def from_headers(
+        cls,
+        headers: Mapping[str, str | None],
+        payload: bytes,
+        *,
+        event_id: str | None = None,
+        event_type: str | None = None,
+    ) -> EventMessage:
+        """The message ``headers()`` describes; ``event_id``, ``event_type`` fill what a broker keeps apart.
+
+        Raises ``ValueError`` naming the first required field that is missing.
+        """
+        required = {
+            "event id": headers.get(HEADER_EVENT_ID) or event_id,
+            "event type": headers.get(HEADER_EVENT_TYPE) or event_type,
+            "source": headers.get(HEADER_SOURCE),
+            "key": headers.get(HEADER_KEY),
+        }
+        if missing := [name for name, value in required.items() if not value]:
+            raise ValueError(f"the message has no {missing[0]}")
+        return cls(
+            event_id=str(required["event id"]),
+            event_type=str(required["event type"]),
+            source=str(required["source"]),
+            key=str(required["key"]),
+            payload=payload,
+            correlation_id=headers.get(HEADER_CORRELATION_ID),
+            traceparent=headers.get(HEADER_TRACEPARENT),
+            tracestate=headers.get(HEADER_TRACESTATE),
+        )
 
 
 Handler = Callable[[EventMessage], Awaitable[None]]

@@ -66,7 +66,7 @@ class EventConsumer:
         event = self._decoders[message.event_type].decode(message.payload)
         context = CallContext(
             correlation_id=message.correlation_id or new_correlation_id(),
-            traceparent=child_traceparent(None),
+            traceparent=child_traceparent(message.traceparent),  # the writer's trace goes on
         )
         with call_context(context):
             async with self._units.write() as unit:

@@ -46,12 +46,7 @@ CONSUMER_CHECK_SECONDS = 15.0  # an idle consumer checks this often that the ser
 CLOSE_SECONDS = 2.0  # every step of close() is bounded by this
 RECONNECT_WAIT_SECONDS = 1
 
-HEADER_EVENT_ID = "Tessera-Event-Id"
-HEADER_EVENT_TYPE = "Tessera-Event-Type"
-HEADER_SOURCE = "Tessera-Source"
-HEADER_KEY = "Tessera-Key"
-HEADER_CORRELATION_ID = "Tessera-Correlation-Id"
-HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_MSG_ID = "Nats-Msg-Id"  # JetStream's de-duplication key: the event id
 
 # Errors that mean "the broker is not there (in time)", as opposed to "this message is refused".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -179,15 +174,7 @@ class NatsBus:
     async def publish(self, message: EventMessage) -> None:
         js = self._jetstream()
         _check_subject_part("event type", message.event_type)
-        headers = {
-            HEADER_MSG_ID: message.event_id,
-            HEADER_EVENT_ID: message.event_id,
-            HEADER_EVENT_TYPE: message.event_type,
-            HEADER_SOURCE: message.source,
-            HEADER_KEY: message.key,
-        }
-        if message.correlation_id is not None:
-            headers[HEADER_CORRELATION_ID] = message.correlation_id
+        headers = {HEADER_MSG_ID: message.event_id, **message.headers()}
         for header, value in headers.items():
             _check_header(header, value)
         if not self._stream_ready:
@@ -428,17 +415,12 @@ class NatsBus:
     def _to_message(self, msg: Msg) -> EventMessage:
         headers = msg.headers or {}
         prefix = f"{self._namespace}.events."
-        try:
-            return EventMessage(
-                event_id=headers.get(HEADER_EVENT_ID) or headers[HEADER_MSG_ID],
-                event_type=headers.get(HEADER_EVENT_TYPE) or msg.subject.removeprefix(prefix),
-                source=headers[HEADER_SOURCE],
-                key=headers[HEADER_KEY],
-                payload=msg.data,
-                correlation_id=headers.get(HEADER_CORRELATION_ID),
-            )
-        except KeyError as exc:
-            raise ValueError(f"header {exc} is missing") from None
+        return EventMessage.from_headers(
+            headers,
+            msg.data,
+            event_id=headers.get(HEADER_MSG_ID),
+            event_type=msg.subject.removeprefix(prefix),
+        )
 
     # -- connection callbacks -------------------------------------------------------------
 

@@ -100,6 +100,7 @@ class Outbox:
             raise UndeclaredEvent(f"module {self.module} does not declare {sorted(undeclared)} in publishes")
         context = active_context()
         correlation_id = context.correlation_id if context else None
+        traceparent = context.traceparent if context else None
         now = utcnow()
         await connection.execute(
             insert(outbox),
@@ -110,6 +111,7 @@ class Outbox:
                     "key": event.key,
                     "payload": _encoder.encode(event).decode(),
                     "correlation_id": correlation_id,
+                    "traceparent": traceparent,
                     "occurred_at": event.occurred_at,
                     "status": PENDING,
                     "attempts": 0,
@@ -181,6 +183,8 @@ _CLAIMED_COLUMNS = (
     outbox.c.key,
     outbox.c.payload,
     outbox.c.correlation_id,
+    outbox.c.traceparent,
+    outbox.c.tracestate,
     outbox.c.attempts,
 )
 
@@ -385,5 +389,7 @@ def _claimed(module: str, row: Any) -> _Claimed:
             key=row.key,
             payload=row.payload.encode(),
             correlation_id=row.correlation_id,
+            traceparent=row.traceparent,
+            tracestate=row.tracestate,
         ),
     )

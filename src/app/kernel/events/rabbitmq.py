@@ -45,11 +45,6 @@ log = logging.getLogger("tessera.events.rabbitmq")
 RECONNECT_INTERVAL_SECONDS = 1.0
 CLOSE_SECONDS = 2.0  # every step of close() is bounded by this
 
-HEADER_EVENT_TYPE = "Tessera-Event-Type"
-HEADER_SOURCE = "Tessera-Source"
-HEADER_KEY = "Tessera-Key"
-HEADER_CORRELATION_ID = "Tessera-Correlation-Id"
-
 # "The broker is not there (in time)": aio-pika's own list of connection failures, and timeouts.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
@@ -151,17 +146,10 @@ class RabbitBus:
         if self._exchange is None:
             raise BusUnavailable("the RabbitMQ bus is not connected")
         _check_routing_key(message.event_type)
-        headers: dict[str, str] = {
-            HEADER_EVENT_TYPE: message.event_type,
-            HEADER_SOURCE: message.source,
-            HEADER_KEY: message.key,
-        }
-        if message.correlation_id is not None:
-            headers[HEADER_CORRELATION_ID] = message.correlation_id
         outgoing = aio_pika.Message(
             body=message.payload,
             message_id=message.event_id,
-            headers=dict(headers),
+            headers=dict(message.headers()),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
@@ -309,31 +297,17 @@ class RabbitBus:
                 state.running.discard(task)
 
 
-def _header(headers: Mapping[str, object], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        return None
+def _text(value: object) -> str | None:
+    """A header's text; None for what is not text (the broker's own, such as ``x-death``)."""
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode()
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"header {name} is not text: {value!r}")
+    return value if isinstance(value, str) else None
 
 
 def _to_message(incoming: AbstractIncomingMessage) -> EventMessage:
-    headers = incoming.headers or {}
-    event_type = _header(headers, HEADER_EVENT_TYPE) or incoming.routing_key
-    source = _header(headers, HEADER_SOURCE)
-    key = _header(headers, HEADER_KEY)
-    if not incoming.message_id or not event_type or source is None or key is None:
-        raise ValueError("message_id, event type, source or key is missing")
-    return EventMessage(
-        event_id=incoming.message_id,
-        event_type=event_type,
-        source=source,
-        key=key,
-        payload=incoming.body,
-        correlation_id=_header(headers, HEADER_CORRELATION_ID),
+    headers = {name: _text(value) for name, value in (incoming.headers or {}).items()}
+    return EventMessage.from_headers(
+        headers, incoming.body, event_id=incoming.message_id, event_type=incoming.routing_key
     )
 
 

@@ -1,4 +1,4 @@
-"""The outbox and inbox tables every module that publishes or consumes events keeps.
+"""The outbox (for a module that publishes events) and the inbox (for one that consumes them).
 
 The same two tables live in each such module's own database (its SQLite file, or its
 PostgreSQL schema through ``search_path``), so one pair of Table objects serves all.
@@ -6,7 +6,19 @@ PostgreSQL schema through ``search_path``), so one pair of Table objects serves 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 
 from app.kernel.db import NAMING_CONVENTION, UtcDateTime
 
@@ -14,8 +26,14 @@ __all__ = (
     "FAILED",
     "PENDING",
     "PUBLISHED",
+    "add_outbox_trace_context",
     "create_event_tables",
+    "create_inbox_v1",
+    "create_outbox_v1",
     "drop_event_tables",
+    "drop_inbox",
+    "drop_outbox",
+    "drop_outbox_trace_context",
     "inbox",
     "metadata",
     "outbox",
@@ -25,12 +43,15 @@ PENDING = "pending"
 PUBLISHED = "published"
 FAILED = "failed"
 
+TRACEPARENT_MAX = 128  # W3C Trace Context: version 00 is 55 characters; later versions may add fields
+TRACESTATE_MAX = 512  # the specification's limit a carrier must propagate
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # A 64-bit identity on PostgreSQL; SQLite's rowid alias needs exactly INTEGER.
 _Position = BigInteger().with_variant(Integer(), "sqlite")
 
-outbox = Table(
+outbox = Table(  # its schema now: version 2 (the migration steps below make each version)
     "outbox",
     metadata,
     Column("id", _Position, primary_key=True, autoincrement=True),  # insertion order
@@ -47,6 +68,8 @@ outbox = Table(
     Column("claimed_until", UtcDateTime, nullable=True),  # the claim's lease
     Column("published_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("traceparent", String(TRACEPARENT_MAX), nullable=True),  # v2: the writer's trace context
+    Column("tracestate", String(TRACESTATE_MAX), nullable=True),
     Index("ix_outbox_status_id", "status", "id"),
     Index("ix_outbox_key_id", "key", "id"),
     Index("ix_outbox_status_published_at", "status", "published_at"),
@@ -62,20 +85,88 @@ inbox = Table(
 )
 
 
-def create_event_tables() -> None:
-    """Migration step: create the outbox and inbox, version 1 of their schema.
+# Migration steps, called from a module's Alembic revisions. Each makes one version of a
+# table and is never edited afterwards: a change is a new step here and a new revision in
+# each module that keeps the table. A module keeps only the tables it uses: the outbox if
+# it publishes, the inbox if it consumes.
 
-    Called from a module's Alembic revision; a later change of these tables is a new
-    function here and a new revision in each module, never an edit of this one.
-    """
+
+def create_outbox_v1() -> None:
     from alembic import op
 
-    for table in (outbox, inbox):
-        table.create(op.get_bind())
+    op.create_table(
+        "outbox",
+        Column("id", _Position, primary_key=True, autoincrement=True),
+        Column("event_id", Uuid, nullable=False),
+        Column("event_type", String(120), nullable=False),
+        Column("key", String(120), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("correlation_id", String(128), nullable=True),
+        Column("occurred_at", UtcDateTime, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("available_at", UtcDateTime, nullable=False),
+        Column("claimed_by", String(64), nullable=True),
+        Column("claimed_until", UtcDateTime, nullable=True),
+        Column("published_at", UtcDateTime, nullable=True),
+        Column("last_error", Text, nullable=True),
+        PrimaryKeyConstraint("id", name="pk_outbox"),
+        UniqueConstraint("event_id", name="uq_outbox_event_id"),
+    )
+    op.create_index("ix_outbox_status_id", "outbox", ["status", "id"])
+    op.create_index("ix_outbox_key_id", "outbox", ["key", "id"])
+    op.create_index("ix_outbox_status_published_at", "outbox", ["status", "published_at"])
+
+
+def create_inbox_v1() -> None:
+    from alembic import op
+
+    op.create_table(
+        "inbox",
+        Column("event_id", Uuid, nullable=False),
+        Column("event_type", String(120), nullable=False),
+        Column("source", String(64), nullable=False),
+        Column("handled_at", UtcDateTime, nullable=False),
+        PrimaryKeyConstraint("event_id", name="pk_inbox"),
+    )
+    op.create_index("ix_inbox_handled_at", "inbox", ["handled_at"])
+
+
+def add_outbox_trace_context() -> None:
+    """Version 2 of the outbox: the W3C trace context of the transaction that wrote the event."""
+    from alembic import op
+
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(Column("traceparent", String(TRACEPARENT_MAX), nullable=True))
+        batch.add_column(Column("tracestate", String(TRACESTATE_MAX), nullable=True))
+
+
+def drop_outbox_trace_context() -> None:
+    from alembic import op
+
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("tracestate")
+        batch.drop_column("traceparent")
+
+
+def drop_outbox() -> None:
+    from alembic import op
+
+    op.drop_table("outbox")
+
+
+def drop_inbox() -> None:
+    from alembic import op
+
+    op.drop_table("inbox")
+
+
+def create_event_tables() -> None:
+    """Version 1 of both tables (the first revisions made both in every module)."""
+    create_outbox_v1()
+    create_inbox_v1()
 
 
 def drop_event_tables() -> None:
-    from alembic import op
-
-    for table in (inbox, outbox):
-        table.drop(op.get_bind())
+    drop_inbox()
+    drop_outbox()
