@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import shutil
 import signal
 import sys
@@ -15,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+from rich.console import Console
+from rich.progress import Progress
 
 from bench import profiling, rpc_latency
 from bench.loadgen import Spec, Summary
@@ -104,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--topology",
         choices=(*TOPOLOGIES, "all"),
         default="all",
-        help="monolith: one `tessera serve`; split: identity, tasks and a gateway as three processes, "
+        help="monolith: one `tessera serve`; split: a process per module and a gateway, "
         "driven through the gateway (default: all, side by side)",
     )
     parser.add_argument(
@@ -281,12 +284,12 @@ async def run_split(
     notes: list[str],
     latency: LatencyRun | None,
 ) -> list[Row]:
-    """Every selected scenario through the gateway of identity + tasks + gateway processes."""
+    """Every selected scenario through the gateway of the split (a process per module + gateway)."""
     label = f"{backend.name} split"
     rows: list[Row] = []
     cluster = SplitCluster(backend, data_dir)
     ports = ", ".join(f"{group} :{server.port}" for group, server in cluster.servers.items())
-    say(f"{label}: migrating, starting three processes ({ports}) ...")
+    say(f"{label}: migrating, starting {len(cluster.servers)} processes ({ports}) ...")
     await cluster.upgrade()
     measured = [cluster.servers[group] for group in SPLIT_PATH]
     try:
@@ -309,7 +312,10 @@ async def run_split(
 
 async def seed_over_api(label: str, base_url: str, args: argparse.Namespace) -> Seeded:
     began = time.monotonic()
-    seeded = await asyncio.wait_for(seed(base_url, tasks=args.tasks), SEED_DEADLINE)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        seeding = bar.add_task(f"{label}: seeding", total=args.tasks)
+        created = functools.partial(bar.advance, seeding)
+        seeded = await asyncio.wait_for(seed(base_url, tasks=args.tasks, on_created=created), SEED_DEADLINE)
     say(
         f"{label}: seeded 2 users, {len(seeded.task_ids)} tasks "
         f"({seeded.assigned} assigned to the second user) in {time.monotonic() - began:.1f} s"

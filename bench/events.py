@@ -67,21 +67,22 @@ from bench.loadgen import (
 )
 from bench.report import RESULTS_DIR, machine_line
 from bench.server import (
+    NATS_URL,
     POSTGRES_ADMIN_DSN,
     POSTGRES_BENCH_URL,
+    RABBITMQ_URL,
     REPO_ROOT,
     Backend,
     ServerError,
     ServerProcess,
     prepare_postgres,
+    remove_broker_state,
 )
 
 __all__ = ("main",)
 
 BUSES = ("inprocess", "nats", "rabbitmq")
 BROKERS = {"nats": ("127.0.0.1", 4222), "rabbitmq": ("127.0.0.1", 5672)}
-NATS_URL = "nats://127.0.0.1:4222"
-RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # The broker's processes, by /proc comm name, whose CPU time the report counts.
 BROKER_PROCESSES = {"nats": ("nats-server",), "rabbitmq": ("beam.smp",)}
 DATABASES = {"sqlite": Backend("sqlite"), "postgres": Backend("postgres", POSTGRES_BENCH_URL)}
@@ -96,7 +97,6 @@ SETUP_DEADLINE = 30.0  # registering the two users
 WARMUP_DEADLINE = 30.0
 CREATE_DEADLINE = 180.0  # every create of one pass
 DRAIN_DEADLINE = 120.0  # after the last create: every notification of the pass
-CLEANUP_DEADLINE = 10.0  # removing the run's stream, or exchange and queues, from the broker
 ASSIGNED = "tasks.TaskAssigned.v1"
 CREATED = "tasks.TaskCreated.v1"
 
@@ -614,37 +614,6 @@ def write_config(data_dir: Path, bus: str) -> tuple[Path, str]:
         encoding="utf-8",
     )
     return config, namespace
-
-
-async def remove_broker_state(bus: str, namespace: str) -> str | None:
-    """Delete the run's stream (NATS) or exchange and queues (RabbitMQ); None, or why not."""
-    try:
-        async with asyncio.timeout(CLEANUP_DEADLINE):
-            if bus == "nats":
-                import nats
-
-                from app.kernel.events.nats import stream_name
-
-                client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-                try:
-                    await client.jetstream().delete_stream(stream_name(namespace))
-                finally:
-                    await client.close()
-            elif bus == "rabbitmq":
-                import aio_pika
-
-                from app.composition.catalog import MODULES
-                from app.kernel.events.rabbitmq import exchange_name, queue_name
-
-                async with await aio_pika.connect(RABBITMQ_URL, timeout=3) as connection:
-                    channel = await connection.channel()
-                    for module in MODULES:
-                        if module.consumes:
-                            await channel.queue_delete(queue_name(namespace, module.name))
-                    await channel.exchange_delete(exchange_name(namespace))
-    except Exception as exc:
-        return f"could not remove namespace {namespace} from the {bus} broker: {exc!r}"
-    return None
 
 
 async def wait_events_ready(server: ServerProcess, bus: str) -> None:

@@ -76,7 +76,7 @@ async def measure(spec: Spec) -> list[Timing]:
     monolith = compose(settings)
     tasks_group = compose(settings, group="tasks")
     try:
-        local: IdentityApi = monolith.module("identity").container.api()
+        local: IdentityApi = monolith.module("identity").api()
         remote: IdentityApi = tasks_group.remotes.implementations["identity"]  # type: ignore[assignment]
         crossing = strict(IDENTITY, local)
         http, tokens = tasks_group.remotes.http, tasks_group.remotes.tokens
@@ -132,23 +132,25 @@ def render(
 
     ``get_rows`` are (label, loadgen Summary) of GET /api/v1/tasks/{id} at concurrency 1.
     """
-    by_name = {t.name: t for t in timings}
-    local = next(t for t in timings if t.name.startswith("in-process:"))
-    remote = next(t for t in timings if t.name.startswith("remote adapter"))
-    lines = [
-        f"#### Added latency per remote call ({backend}, split topology running, concurrency 1)",
-        "",
-        f"`identity.get_users([two ids])`, {calls} sequential calls of each kind from one asyncio process "
-        "(uvloop) over the split's data; blocks of 100 calls of each kind interleaved. `python -m "
-        "bench.rpc_latency` composes the app as the monolith does (identity local) and as the tasks "
-        "group does (identity through its remote adapter).",
-        "",
-        "| call | p50 ms | p99 ms | mean ms |",
-        "| --- | ---: | ---: | ---: |",
-        *(f"| {t.name} | {t.p50_ms:.3f} | {t.p99_ms:.3f} | {t.mean_ms:.3f} |" for t in by_name.values()),
-        f"| **added by the remote hop** (remote - in-process) | **{remote.p50_ms - local.p50_ms:.3f}** | "
-        f"**{remote.p99_ms - local.p99_ms:.3f}** | **{remote.mean_ms - local.mean_ms:.3f}** |",
-    ]
+    lines: list[str] = []
+    if timings:  # none with --latency-calls 0
+        by_name = {t.name: t for t in timings}
+        local = next(t for t in timings if t.name.startswith("in-process:"))
+        remote = next(t for t in timings if t.name.startswith("remote adapter"))
+        lines += [
+            f"#### Added latency per remote call ({backend}, split topology running, concurrency 1)",
+            "",
+            f"`identity.get_users([two ids])`, {calls} sequential calls of each kind from one asyncio "
+            "process (uvloop) over the split's data; blocks of 100 calls of each kind interleaved. "
+            "`python -m bench.rpc_latency` composes the app as the monolith does (identity local) and "
+            "as the tasks group does (identity through its remote adapter).",
+            "",
+            "| call | p50 ms | p99 ms | mean ms |",
+            "| --- | ---: | ---: | ---: |",
+            *(f"| {t.name} | {t.p50_ms:.3f} | {t.p99_ms:.3f} | {t.mean_ms:.3f} |" for t in by_name.values()),
+            f"| **added by the remote hop** (remote - in-process) | **{remote.p50_ms - local.p50_ms:.3f}** | "
+            f"**{remote.p99_ms - local.p99_ms:.3f}** | **{remote.mean_ms - local.mean_ms:.3f}** |",
+        ]
     if get_rows:
         base = next((summary for label, summary in get_rows if label == "monolith"), None)
         lines += [

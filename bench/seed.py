@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +52,13 @@ async def _register(client: httpx.AsyncClient, name: str) -> tuple[str, str, str
     return account["id"], email, password
 
 
-async def seed(base_url: str, *, tasks: int, seed_value: int = 1) -> Seeded:
-    """Register a main and a second user; create ``tasks`` tasks, about one in five assigned."""
+async def seed(
+    base_url: str, *, tasks: int, seed_value: int = 1, on_created: Callable[[], None] | None = None
+) -> Seeded:
+    """Register a main and a second user; create ``tasks`` tasks, about one in five assigned.
+
+    ``on_created`` is called after each task is created (a progress bar).
+    """
     rng = random.Random(seed_value)
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         (user_id, email, password), (other_id, _, _) = await asyncio.gather(
@@ -82,7 +88,9 @@ async def seed(base_url: str, *, tasks: int, seed_value: int = 1) -> Seeded:
         async def create(body: dict[str, Any]) -> str:
             async with gate:
                 task_id: str = _expect(await client.post("/api/v1/tasks", json=body), 201)["id"]
-                return task_id
+            if on_created is not None:
+                on_created()
+            return task_id
 
         task_ids = await asyncio.gather(*(create(b) for b in bodies))
     return Seeded(

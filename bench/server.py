@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,8 +42,17 @@ POSTGRES_BENCH_DB = "tessera_bench"
 POSTGRES_BENCH_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{POSTGRES_BENCH_DB}"
 MODULE_SCHEMAS = ("identity", "tasks", "notifications")
 # The split topology: one process per group, started in this order (the gateway is public).
-GROUPS = ("identity", "tasks", "gateway")
-GROUP_MODULES = {"identity": ("identity",), "tasks": ("tasks",), "gateway": ()}
+GROUPS = ("identity", "tasks", "notifications", "gateway")
+GROUP_MODULES = {
+    "identity": ("identity",),
+    "tasks": ("tasks",),
+    "notifications": ("notifications",),
+    "gateway": (),
+}
+NATS_URL = "nats://127.0.0.1:4222"
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+CLEANUP_DEADLINE = 10.0  # removing the run's stream, or exchange and queues, from the broker
+SPLIT_BUS = "nats"  # a split needs a broker; NATS JetStream on loopback, a namespace per run
 
 
 class ServerError(Exception):
@@ -237,15 +247,17 @@ class ServerProcess:
 
 @dataclass
 class SplitCluster:
-    """The split topology: identity, tasks and a pure gateway, each a ``tessera serve --group``.
+    """The split topology: one ``tessera serve --group`` per module and a pure gateway.
 
-    All three share one data dir (and so the generated keys; on SQLite each module keeps
-    its own database file) and one topology file written there with their ports.
+    All share one data dir (and so the generated keys; on SQLite each module keeps its own
+    database file) and one topology file written there with their ports and the events bus
+    (NATS, a namespace of this run's own, removed from the broker at stop).
     """
 
     backend: Backend
     data_dir: Path
     servers: dict[str, ServerProcess] = field(init=False)
+    namespace: str = field(default_factory=lambda: f"bench_split_{uuid.uuid4().hex[:10]}")
 
     def __post_init__(self) -> None:
         config = self.data_dir / "topology.toml"
@@ -258,7 +270,8 @@ class SplitCluster:
             f'url = "{server.base_url}"\n'
             for group, server in self.servers.items()
         )
-        config.write_text("[security]\ngenerate_signing_key = true\n" + groups, encoding="utf-8")
+        events = f'[events]\nbus = "{SPLIT_BUS}"\nnamespace = "{self.namespace}"\n'
+        config.write_text("[security]\ngenerate_signing_key = true\n" + events + groups, encoding="utf-8")
 
     @property
     def gateway(self) -> ServerProcess:
@@ -284,6 +297,8 @@ class SplitCluster:
 
     async def stop(self) -> None:
         await asyncio.gather(*(server.stop() for server in self.servers.values()))
+        if problem := await remove_broker_state(SPLIT_BUS, self.namespace):
+            print(problem, file=sys.stderr, flush=True)
 
     def log_problems(self, limit: int = 5) -> list[str]:
         return [
@@ -291,3 +306,34 @@ class SplitCluster:
             for group, server in self.servers.items()
             for problem in server.log_problems(limit)
         ]
+
+
+async def remove_broker_state(bus: str, namespace: str) -> str | None:
+    """Delete the run's stream (NATS) or exchange and queues (RabbitMQ); None, or why not."""
+    try:
+        async with asyncio.timeout(CLEANUP_DEADLINE):
+            if bus == "nats":
+                import nats
+
+                from app.kernel.events.nats import stream_name
+
+                client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+                try:
+                    await client.jetstream().delete_stream(stream_name(namespace))
+                finally:
+                    await client.close()
+            elif bus == "rabbitmq":
+                import aio_pika
+
+                from app.composition.catalog import MODULES
+                from app.kernel.events.rabbitmq import exchange_name, queue_name
+
+                async with await aio_pika.connect(RABBITMQ_URL, timeout=3) as connection:
+                    channel = await connection.channel()
+                    for module in MODULES:
+                        if module.consumes:
+                            await channel.queue_delete(queue_name(namespace, module.name))
+                    await channel.exchange_delete(exchange_name(namespace))
+    except Exception as exc:
+        return f"could not remove namespace {namespace} from the {bus} broker: {exc!r}"
+    return None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from app.composition.catalog import MODULES
 from app.composition.cli import main
 from app.composition.container import compose
 from tests.conftest import SIGNING_KEY
@@ -72,6 +73,31 @@ def test_serve_without_a_signing_key_says_how_to_give_one(env: Path, monkeypatch
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 1
     assert "TESSERA_SECURITY__SIGNING_KEY_FILE" in result.output
+
+
+def test_a_piped_table_keeps_each_row_on_one_line_however_narrow_the_terminal_says_it_is(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    result = CliRunner().invoke(main, ["modules"])
+    assert result.exit_code == 0, result.output
+    rows = result.output.split("\n\n")[0].splitlines()
+    summaries = [module.summary for module in MODULES]
+    assert len(rows) == 1 + len(summaries)
+    assert all(row.endswith(summary) for row, summary in zip(rows[1:], summaries, strict=True))
+
+
+def test_help_lists_every_command_with_what_it_does(env: Path) -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command, summary in {
+        "db": "Each module's database",
+        "events": "Each module's outbox",
+        "modules": "Each module, its contracts",
+        "serve": "Serve the web application",
+        "users": "Administer user accounts",  # a module's own command, collected
+    }.items():
+        assert re.search(rf"\b{command}\s+{summary}", result.output), command
 
 
 def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:

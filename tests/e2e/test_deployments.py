@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench.events import remove_broker_state
+from bench.server import remove_broker_state
 
 from tests.e2e.events import require_broker
 from tests.e2e.flow import eventually, notifications_of, register_and_log_in

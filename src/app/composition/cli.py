@@ -8,12 +8,15 @@ import json
 import os
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
-import click
 import msgspec
+import rich_click as click
+from rich.console import Console, RenderableType
+from rich.progress import Progress
+from rich.table import Table
 
 from app.composition.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, Secret, Settings, load_settings
@@ -28,16 +31,43 @@ R = TypeVar("R")
 
 
 def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn configuration and composition errors into one clear line and exit status 1."""
+    """Turn configuration and composition errors into a plain message and exit status 1.
+
+    Plain, not a rich panel: these messages name configuration keys and commands an
+    operator copies, and land in container logs; a panel would wrap and frame them.
+    Usage errors (an unknown option) still get rich-click's panel.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, CompositionError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except (ConfigError, CompositionError, click.ClickException) as exc:
+            message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+            click.echo(f"Error: {message}", err=True)
+            raise SystemExit(1) from None
 
     return wrapper
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    """Rows under a header, no rules: a reader's table that ``awk`` and ``split()`` read too."""
+    table = Table(*headers, box=None, pad_edge=False, header_style="bold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _print(renderable: RenderableType) -> None:
+    console = Console()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    console.width = 10_000  # a pipe or a file: one line per row, never wrapped, no trailing blanks
+    with console.capture() as captured:
+        console.print(renderable, crop=False)
+    for line in captured.get().splitlines():
+        click.echo(line.rstrip())
 
 
 def _with_composition(
@@ -171,7 +201,14 @@ def upgrade(module_name: str | None) -> None:
     async def work(composition: Composition) -> None:
         if module_name is not None:
             composition.module(module_name)  # KeyError → unknown module
-        deployment = await composition.upgrade(module_name)
+        chosen = [m.name for m in composition.modules if module_name in (None, m.name)]
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("migrating", total=len(chosen))
+
+            def migrated(name: str) -> None:
+                progress.update(task, advance=1, description=f"migrated {name}")
+
+            deployment = await composition.upgrade(module_name, on_migrated=migrated)
         for state in await composition.migration_states():
             if module_name is None or state.module == module_name:
                 click.echo(f"{state.module}: at {state.current}")
@@ -216,12 +253,7 @@ def list_modules() -> None:
         )
         for m in MODULES
     ]
-    headers = ("module", "provides", "requires", "runs in", "summary")
-    widths = [max(len(str(r[i])) for r in (headers, *rows)) for i in range(len(headers))]
-    for row in (headers, *rows):
-        click.echo(
-            "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    _print(_table(("module", "provides", "requires", "runs in", "summary"), rows))
     click.echo("\n```mermaid\ngraph LR")
     for m in MODULES:
         click.echo(f"  {m.name}[{m.name}]")
@@ -255,13 +287,10 @@ def events_status() -> None:
         return [await m.outbox.status() for m in composition.modules if m.module.publishes]
 
     statuses = _with_composition(load_settings(), work)
-    headers = ("module", "pending", "failed", "published", "lag")
     rows = [
         (s.module, str(s.pending), str(s.failed), str(s.published), f"{s.lag_seconds:.1f}s") for s in statuses
     ]
-    widths = [max(len(r[i]) for r in (headers, *rows)) for i in range(len(headers))]
-    for row in (headers, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    _print(_table(("module", "pending", "failed", "published", "lag"), rows))
 
 
 @events.command("retry")

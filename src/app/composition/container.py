@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,13 +123,20 @@ class Composition:
             raise ConfigError(f"the modules' databases belong to different deployments ({listed})")
         return found.pop() if found else None
 
-    async def upgrade(self, module: str | None = None) -> uuid.UUID:
-        """Migrate every module's database (or one) and record the deployment id in each."""
+    async def upgrade(
+        self, module: str | None = None, *, on_migrated: Callable[[str], None] | None = None
+    ) -> uuid.UUID:
+        """Migrate every module's database (or one) and record the deployment id in each.
+
+        ``on_migrated`` is told each module's name once its database is done (a progress bar).
+        """
         deployment = await self.deployment() or uuid.uuid4()
         for composed in self.modules:
             if module is None or composed.name == module:
                 await composed.migrations.upgrade()
                 await record_deployment(composed.database, deployment)
+                if on_migrated is not None:
+                    on_migrated(composed.name)
         return deployment
 
     async def aclose(self) -> None:

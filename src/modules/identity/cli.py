@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
+import rich_click as click
 
 from contracts import ContractError
 from modules.identity.container import IdentityContainer
