@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.kernel.resilience import BreakerState, CircuitBreaker, CircuitOpen
+from app.kernel.telemetry.metrics import watch_breaker
 
 
 class FakeClock:
@@ -169,3 +171,37 @@ def test_admission_refused_by_an_open_breaker_is_the_contract_error_with_a_retry
     with pytest.raises(DependencyUnavailable, match="identity is failing") as refused:
         breaker.admit("identity")
     assert refused.value.retry_after == pytest.approx(20)
+
+
+def test_every_transition_is_told_once_to_the_hook_and_to_the_metrics(clock: FakeClock) -> None:
+    told: list[tuple[str, str]] = []
+    hook = watch_breaker("tasks-peer")
+
+    def record(breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        told.append((old, new))
+        hook(breaker, old, new)
+
+    breaker = CircuitBreaker(
+        "tasks-peer",
+        minimum_calls=2,
+        window_size=2,
+        open_seconds=5,
+        half_open_calls=1,
+        clock=clock,
+        on_state_change=record,
+    )
+    state = REGISTRY.get_sample_value
+    assert state("tessera_circuit_breaker_state", {"group": "tasks-peer"}) == 0
+    opened_before = state(
+        "tessera_circuit_breaker_transitions_total", {"group": "tasks-peer", "state": "open"}
+    )
+    _calls(breaker, "xx")
+    assert state("tessera_circuit_breaker_state", {"group": "tasks-peer"}) == 2
+    clock.advance(5)
+    _calls(breaker, ".")  # the one trial call succeeds
+    assert told == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    assert state("tessera_circuit_breaker_state", {"group": "tasks-peer"}) == 0
+    opened_after = state(
+        "tessera_circuit_breaker_transitions_total", {"group": "tasks-peer", "state": "open"}
+    )
+    assert (opened_after or 0) - (opened_before or 0) == 1

@@ -1,4 +1,4 @@
-"""Log lines: JSON, with the correlation id of the call and every extra field kept."""
+"""Log lines: JSON (or plain text), with the call's correlation and trace ids and every extra field."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 
 from app.kernel.context import CallContext, call_context
-from app.kernel.telemetry import JsonFormatter, configure_logging
+from app.kernel.telemetry import JsonFormatter, TextFormatter, configure_logging
 
 
 def _line(record: logging.LogRecord) -> dict[str, object]:
@@ -42,3 +42,40 @@ def test_request_by_request_client_logs_are_quiet_at_info() -> None:
         root.handlers[:], _, _ = saved[0], None, None
         root.setLevel(saved[1])
         httpx_logger.setLevel(saved[2])
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_every_line_carries_the_trace_of_the_call() -> None:
+    record = logging.LogRecord("tessera.test", logging.INFO, __file__, 1, "hello", (), None)
+    with call_context(CallContext(correlation_id="corr-8", traceparent=TRACEPARENT)):
+        line = _line(record)
+    assert (line["trace_id"], line["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+
+
+def test_no_field_carries_terminal_colour_codes() -> None:
+    # uvicorn passes its message again, coloured, as ``color_message``.
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None
+    )
+    record.__dict__["color_message"] = "Started server process [\x1b[36m%d\x1b[0m]"
+    assert "\x1b" not in JsonFormatter().format(record)
+    assert "\x1b" not in TextFormatter().format(record)
+
+
+def test_a_text_line_reads_as_time_level_logger_message_then_fields() -> None:
+    record = logging.LogRecord("tessera.requests", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
+    record.__dict__.update({"status": 200, "user_id": None, "route": "/a b"})
+    with call_context(CallContext(correlation_id="corr-9", traceparent=TRACEPARENT)):
+        line = TextFormatter().format(record)
+    head, _, fields = line.partition("  ")
+    assert head.split()[1:] == ["INFO", "tessera.requests:", "GET", "/x"]
+    assert fields.split() == [
+        "correlation_id=corr-9",
+        "trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id=00f067aa0ba902b7",
+        "status=200",
+        'route="/a',  # a value with a space is quoted
+        'b"',
+    ]

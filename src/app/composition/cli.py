@@ -7,8 +7,11 @@ import functools
 import json
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -23,6 +26,7 @@ from app.kernel.config import ConfigError, Secret, Settings, load_settings
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
 from app.kernel.security import resolve_service_key, resolve_signing_key
+from app.kernel.telemetry.metrics import prepare_multiprocess, serve_on_port
 
 __all__ = ("main",)
 
@@ -123,8 +127,6 @@ def _collect_module_commands() -> None:
 @_reports_errors
 def serve(host: str | None, port: int | None, workers: int | None, group: str | None) -> None:
     """Serve the web application; refuses to start if any local module's database is behind."""
-    import uvicorn
-
     settings = load_settings()
     # Read again by every worker's app factory: the group it runs, its share of the connection budget.
     if workers is not None:
@@ -144,6 +146,17 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
         os.environ["TESSERA_EVENTS__NAMESPACE"] = namespace
     for key in keys:
         key(settings)  # development keys are made now, before workers fork
+    metrics_dir = _expose_metrics(settings, host or settings.server.host)
+    try:
+        _run_uvicorn(settings, host, port)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
     server = settings.server
     uvicorn.run(
         "app.composition.web:serve_app",
@@ -156,6 +169,23 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
         access_log=False,
         server_header=False,
     )
+
+
+def _expose_metrics(settings: Settings, host: str) -> Path | None:
+    """Samples of several workers go to a directory of this server's own; the metrics port, if any.
+
+    Returns that directory, removed when the server stops.
+    """
+    metrics = settings.metrics
+    if not metrics.enabled:
+        return None
+    directory = None
+    if settings.server.workers > 1:
+        directory = Path(tempfile.mkdtemp(prefix="tessera-metrics-"))
+        prepare_multiprocess(directory)
+    if metrics.port:
+        serve_on_port(metrics.port, host)
+    return directory
 
 
 async def _ready_to_serve(composition: Composition) -> str | None:

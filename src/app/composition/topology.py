@@ -16,6 +16,7 @@ from app.kernel.module import Module
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.rpc import RemoteGroup, remote
 from app.kernel.security import ServiceTokens, resolve_service_key
+from app.kernel.telemetry.metrics import watch_breaker
 
 __all__ = ("MONOLITH", "Placement", "Remotes", "connect_remotes", "place")
 
@@ -71,6 +72,7 @@ def place(settings: Settings, group: str | None, catalog: Sequence[Module]) -> P
                 minimum_calls=rpc.breaker_minimum_calls,
                 open_seconds=rpc.breaker_open_seconds,
                 half_open_calls=rpc.breaker_half_open_calls,
+                on_state_change=watch_breaker(name),
             ),
         )
         for name, spec in groups.items()

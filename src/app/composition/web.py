@@ -26,6 +26,8 @@ from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
 from app.kernel.rpc import internal_router
 from app.kernel.telemetry import configure_logging
+from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
+from app.kernel.telemetry.metrics import process_ended
 from contracts import Principal
 
 __all__ = ("create_app", "serve_app")
@@ -35,9 +37,12 @@ def create_app(composition: Composition | None = None) -> Litestar:
     """The Litestar app for a composition (by default: every module, configured from the environment)."""
     composition = composition or compose(load_settings())
     auth = composition.access_tokens.auth()
+    settings = composition.settings
+    on_its_own_port = settings.metrics.port or not settings.metrics.enabled
     app = Litestar(
         route_handlers=[
             HealthController,
+            *([] if on_its_own_port else [metrics_route(settings.metrics.path)]),
             *(_module_router(m) for m in composition.modules if m.module.routes),
             *_internal_routers(composition),
             *_gateway_routes(composition),
@@ -50,7 +55,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
         before_send=[_allow_what_the_path_serves],
         on_app_init=[auth.on_app_init],
         on_startup=[composition.events.start],  # relays and consumers of this process's modules
-        on_shutdown=[composition.aclose],
+        on_shutdown=[composition.aclose, process_ended],
         exception_handlers=exception_handlers(),
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry
         request_max_body_size=composition.settings.server.max_body_bytes,
@@ -63,8 +68,10 @@ def create_app(composition: Composition | None = None) -> Litestar:
         ),
         state=State({"composition": composition}),
     )
-    # Outermost, so that 404s, 405s and auth failures carry the correlation id too.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.
+    app.asgi_handler = RequestContextMiddleware(
+        RequestTelemetryMiddleware(app.asgi_handler, log_requests=settings.server.request_log)
+    )
     return app
 
 
@@ -74,7 +81,7 @@ def serve_app() -> Litestar:
     ``TESSERA_GROUP`` (set by ``tessera serve --group``) picks the topology group to run.
     """
     settings = load_settings()
-    configure_logging(settings.server.log_level)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     return create_app(compose(settings, group=os.environ.get("TESSERA_GROUP") or None))
 
 

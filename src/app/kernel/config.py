@@ -18,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -31,6 +31,7 @@ __all__ = (
     "ModuleDatabaseSettings",
     "PasswordHashSettings",
     "GroupSettings",
+    "MetricsSettings",
     "RpcSettings",
     "Secret",
     "SecuritySettings",
@@ -68,6 +69,18 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     workers: int = 1
     max_body_bytes: int = 1_048_576
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"  # text: readable lines for a terminal (dev)
+    request_log: bool = True  # one line per request: method, route, status, duration, ids
+
+
+class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Prometheus exposition: every process (each worker, each group of a split) serves its own."""
+
+    enabled: bool = True
+    path: str = "/metrics"
+    # 0: on the application's port, beside the API. Otherwise a port of its own (an operator's
+    # network only), served by `tessera serve` for every worker of the process.
+    port: int = 0
 
 
 class PasswordHashSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -157,6 +170,7 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ack_wait_seconds: float = 30.0
     retention_hours: float = 168.0  # published outbox rows and inbox rows are pruned after this
     prune_interval_seconds: float = 300.0
+    status_interval_seconds: float = 5.0  # how often the outbox backlog and bus gauges are refreshed
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -168,6 +182,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     topology: TopologySettings = msgspec.field(default_factory=TopologySettings)
     rpc: RpcSettings = msgspec.field(default_factory=RpcSettings)
     events: EventSettings = msgspec.field(default_factory=EventSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
 
 def load_settings(

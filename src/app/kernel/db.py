@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.types import TypeDecorator
 
 from app.kernel.config import ConfigError, Settings
+from app.kernel.telemetry.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_TIMEOUTS
 from contracts import DependencyUnavailable
 
 __all__ = (
@@ -117,6 +118,10 @@ class Database:
             pool_timeout=pool_timeout,
             application_name=f"tessera:{module}",
         )
+        DB_POOL_SIZE.labels(module).set(pool_size)
+        in_use = DB_POOL_IN_USE.labels(module)
+        event.listen(self.engine.sync_engine, "checkout", lambda *_: in_use.inc())
+        event.listen(self.engine.sync_engine, "checkin", lambda *_: in_use.dec())
         # SQLite has one writer at a time; writers queue here, in the event loop, instead
         # of spinning in SQLite's busy handler while holding a connection.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -200,6 +205,8 @@ class Database:
         try:
             connection = await self.engine.connect()
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
+            if isinstance(exc, sa_exc.TimeoutError):
+                DB_POOL_TIMEOUTS.labels(self.module).inc()
             log.warning("%s database: no connection (%s)", self.module, type(exc).__name__)
             raise DependencyUnavailable(f"the {self.module} database is busy or unreachable") from exc
         try:

@@ -10,6 +10,8 @@ the threshold it opens again, below it closes with an empty window.
 
 Only failures of the *connection* count (timeouts, refused connections, 5xx): a contract
 error is an answer, and the caller decides what it records.
+
+``on_state_change(breaker, old, new)`` is told of every transition (metrics, logs).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from collections.abc import Callable
 
 from contracts import DependencyUnavailable
 
-__all__ = ("BreakerState", "CircuitBreaker", "CircuitOpen")
+__all__ = ("BreakerState", "CircuitBreaker", "CircuitOpen", "StateChangeHook")
 
 
 class BreakerState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+StateChangeHook = Callable[["CircuitBreaker", BreakerState, BreakerState], None]
 
 
 class CircuitOpen(Exception):
@@ -45,6 +50,7 @@ class CircuitBreaker:
         "_half_open_calls",
         "_in_flight",
         "_minimum_calls",
+        "_on_state_change",
         "_open_seconds",
         "_opened_at",
         "_outcomes",
@@ -64,6 +70,7 @@ class CircuitBreaker:
         open_seconds: float = 10.0,
         half_open_calls: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        on_state_change: StateChangeHook | None = None,
     ) -> None:
         if not 0 < failure_rate_threshold <= 100:
             raise ValueError("failure_rate_threshold is a percentage in (0, 100]")
@@ -80,11 +87,12 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trials: list[bool] = []
         self._in_flight = 0  # trial calls let through while half-open
+        self._on_state_change = on_state_change
 
     @property
     def state(self) -> BreakerState:
         if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._open_seconds:
-            self._state = BreakerState.HALF_OPEN
+            self._enter(BreakerState.HALF_OPEN)
             self._trials, self._in_flight = [], 0
         return self._state
 
@@ -141,11 +149,16 @@ class CircuitBreaker:
             self._open()
 
     def _open(self) -> None:
-        self._state = BreakerState.OPEN
+        self._enter(BreakerState.OPEN)
         self._opened_at = self._clock()
         self._outcomes.clear()
 
     def _close(self) -> None:
-        self._state = BreakerState.CLOSED
+        self._enter(BreakerState.CLOSED)
         self._outcomes.clear()
         self._trials, self._in_flight = [], 0
+
+    def _enter(self, state: BreakerState) -> None:
+        old, self._state = self._state, state
+        if self._on_state_change is not None and old is not state:
+            self._on_state_change(self, old, state)

@@ -37,6 +37,7 @@ from app.kernel.config import RpcSettings
 from app.kernel.context import CallContext, call_context, child_traceparent, current_context
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.security import ServiceClaims, ServiceTokens, public
+from app.kernel.telemetry.metrics import RPC_CALL_DURATION, RPC_CALLS, RPC_ERRORS
 from contracts import Contract, ContractError, DependencyUnavailable, FieldError, InvalidInput, Principal
 
 __all__ = (
@@ -336,6 +337,18 @@ class _RemoteCall:
         self._url = f"{group.url.rstrip('/')}{INTERNAL_PREFIX}/{contract.name}/{method.name}"
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        contract, method = self._contract.name, self._method.name
+        RPC_CALLS.labels(contract, method).inc()
+        began = time.perf_counter()
+        try:
+            return await self._call(*args, **kwargs)
+        except ContractError as error:
+            RPC_ERRORS.labels(contract, method, error.code).inc()
+            raise
+        finally:
+            RPC_CALL_DURATION.labels(contract, method).observe(time.perf_counter() - began)
+
+    async def _call(self, *args: Any, **kwargs: Any) -> Any:
         bound = self._method.signature.bind(None, *args, **kwargs)
         bound.apply_defaults()
         body = msgspec.json.encode(

@@ -120,6 +120,11 @@ class EventBus(Protocol):
 
     name: str
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the broker is up now (always, in-process)."""
+        ...
+
     async def connect(self) -> None:
         """Open the connection; raises BusUnavailable if the broker does not answer."""
         ...
@@ -151,6 +156,10 @@ class InProcessBus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[tuple[str, Handler]]] = {}
+
+    @property
+    def connected(self) -> bool:
+        return True
 
     async def connect(self) -> None:
         return None

@@ -24,6 +24,7 @@ from app.kernel.context import CallContext, call_context, child_traceparent, new
 from app.kernel.events.bus import EventMessage
 from app.kernel.events.tables import inbox
 from app.kernel.faults import crash_point
+from app.kernel.telemetry.metrics import EVENT_HANDLING_DELAY, INBOX_EVENTS
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class EventConsumer:
                 )
                 if seen.first() is not None:
                     log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
+                    INBOX_EVENTS.labels(self.module, message.event_type, "duplicate").inc()
                     return
                 await unit.connection.execute(
                     insert(inbox).values(
@@ -86,6 +88,9 @@ class EventConsumer:
                 )
                 await subscription.handler(event, unit)  # its effect commits with the inbox row
         crash_point("inbox.after_commit")
+        INBOX_EVENTS.labels(self.module, message.event_type, "handled").inc()
+        delay = (utcnow() - event.occurred_at).total_seconds()
+        EVENT_HANDLING_DELAY.labels(self.module).observe(max(0.0, delay))
 
     async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
         """Forget events handled longer than ``retention`` ago; how many there were."""

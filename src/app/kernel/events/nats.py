@@ -120,6 +120,10 @@ class NatsBus:
 
     # -- the port -------------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
     async def connect(self) -> None:
         if self._client is not None:
             return

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from app.kernel.context import active_context
 from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage
 from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
 from app.kernel.faults import crash_point
+from app.kernel.telemetry.metrics import RELAY_BATCH_DURATION, RELAY_PUBLISHED
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
@@ -252,7 +254,10 @@ class OutboxRelay:
         A batch holds at most one event per entity (the oldest pending of each), so its
         events go out concurrently without breaking any entity's order.
         """
+        began = time.perf_counter()
         claimed = await self._claim()
+        if not claimed:
+            return 0
         published: list[int] = []
         unavailable: BusUnavailable | None = None
         try:
@@ -271,6 +276,8 @@ class OutboxRelay:
                 await self._refused(row, error)
         finally:
             await self._settle(published, [r.id for r in claimed])
+            RELAY_PUBLISHED.labels(self.module).inc(len(published))
+            RELAY_BATCH_DURATION.labels(self.module).observe(time.perf_counter() - began)
         if unavailable is not None:
             raise unavailable
         return len(claimed)

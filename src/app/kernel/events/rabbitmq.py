@@ -101,6 +101,10 @@ class RabbitBus:
 
     # -- the port -------------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
     async def connect(self) -> None:
         if self._connection is not None:
             return

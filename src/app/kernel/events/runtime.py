@@ -11,6 +11,7 @@ from app.kernel.config import ConfigError, EventSettings
 from app.kernel.events.bus import BusUnavailable, EventBus, InProcessBus
 from app.kernel.events.inbox import EventConsumer
 from app.kernel.events.outbox import OutboxRelay, backoff_delay, wait_for_event
+from app.kernel.telemetry.metrics import BUS_CONNECTED, OUTBOX_EVENTS, OUTBOX_OLDEST_PENDING_AGE
 
 __all__ = ("BUSES", "EventRuntime", "bus_for")
 
@@ -60,6 +61,7 @@ class EventRuntime:
         self._declared = dict(declared or {c.module: c.event_types for c in consumers})
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._subscribed = False  # connected once, every consumer declared and subscribed
 
     @property
     def idle(self) -> bool:
@@ -76,6 +78,7 @@ class EventRuntime:
         self._stopping = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._run(), name="tessera-events"))
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="tessera-events-pruning"))
+        self._tasks.append(asyncio.create_task(self._count_forever(), name="tessera-events-status"))
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Let each relay finish its round, stop connecting, and close the bus."""
@@ -93,6 +96,8 @@ class EventRuntime:
                 task.cancel()
             await asyncio.gather(*rounds, return_exceptions=True)
         self._tasks.clear()
+        self._subscribed = False
+        BUS_CONNECTED.labels(self.bus.name).set(0)
         try:
             await asyncio.wait_for(self.bus.close(), timeout=grace_seconds)
         except Exception:
@@ -107,6 +112,21 @@ class EventRuntime:
             [r.module for r in self.relays] or "nothing",
             [c.module for c in self.consumers] or "nobody",
         )
+
+    async def _count_forever(self) -> None:
+        """Every ``status_interval_seconds``: the outboxes' backlog and the bus's connection, as gauges."""
+        while not self._stopping.is_set():
+            BUS_CONNECTED.labels(self.bus.name).set(1 if self._subscribed and self.bus.connected else 0)
+            for relay in self.relays:
+                try:
+                    status = await relay.outbox.status()
+                except Exception as exc:
+                    log.warning("%s: counting the outbox failed: %r", relay.module, exc)
+                    continue
+                OUTBOX_EVENTS.labels(relay.module, "pending").set(status.pending)
+                OUTBOX_EVENTS.labels(relay.module, "failed").set(status.failed)
+                OUTBOX_OLDEST_PENDING_AGE.labels(relay.module).set(status.lag_seconds)
+            await wait_for_event(self._stopping, self._settings.status_interval_seconds)
 
     async def _prune_forever(self) -> None:
         retention = timedelta(hours=self._settings.retention_hours)
@@ -136,6 +156,7 @@ class EventRuntime:
                 await self.bus.declare(self._declared)
                 for consumer in self.consumers:
                     await self.bus.subscribe(consumer.module, consumer.event_types, consumer.deliver)
+                self._subscribed = True
                 return
             except BusUnavailable as exc:
                 await self.bus.close()  # start over from nothing: no half-made subscriptions
