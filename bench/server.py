@@ -125,6 +125,7 @@ class ServerProcess:
     process: asyncio.subprocess.Process | None = None
     group: str | None = None  # None: the monolith
     config: Path | None = None  # a TESSERA_CONFIG file (the split topology)
+    extra_environment: dict[str, str] = field(default_factory=dict)  # a variant's settings (bench.telemetry)
     log_path: Path = field(init=False)
     _log: IO[bytes] | None = None
 
@@ -137,7 +138,7 @@ class ServerProcess:
 
     @property
     def environment(self) -> dict[str, str]:
-        return server_environment(self.backend, self.data_dir, self.config)
+        return {**server_environment(self.backend, self.data_dir, self.config), **self.extra_environment}
 
     @property
     def base_url(self) -> str:

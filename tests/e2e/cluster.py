@@ -82,10 +82,14 @@ def split_cluster(
     database_url: str | None = None,
     identity_url: str | None = None,
     ports: dict[str, int] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
+    """Every group as its own process; ``environment`` adds variables (OTEL_*, say) to each."""
     ports = ports or {group: free_port() for group in GROUPS}
     config = write_config(tmp_path / "topology.toml", ports, identity_url=identity_url)
-    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
+    env = clean_env(
+        TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"), **(environment or {})
+    )
     if database_url:
         env["TESSERA_DATABASE__URL"] = database_url
     migrate(env)

@@ -20,6 +20,8 @@ from app.kernel.problems import exception_handlers
 from app.kernel.resilience import BreakerState, CircuitBreaker
 from app.kernel.rpc import IncompatibleContract, RemoteGroup, internal_router, remote
 from app.kernel.security import ServiceTokens
+from app.kernel.telemetry.logs import trace_ids
+from app.kernel.telemetry.tracing import continue_trace
 from contracts import Contract, ContractError, DependencyUnavailable, Principal, idempotent
 from tests.conftest import SERVICE_KEY, SIGNING_KEY
 from tests.servers import free_port, server_thread
@@ -86,7 +88,7 @@ class Echo(EchoApi):
     async def context(self) -> list[str]:
         await self._enter("context")
         context = current_context()
-        return [context.correlation_id, context.traceparent or "", str(context.principal)]
+        return [context.correlation_id, trace_ids().get("trace_id", ""), str(context.principal)]
 
 
 SERVER_GROUP, CALLER_GROUP = "echo-group", "caller-group"
@@ -236,12 +238,11 @@ class TestContract:
 class TestContext:
     async def test_correlation_id_trace_and_user_travel_to_the_callee(self, client: EchoApi) -> None:
         user = Principal(user_id=uuid.uuid4())
-        trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        with call_context(CallContext(correlation_id="corr-42", principal=user, traceparent=trace)):
-            correlation_id, traceparent, principal = await client.context()
+        trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+        with call_context(CallContext(correlation_id="corr-42", principal=user)), continue_trace(trace):
+            correlation_id, trace_id, principal = await client.context()
         assert correlation_id == "corr-42"
-        assert traceparent.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
-        assert traceparent.split("-")[2] != "b7ad6b7169203331"
+        assert trace_id == "0af7651916cd43dd8448eb211c80319c"
         assert principal == str(user)
 
     async def test_the_callee_gives_up_when_the_budget_is_spent(self, client: EchoApi, echo: Echo) -> None:

@@ -7,6 +7,7 @@ import logging
 
 from app.kernel.context import CallContext, call_context
 from app.kernel.telemetry import JsonFormatter, TextFormatter, configure_logging
+from app.kernel.telemetry.tracing import continue_trace
 
 
 def _line(record: logging.LogRecord) -> dict[str, object]:
@@ -49,7 +50,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 def test_every_line_carries_the_trace_of_the_call() -> None:
     record = logging.LogRecord("tessera.test", logging.INFO, __file__, 1, "hello", (), None)
-    with call_context(CallContext(correlation_id="corr-8", traceparent=TRACEPARENT)):
+    with call_context(CallContext(correlation_id="corr-8")), continue_trace({"traceparent": TRACEPARENT}):
         line = _line(record)
     assert (line["trace_id"], line["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
 
@@ -67,7 +68,7 @@ def test_no_field_carries_terminal_colour_codes() -> None:
 def test_a_text_line_reads_as_time_level_logger_message_then_fields() -> None:
     record = logging.LogRecord("tessera.requests", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
     record.__dict__.update({"status": 200, "user_id": None, "route": "/a b"})
-    with call_context(CallContext(correlation_id="corr-9", traceparent=TRACEPARENT)):
+    with call_context(CallContext(correlation_id="corr-9")), continue_trace({"traceparent": TRACEPARENT}):
         line = TextFormatter().format(record)
     head, _, fields = line.partition("  ")
     assert head.split()[1:] == ["INFO", "tessera.requests:", "GET", "/x"]

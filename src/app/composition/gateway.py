@@ -15,10 +15,11 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
-from app.kernel.context import REQUEST_ID_HEADER, child_traceparent, current_context
+from app.kernel.context import REQUEST_ID_HEADER, current_context
 from app.kernel.module import API_PREFIX, Module
 from app.kernel.rpc import RemoteGroup
 from app.kernel.security import public
+from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import DependencyUnavailable
 
 __all__ = ("proxy_routes",)
@@ -48,7 +49,8 @@ _HOP_BY_HOP = frozenset(
         "date",  # this server stamps its own
         "server",
         REQUEST_ID_HEADER,
-        "traceparent",
+        "traceparent",  # the gateway's own span's, set below
+        "tracestate",
     }
 )
 
@@ -78,10 +80,7 @@ def _proxy(
         context = current_context()
         # Stripped: surrounding whitespace is legal on the way in but refused by h11 on the way out.
         headers = [(k, v.strip()) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
-        headers += [
-            (REQUEST_ID_HEADER, context.correlation_id),
-            ("traceparent", child_traceparent(context.traceparent)),
-        ]
+        headers += [(REQUEST_ID_HEADER, context.correlation_id), *current_trace_headers().items()]
         upstream = http.build_request(
             request.method,
             f"{owner.url.rstrip('/')}{request.url.path}",

@@ -14,6 +14,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
@@ -28,6 +29,7 @@ from app.kernel.rpc import internal_router
 from app.kernel.telemetry import configure_logging
 from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
 from app.kernel.telemetry.metrics import process_ended
+from app.kernel.telemetry.tracing import configure_tracing, tracing_provider
 from contracts import Principal
 
 __all__ = ("create_app", "serve_app")
@@ -54,6 +56,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
         before_request=_bind_principal,
         before_send=[_allow_what_the_path_serves],
         on_app_init=[auth.on_app_init],
+        plugins=_tracing_plugins(),
         on_startup=[composition.events.start],  # relays and consumers of this process's modules
         on_shutdown=[composition.aclose, process_ended],
         exception_handlers=exception_handlers(),
@@ -82,7 +85,23 @@ def serve_app() -> Litestar:
     """
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
-    return create_app(compose(settings, group=os.environ.get("TESSERA_GROUP") or None))
+    group = os.environ.get("TESSERA_GROUP") or None
+    configure_tracing(group)  # before anything makes an engine or an HTTP client
+    return create_app(compose(settings, group=group))
+
+
+def _tracing_plugins() -> list[OpenTelemetryPlugin]:
+    """Litestar's own plugin records a server span per request, once tracing is configured."""
+    provider = tracing_provider()
+    if provider is None:
+        return []
+    untraced = [r"^/metrics", r"^/health/"]  # scraped and probed every few seconds
+    config = OpenTelemetryConfig(
+        tracer_provider=provider,
+        exclude=untraced,
+        exclude_spans=["receive", "send"],  # one span per request, not one per ASGI message
+    )
+    return [OpenTelemetryPlugin(config)]
 
 
 def _internal_routers(composition: Composition) -> list[Router]:

@@ -1,12 +1,12 @@
-"""The caller's context (who acts, under which correlation id), carried in contextvars.
+"""The caller's context (who acts, under which correlation id, by when), carried in contextvars.
 
-In-process calls see it directly; remote adapters turn it into headers and back.
+In-process calls see it directly; remote adapters turn it into headers and back. The trace
+context travels beside it, in OpenTelemetry's own context (``app.kernel.telemetry.tracing``).
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from litestar.enums import ScopeType
 
+from app.kernel.telemetry.tracing import continue_incoming_trace
 from contracts import Principal
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ __all__ = (
     "active_context",
     "bind_principal",
     "call_context",
-    "child_traceparent",
     "current_context",
     "new_correlation_id",
 )
@@ -37,7 +37,6 @@ __all__ = (
 REQUEST_ID_HEADER = "x-request-id"
 # An incoming id is echoed back, so it must be harmless in headers and logs.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class CallContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,8 +44,6 @@ class CallContext(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal | None = None
     # time.monotonic() by which the call must be answered; None means no deadline.
     deadline: float | None = None
-    # W3C trace context of the caller's span, passed on to every remote call.
-    traceparent: str | None = None
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or None without one."""
@@ -80,12 +77,6 @@ def call_context(context: CallContext) -> Iterator[CallContext]:
         _current.reset(token)
 
 
-def child_traceparent(parent: str | None) -> str:
-    """A traceparent for a new span: the parent's trace id (or a new one), a new span id."""
-    trace_id = parent.split("-")[1] if parent and _TRACEPARENT.fullmatch(parent) else secrets.token_hex(16)
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
-
-
 def bind_principal(principal: Principal | None) -> None:
     """Record who acts for the rest of the current call (after authentication)."""
     _current.set(msgspec.structs.replace(current_context(), principal=principal))
@@ -94,7 +85,9 @@ def bind_principal(principal: Principal | None) -> None:
 class RequestContextMiddleware:
     """Opens a call context per HTTP request and returns its correlation id on every response.
 
-    It wraps the whole application, error responses and unknown routes included.
+    It wraps the whole application, error responses and unknown routes included. A caller's
+    W3C trace context (``traceparent``) becomes the current one, so log lines and onward
+    calls carry the caller's trace even where this process records no spans.
     """
 
     __slots__ = ("app",)
@@ -114,17 +107,19 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        with call_context(
-            CallContext(correlation_id=correlation_id, traceparent=_incoming_traceparent(scope))
+        with (
+            call_context(CallContext(correlation_id=correlation_id)),
+            continue_incoming_trace(_trace_headers(scope)),
         ):
             await self.app(scope, receive, send_with_request_id)
 
 
-def _incoming_traceparent(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"traceparent":
-            return child_traceparent(value.decode("latin-1"))
-    return child_traceparent(None)
+def _trace_headers(scope: Scope) -> dict[str, str]:
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in (b"traceparent", b"tracestate")
+    }
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

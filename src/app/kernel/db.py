@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, MetaData, event, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
 from app.kernel.config import ConfigError, Settings
@@ -254,7 +255,7 @@ def _create_engine(
         "pool_timeout": pool_timeout,
     }
     if url.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, **options)
+        engine = sa_asyncio.create_async_engine(url, **options)  # looked up now: tracing wraps it
         event.listen(engine.sync_engine, "do_connect", _make_room_for_the_file)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
@@ -263,7 +264,7 @@ def _create_engine(
     if schema is not None:
         server_settings["search_path"] = schema
     options["connect_args"] = {"server_settings": server_settings}
-    return create_async_engine(url, **options)
+    return sa_asyncio.create_async_engine(url, **options)
 
 
 def _make_room_for_the_file(_dialect: Any, _record: Any, cargs: list[Any], _cparams: Any) -> None:

@@ -34,10 +34,11 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 
 from app.kernel.config import RpcSettings
-from app.kernel.context import CallContext, call_context, child_traceparent, current_context
+from app.kernel.context import CallContext, call_context, current_context
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.security import ServiceClaims, ServiceTokens, public
 from app.kernel.telemetry.metrics import RPC_CALL_DURATION, RPC_CALLS, RPC_ERRORS
+from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import Contract, ContractError, DependencyUnavailable, FieldError, InvalidInput, Principal
 
 __all__ = (
@@ -405,7 +406,7 @@ class _RemoteCall:
             "authorization": f"Bearer {token}",
             "content-type": "application/json",
             "x-request-id": context.correlation_id,
-            "traceparent": child_traceparent(context.traceparent),
+            **current_trace_headers(),  # traceparent, tracestate (OpenTelemetry's propagators)
             CONTRACT_VERSION_HEADER: self._contract.version,
             DEADLINE_HEADER: str(int(timeout * 1000)),
         }

@@ -58,6 +58,11 @@ class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
     traceparent: str | None = None  # W3C trace context of the work that wrote it: the trace goes on
     tracestate: str | None = None
 
+    def trace_headers(self) -> dict[str, str]:
+        """The W3C trace context it carries, as headers OpenTelemetry's propagators read."""
+        carried = {HEADER_TRACEPARENT: self.traceparent, HEADER_TRACESTATE: self.tracestate}
+        return {name: value for name, value in carried.items() if value}
+
     def headers(self) -> dict[str, str]:
         """Every field but the payload, as the header names brokers carry (optional ones when set)."""
         values = {

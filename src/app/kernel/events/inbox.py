@@ -20,11 +20,12 @@ import msgspec
 from sqlalchemy import delete, insert, select
 
 from app.kernel.clock import utcnow
-from app.kernel.context import CallContext, call_context, child_traceparent, new_correlation_id
+from app.kernel.context import CallContext, call_context, new_correlation_id
 from app.kernel.events.bus import EventMessage
 from app.kernel.events.tables import inbox
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import EVENT_HANDLING_DELAY, INBOX_EVENTS
+from app.kernel.telemetry.tracing import consumer_span
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
@@ -65,11 +66,9 @@ class EventConsumer:
         if subscription is None:
             return  # not ours: nothing to do, nothing to redeliver
         event = self._decoders[message.event_type].decode(message.payload)
-        context = CallContext(
-            correlation_id=message.correlation_id or new_correlation_id(),
-            traceparent=child_traceparent(message.traceparent),  # the writer's trace goes on
-        )
-        with call_context(context):
+        context = CallContext(correlation_id=message.correlation_id or new_correlation_id())
+        trace = message.trace_headers()  # the writer's trace goes on: a child of the publish span
+        with call_context(context), consumer_span(message.event_type, message.event_id, self.module, trace):
             async with self._units.write() as unit:
                 seen = await unit.connection.execute(
                     select(inbox.c.event_id).where(inbox.c.event_id == uuid.UUID(message.event_id))

@@ -42,6 +42,7 @@ from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage
 from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import RELAY_BATCH_DURATION, RELAY_PUBLISHED
+from app.kernel.telemetry.tracing import current_trace_headers, producer_span
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Outbox:
             raise UndeclaredEvent(f"module {self.module} does not declare {sorted(undeclared)} in publishes")
         context = active_context()
         correlation_id = context.correlation_id if context else None
-        traceparent = context.traceparent if context else None
+        trace = current_trace_headers()  # the writing request's span: the trace goes on through the bus
         now = utcnow()
         await connection.execute(
             insert(outbox),
@@ -113,7 +114,8 @@ class Outbox:
                     "key": event.key,
                     "payload": _encoder.encode(event).decode(),
                     "correlation_id": correlation_id,
-                    "traceparent": traceparent,
+                    "traceparent": trace.get("traceparent"),
+                    "tracestate": trace.get("tracestate"),
                     "occurred_at": event.occurred_at,
                     "status": PENDING,
                     "attempts": 0,
@@ -284,12 +286,18 @@ class OutboxRelay:
 
     async def _publish(self, row: _Claimed) -> None:
         crash_point("relay.before_publish")
-        try:
-            await asyncio.wait_for(
-                self._bus.publish(row.message), timeout=self._settings.publish_timeout_seconds
+        message = row.message
+        with producer_span(message.event_type, message.event_id, self.module, message.trace_headers()):
+            trace = current_trace_headers()  # the consumer's span is a child of this one
+            message = msgspec.structs.replace(
+                message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
             )
-        except (BusUnavailable, TimeoutError) as exc:
-            raise BusUnavailable(str(exc) or type(exc).__name__) from exc
+            try:
+                await asyncio.wait_for(
+                    self._bus.publish(message), timeout=self._settings.publish_timeout_seconds
+                )
+            except (BusUnavailable, TimeoutError) as exc:
+                raise BusUnavailable(str(exc) or type(exc).__name__) from exc
         crash_point("relay.after_publish")
 
     async def _claim(self) -> list[_Claimed]:

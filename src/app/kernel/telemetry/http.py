@@ -19,6 +19,7 @@ from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 
 from app.kernel.security import public
+from app.kernel.telemetry.logs import trace_ids
 from app.kernel.telemetry.metrics import (
     EXPOSITION_MEDIA_TYPE,
     HTTP_REQUEST_DURATION,
@@ -50,11 +51,13 @@ class RequestTelemetryMiddleware:
             return
         began = time.perf_counter()
         status = 500  # what the server answers if the application raises before starting one
+        ids: dict[str, str] = {}  # the request's span, seen while it is current (it has ended by the log)
 
         async def send_and_watch(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                ids.update(trace_ids())
             await send(message)
 
         HTTP_REQUESTS_IN_PROGRESS.inc()
@@ -81,6 +84,7 @@ class RequestTelemetryMiddleware:
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 3),
                         "user_id": str(user.user_id) if hasattr(user, "user_id") else None,
+                        **ids,
                     },
                 )
 

@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 from opentelemetry import trace
 
-from app.kernel.context import active_context
+from app.kernel import context  # a module reference: the context middleware imports telemetry too
 
 __all__ = ("JsonFormatter", "TextFormatter", "configure_logging", "log_fields")
 
@@ -30,32 +30,27 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 _CHATTY = ("httpx", "httpcore")
 
 
-def trace_ids() -> tuple[str, str] | None:
-    """The (trace id, span id) of the work under way, as 32 and 16 hex digits, if there is one.
+def trace_ids() -> dict[str, str]:
+    """``trace_id`` and ``span_id`` of the span under way (32 and 16 hex digits); {} outside any trace.
 
-    The recording span's, when tracing is on; otherwise the call context's ``traceparent``.
+    The recording span's when tracing is on; otherwise the trace a caller passed in, if any.
     """
     span = trace.get_current_span().get_span_context()
-    if span.is_valid:
-        return format(span.trace_id, "032x"), format(span.span_id, "016x")
-    context = active_context()
-    if context is not None and context.traceparent:
-        parts = context.traceparent.split("-")
-        if len(parts) == 4:
-            return parts[1], parts[2]
-    return None
+    if not span.is_valid:
+        return {}
+    return {"trace_id": format(span.trace_id, "032x"), "span_id": format(span.span_id, "016x")}
 
 
 def log_fields(record: logging.LogRecord) -> dict[str, object]:
-    """What a line says besides time, level, logger and message: ids, then the record's extras."""
+    """What a line says besides time, level, logger and message: ids, then the record's extras.
+
+    An extra may name the ids itself (the request log, written after its span ended).
+    """
     fields: dict[str, object] = {}
-    if (context := active_context()) is not None:
-        fields["correlation_id"] = context.correlation_id
-    if ids := trace_ids():
-        fields["trace_id"], fields["span_id"] = ids
-    fields.update(
-        {k: v for k, v in vars(record).items() if k not in _STANDARD and k not in fields and v is not None}
-    )
+    if (call := context.active_context()) is not None:
+        fields["correlation_id"] = call.correlation_id
+    fields.update(trace_ids())
+    fields.update({k: v for k, v in vars(record).items() if k not in _STANDARD and v is not None})
     return fields
 
 

@@ -1,0 +1,202 @@
+"""What telemetry costs: server CPU per GET with metrics, request logs and tracing off and on.
+
+    .venv/bin/python -m bench.telemetry                 # 10 s per variant, twice each, interleaved
+    .venv/bin/python -m bench.telemetry --duration 5 --rounds 1
+
+One ``tessera serve`` (SQLite, one worker) per variant, seeded over the API, driven with
+``GET /api/v1/tasks/{id}`` by the same load generator as ``python -m bench``. Variants:
+
+- ``off``: ``metrics.enabled = false``, ``server.request_log = false``, no tracing;
+- ``metrics``: metrics on (the default), request logs off;
+- ``metrics+logs``: the default configuration (JSON request lines to a file);
+- ``metrics+logs+tracing``: also ``OTEL_TRACES_EXPORTER=otlp`` with the default sampler
+  (every request recorded), exporting over OTLP/HTTP to a local receiver that accepts and
+  discards.
+
+It reports server CPU per request (µs) and the cost of each variant over ``off`` in µs and
+in %, and writes ``bench/results/telemetry.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bench.loadgen import Spec, Summary
+from bench.report import RESULTS_DIR, machine_line
+from bench.seed import seed
+from bench.server import REPO_ROOT, Backend, ServerProcess, free_port
+
+__all__ = ("main",)
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "off": {"TESSERA_METRICS__ENABLED": "false", "TESSERA_SERVER__REQUEST_LOG": "false"},
+    "metrics": {"TESSERA_SERVER__REQUEST_LOG": "false"},
+    "metrics+logs": {"TESSERA_SERVER__LOG_FORMAT": "json"},
+    "metrics+logs+tracing": {
+        "TESSERA_SERVER__LOG_FORMAT": "json",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    },
+}
+TARGETS = {"metrics": 5.0, "metrics+logs+tracing": 15.0}  # % of the GET's CPU, issue 11
+CONCURRENCY = 16
+TASKS = 200
+WARMUP = 2.0
+
+
+@dataclass
+class Measured:
+    variant: str
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per request, per round
+    rates: list[float] = field(default_factory=list)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_us)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+
+@contextmanager
+def otlp_sink() -> Iterator[str]:
+    """An OTLP/HTTP endpoint on loopback that accepts every export and keeps nothing."""
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def measure(variant: str, environment: dict[str, str], duration: float) -> Summary:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"tessera-bench-telemetry-{variant.replace('+', '-')}-"))
+    server = ServerProcess(Backend("sqlite"), data_dir, extra_environment=environment)
+    try:
+        await server.upgrade()
+        await server.start()
+        seeded = await seed(server.base_url, tasks=TASKS)
+        spec = Spec(
+            port=server.port,
+            token=seeded.token,
+            scenario="get",
+            task_ids=seeded.task_ids,
+            concurrency=CONCURRENCY,
+            warmup=WARMUP,
+            duration=duration,
+            client="raw",
+            server_pid=server.pid,
+        )
+        loadgen = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            cwd=REPO_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(
+            loadgen.communicate(msgspec.json.encode(spec)), WARMUP + duration + 60
+        )
+        if loadgen.returncode != 0:
+            raise SystemExit(f"the load generator failed: {err.decode(errors='replace')[-2000:]}")
+        return msgspec.json.decode(out, type=Summary)
+    finally:
+        await server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def render(results: dict[str, Measured], duration: float, rounds: int) -> str:
+    base = results["off"].cpu
+    lines = [
+        "### Telemetry: server CPU per request, off and on",
+        "",
+        f"{machine_line()}. `GET /api/v1/tasks/{{id}}`, SQLite, one worker, {CONCURRENCY} clients, "
+        f"{duration:.0f} s per variant after {WARMUP:.0f} s warm-up, {rounds} interleaved round(s), "
+        "median of rounds. Tracing exports every request (default sampler) over OTLP/HTTP to a "
+        "local receiver.",
+        "",
+        "| variant | req/s | server CPU µs/req | added µs/req | added % | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, measured in results.items():
+        added = measured.cpu - base
+        target = TARGETS.get(name)
+        verdict = (
+            "-"
+            if target is None
+            else f"≤ {target:.0f} %: {'met' if added / base * 100 <= target else 'MISSED'}"
+        )
+        lines.append(
+            f"| {name} | {measured.rate:,.0f} | {measured.cpu:,.0f} | {added:+,.0f} | "
+            f"{added / base * 100:+.1f} % | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def run(duration: float, rounds: int) -> str:
+    results = {name: Measured(name) for name in VARIANTS}
+    with otlp_sink() as endpoint:
+        for round_ in range(rounds):
+            for name, environment in VARIANTS.items():
+                env = dict(environment)
+                if "OTEL_TRACES_EXPORTER" in env:
+                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+                summary = await measure(name, env, duration)
+                if summary.errors:
+                    raise SystemExit(f"{name}: {summary.errors} errors: {summary.error_samples[:3]}")
+                per_request = summary.server_cpu_s / summary.completed * 1e6
+                results[name].cpu_us.append(per_request)
+                results[name].rates.append(summary.completed / summary.window_s)
+                print(
+                    f"round {round_ + 1} {name:22} {summary.completed / summary.window_s:7,.0f} req/s "
+                    f"{per_request:7,.0f} µs CPU/req",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return render(results, duration, rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.telemetry", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per variant")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every variant")
+    args = parser.parse_args(argv)
+    report = asyncio.run(run(args.duration, args.rounds))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "telemetry.md").write_text(report, encoding="utf-8")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Traces: OpenTelemetry, configured by the standard ``OTEL_*`` environment variables alone.
+
+Tracing is on exactly when ``OTEL_TRACES_EXPORTER`` names an exporter other than ``none``
+(``otlp``, sent over OTLP/HTTP protobuf to ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``console``).
+Then each process installs the SDK's tracer provider (service name ``OTEL_SERVICE_NAME``,
+default ``tessera``, plus ``-<group>`` in a split; the sampler from ``OTEL_TRACES_SAMPLER``),
+Litestar's ``OpenTelemetryPlugin`` records a server span per request, and the httpx and
+SQLAlchemy instrumentations record remote calls and queries. Unset, nothing is installed:
+the API's no-op tracer costs a function call.
+
+Either way, trace context travels as W3C ``traceparent``/``tracestate`` through
+OpenTelemetry's propagators: into remote calls and proxied requests, into each outbox row,
+onto each broker message, and back out in the consumer, whose ``process`` span is a child of
+the relay's ``publish`` span, itself a child of the request that wrote the event — one trace
+from the click to the notification.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+from app.kernel.config import ConfigError
+
+__all__ = (
+    "configure_tracing",
+    "consumer_span",
+    "continue_incoming_trace",
+    "continue_trace",
+    "current_trace_headers",
+    "producer_span",
+    "tracing_provider",
+    "tracer",
+    "tracing_enabled",
+)
+
+EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
+_EXPORTERS = ("otlp", "console")
+
+tracer = trace.get_tracer("tessera")
+_installed: TracerProvider | None = None  # the SDK's, once installed in this process
+
+
+def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    return any(name not in ("", "none") for name in _exporter_names(environ))
+
+
+def _exporter_names(environ: Mapping[str, str]) -> list[str]:
+    return [name.strip().lower() for name in environ.get(EXPORTER_ENV, "").split(",")]
+
+
+def tracing_provider() -> TracerProvider | None:
+    """The SDK's tracer provider, once :func:`configure_tracing` installed it in this process."""
+    return _installed
+
+
+def configure_tracing(group: str | None) -> TracerProvider | None:
+    """Install the SDK (once per process) when ``OTEL_TRACES_EXPORTER`` asks; its provider, or None."""
+    global _installed
+    if _installed is not None or not tracing_enabled():
+        return _installed
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or "tessera"
+    resource = Resource.create(
+        {SERVICE_NAME: f"{name}-{group}" if group else name, "tessera.group": group or "monolith"}
+    )
+    provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER(_ARG)
+    for exporter in _exporters():
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    # Every engine made from now on. The instrumentation declares SQLAlchemy < 2.1; it works
+    # with 2.1's unchanged engine events (tests/e2e/test_tracing.py sees the queries' spans).
+    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    _installed = provider
+    return provider
+
+
+def _exporters() -> list[SpanExporter]:
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names(os.environ):
+        if name in ("", "none"):
+            continue
+        if name == "otlp":
+            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+            )
+            if protocol != "http/protobuf":
+                raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Tessera exports http/protobuf")
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(ConsoleSpanExporter())
+        else:
+            raise ConfigError(f"{EXPORTER_ENV}={name!r}: not one of {', '.join(_EXPORTERS)}, none")
+    return exporters
+
+
+def current_trace_headers() -> dict[str, str]:
+    """The W3C headers of the span under way (``traceparent``, ``tracestate`` when set); {} without one."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def continue_incoming_trace(headers: Mapping[str, str]) -> Iterator[None]:
+    """A request's caller's trace context, current for the request — where no span is recorded.
+
+    With tracing on, Litestar's plugin extracts it itself and records the request's SERVER
+    span under it (a span already current would make that span INTERNAL): nothing to do.
+    """
+    if _installed is not None or not headers:
+        yield
+        return
+    with continue_trace(headers):
+        yield
+
+
+@contextmanager
+def continue_trace(headers: Mapping[str, str]) -> Iterator[None]:
+    """Make the trace context ``headers`` carry the current one for the block (no span of its own)."""
+    token = otel_context.attach(propagate.extract(headers))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+@contextmanager
+def producer_span(event_type: str, event_id: str, module: str, parent: Mapping[str, str]) -> Iterator[Span]:
+    """A relay's ``publish`` span: a child of the work that wrote the event."""
+    with tracer.start_as_current_span(
+        f"{event_type} publish",
+        context=propagate.extract(parent),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": event_type,
+            "messaging.message.id": event_id,
+            "tessera.module": module,
+        },
+    ) as span:
+        yield span
+
+
+@contextmanager
+def consumer_span(event_type: str, event_id: str, consumer: str, parent: Mapping[str, str]) -> Iterator[Span]:
+    """A consumer's ``process`` span (OpenTelemetry messaging conventions): a child of the publish span."""
+    with tracer.start_as_current_span(
+        f"{event_type} process",
+        context=propagate.extract(parent),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": event_type,
+            "messaging.message.id": event_id,
+            "messaging.consumer.group.name": consumer,
+            "tessera.event_type": event_type,
+            "tessera.consumer": consumer,
+        },
+    ) as span:
+        yield span
