@@ -72,9 +72,11 @@ def create_app(composition: Composition | None = None) -> Litestar:
         state=State({"composition": composition}),
     )
     # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.
-    app.asgi_handler = RequestContextMiddleware(
-        RequestTelemetryMiddleware(app.asgi_handler, log_requests=settings.server.request_log)
-    )
+    measure, log_requests = settings.metrics.enabled, settings.server.request_log
+    handler = app.asgi_handler
+    if measure or log_requests:
+        handler = RequestTelemetryMiddleware(handler, measure=measure, log_requests=log_requests)
+    app.asgi_handler = RequestContextMiddleware(handler)
     return app
 
 

@@ -39,10 +39,13 @@ UNMATCHED = "unmatched"
 
 
 class RequestTelemetryMiddleware:
-    __slots__ = ("app", "log_requests")
+    """Measures each request (RED metrics) if ``measure``, and logs it if ``log_requests``."""
 
-    def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
+    __slots__ = ("app", "log_requests", "measure")
+
+    def __init__(self, app: ASGIApp, *, measure: bool = True, log_requests: bool = True) -> None:
         self.app = app
+        self.measure = measure
         self.log_requests = log_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,16 +63,18 @@ class RequestTelemetryMiddleware:
                 ids.update(trace_ids())
             await send(message)
 
-        HTTP_REQUESTS_IN_PROGRESS.inc()
+        if self.measure:
+            HTTP_REQUESTS_IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            HTTP_REQUESTS_IN_PROGRESS.dec()
             elapsed = time.perf_counter() - began
             method = scope["method"]
             route = scope.get("path_template") or UNMATCHED
-            HTTP_REQUESTS.labels(method, route, f"{status // 100}xx").inc()
-            HTTP_REQUEST_DURATION.labels(method, route).observe(elapsed)
+            if self.measure:
+                HTTP_REQUESTS_IN_PROGRESS.dec()
+                HTTP_REQUESTS.labels(method, route, f"{status // 100}xx").inc()
+                HTTP_REQUEST_DURATION.labels(method, route).observe(elapsed)
             if self.log_requests:
                 user = scope.get("user")
                 log.info(

@@ -83,12 +83,22 @@ def configure_tracing(group: str | None) -> TracerProvider | None:
     for exporter in _exporters():
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
-    # Every engine made from now on. The instrumentation declares SQLAlchemy < 2.1; it works
-    # with 2.1's unchanged engine events (tests/e2e/test_tracing.py sees the queries' spans).
-    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    disabled = _disabled_instrumentations()
+    if "httpx" not in disabled:
+        HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    if "sqlalchemy" not in disabled:
+        # Every engine made from now on. The instrumentation declares SQLAlchemy < 2.1; it
+        # works with 2.1's unchanged engine events (tests/e2e/test_tracing.py sees the spans).
+        SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _installed = provider
     return provider
+
+
+def _disabled_instrumentations() -> set[str]:
+    """``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (OpenTelemetry's own variable): e.g. ``sqlalchemy``,
+    whose span per query is most of tracing's cost (bench/results/telemetry.md)."""
+    names = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip().lower() for name in names.split(",") if name.strip()}
 
 
 def _exporters() -> list[SpanExporter]:
