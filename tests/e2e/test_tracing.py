@@ -78,7 +78,25 @@ def test_a_request_and_the_notification_it_causes_are_one_trace(tmp_path: Path) 
                         headers={**ada, "traceparent": _traceparent(trace_id, sampled=is_sampled)},
                     )
                     assert created.status_code == 201, created.text
+                read_trace, task_id = secrets.token_hex(16), created.json()["id"]
+                read = http.get(
+                    f"/api/v1/tasks/{task_id}",
+                    headers={**ada, "traceparent": _traceparent(read_trace, sampled=True)},
+                )
+                assert read.status_code == 200
             trace = eventually(lambda: _whole_trace(receiver, sampled), within=WITHIN, what="the whole trace")
+            read_span = eventually(
+                lambda: next(
+                    (
+                        s
+                        for s in receiver.spans
+                        if s.trace_id == read_trace and s.kind == SERVER and s.service == "tessera-tasks"
+                    ),
+                    None,
+                ),
+                within=WITHIN,
+                what="the read's server span in tasks",
+            )
             unsampled_spans = [s for s in receiver.spans if s.trace_id == unsampled]
             logged = [json.loads(line) for line in cluster.log_file("tasks").read_text().splitlines()]
 
@@ -108,6 +126,9 @@ def test_a_request_and_the_notification_it_causes_are_one_trace(tmp_path: Path) 
     assert any("outbox" in str(s.attributes.get("db.statement", "")) for s in queries), queries
     # Exported in order by the same processes, the earlier, sampled-out request left nothing.
     assert unsampled_spans == []
+    # A request's span is named by its route, never by the path with its ids.
+    assert read_span.name == "GET /api/v1/tasks/{task_id}"
+    assert all(task_id not in s.name for s in receiver.spans)
     # The tasks process logged the request with the ids of its server span in that trace.
     (request_line,) = [
         line

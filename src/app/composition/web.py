@@ -29,7 +29,7 @@ from app.kernel.rpc import internal_router
 from app.kernel.telemetry import configure_logging
 from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
 from app.kernel.telemetry.metrics import process_ended
-from app.kernel.telemetry.tracing import configure_tracing, tracing_provider
+from app.kernel.telemetry.tracing import configure_tracing, name_by_route, tracing_provider
 from contracts import Principal
 
 __all__ = ("create_app", "serve_app")
@@ -54,7 +54,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
             "composition": Provide(lambda: composition, sync_to_thread=False),
         },
         before_request=_bind_principal,
-        before_send=[_allow_what_the_path_serves],
+        before_send=[_allow_what_the_path_serves, *([name_by_route] if tracing_provider() else [])],
         on_app_init=[auth.on_app_init],
         plugins=_tracing_plugins(),
         on_startup=[composition.events.start],  # relays and consumers of this process's modules

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -27,6 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind
 
 if TYPE_CHECKING:
+    from litestar.types import Message, Scope
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -37,6 +38,7 @@ __all__ = (
     "consumer_span",
     "continue_incoming_trace",
     "continue_trace",
+    "name_by_route",
     "current_trace_headers",
     "producer_span",
     "tracing_provider",
@@ -131,6 +133,22 @@ def current_trace_headers() -> dict[str, str]:
     return carrier
 
 
+async def name_by_route(message: Message, scope: Scope) -> None:
+    """A Litestar ``before_send`` hook: the request's span is named by its route template.
+
+    The instrumentation names it when the request arrives, before routing, after the raw
+    path (``GET /api/v1/tasks/0b1e…``): ids in span names. Semantic conventions ask for
+    ``{method} {http.route}``.
+    """
+    if message["type"] != "http.response.start" or "path_template" not in scope:
+        return
+    span = trace.get_current_span()
+    if span.is_recording():
+        route = scope["path_template"]
+        span.update_name(f"{scope.get('method', 'GET')} {route}")  # before_send: HTTP only
+        span.set_attribute("http.route", route)
+
+
 @contextmanager
 def continue_incoming_trace(headers: Mapping[str, str]) -> Iterator[None]:
     """A request's caller's trace context, current for the request — where no span is recorded.
@@ -155,39 +173,45 @@ def continue_trace(headers: Mapping[str, str]) -> Iterator[None]:
         otel_context.detach(token)
 
 
-@contextmanager
-def producer_span(event_type: str, event_id: str, module: str, parent: Mapping[str, str]) -> Iterator[Span]:
-    """A relay's ``publish`` span: a child of the work that wrote the event."""
-    with tracer.start_as_current_span(
-        f"{event_type} publish",
-        context=propagate.extract(parent),
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "publish",
-            "messaging.destination.name": event_type,
-            "messaging.message.id": event_id,
-            "tessera.module": module,
-        },
-    ) as span:
-        yield span
+def producer_span(
+    event_type: str, event_id: str, module: str, parent: Mapping[str, str]
+) -> AbstractContextManager[Span]:
+    """A relay's ``publish`` span, current in its ``with`` block: a child of the work that wrote the event."""
+    return _messaging_span(
+        SpanKind.PRODUCER, "send", "publish", event_type, event_id, parent, {"tessera.module": module}
+    )
 
 
-@contextmanager
-def consumer_span(event_type: str, event_id: str, consumer: str, parent: Mapping[str, str]) -> Iterator[Span]:
-    """A consumer's ``process`` span (OpenTelemetry messaging conventions): a child of the publish span."""
-    with tracer.start_as_current_span(
-        f"{event_type} process",
-        context=propagate.extract(parent),
-        kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": event_type,
-            "messaging.message.id": event_id,
-            "messaging.consumer.group.name": consumer,
-            "tessera.event_type": event_type,
-            "tessera.consumer": consumer,
-        },
-    ) as span:
-        yield span
+def consumer_span(
+    event_type: str, event_id: str, consumer: str, parent: Mapping[str, str]
+) -> AbstractContextManager[Span]:
+    """A consumer's ``process`` span, current in its ``with`` block: a child of the publish span."""
+    extra = {
+        "messaging.consumer.group.name": consumer,
+        "tessera.event_type": event_type,
+        "tessera.consumer": consumer,
+    }
+    return _messaging_span(SpanKind.CONSUMER, "process", "process", event_type, event_id, parent, extra)
+
+
+def _messaging_span(
+    kind: SpanKind,
+    operation_type: str,
+    operation: str,
+    event_type: str,
+    event_id: str,
+    parent: Mapping[str, str],
+    extra: Mapping[str, str],
+) -> AbstractContextManager[Span]:
+    """A span under the trace context ``parent`` carries, by OpenTelemetry's messaging conventions."""
+    attributes = {
+        "messaging.operation.type": operation_type,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": event_type,
+        "messaging.message.id": event_id,
+        **extra,
+    }
+    span = tracer.start_span(
+        f"{event_type} {operation}", context=propagate.extract(parent), kind=kind, attributes=attributes
+    )
+    return trace.use_span(span, end_on_exit=True)  # current for the block, ended after it
