@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, MetaData, event, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext import asyncio as sa_asyncio
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from app.kernel.config import ConfigError, Settings
 from app.kernel.telemetry.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_TIMEOUTS
+from app.kernel.telemetry.tracing import trace_queries
 from contracts import DependencyUnavailable
 
 __all__ = (
@@ -119,6 +119,7 @@ class Database:
             pool_timeout=pool_timeout,
             application_name=f"tessera:{module}",
         )
+        trace_queries(self.engine.sync_engine)
         DB_POOL_SIZE.labels(module).set(pool_size)
         in_use = DB_POOL_IN_USE.labels(module)
         event.listen(self.engine.sync_engine, "checkout", lambda *_: in_use.inc())
@@ -255,7 +256,7 @@ def _create_engine(
         "pool_timeout": pool_timeout,
     }
     if url.get_backend_name() == "sqlite":
-        engine = sa_asyncio.create_async_engine(url, **options)  # looked up now: tracing wraps it
+        engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine, "do_connect", _make_room_for_the_file)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
@@ -264,7 +265,7 @@ def _create_engine(
     if schema is not None:
         server_settings["search_path"] = schema
     options["connect_args"] = {"server_settings": server_settings}
-    return sa_asyncio.create_async_engine(url, **options)
+    return create_async_engine(url, **options)
 
 
 def _make_room_for_the_file(_dialect: Any, _record: Any, cargs: list[Any], _cparams: Any) -> None:

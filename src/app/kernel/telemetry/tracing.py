@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from litestar.types import Message, Scope
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+    from sqlalchemy import Engine
 
 from app.kernel.config import ConfigError
 
@@ -43,6 +44,7 @@ __all__ = (
     "producer_span",
     "tracing_provider",
     "tracer",
+    "trace_queries",
     "tracing_enabled",
 )
 
@@ -51,6 +53,7 @@ _EXPORTERS = ("otlp", "console")
 
 tracer = trace.get_tracer("tessera")
 _installed: TracerProvider | None = None  # the SDK's, once installed in this process
+_trace_queries = False  # a span per SQL query (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy: not)
 
 
 def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -59,6 +62,26 @@ def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
 
 def _exporter_names(environ: Mapping[str, str]) -> list[str]:
     return [name.strip().lower() for name in environ.get(EXPORTER_ENV, "").split(",")]
+
+
+def trace_queries(engine: Engine) -> None:
+    """A span per query on ``engine`` (the SQLAlchemy instrumentation's ``EngineTracer``), when tracing.
+
+    Attached per engine rather than by ``SQLAlchemyInstrumentor``, which also wraps
+    ``Engine.connect`` with a span of its own: every unit of work checks a connection out,
+    and those spans doubled the cost of a traced GET's queries (bench/results/telemetry.md).
+    The instrumentation declares SQLAlchemy < 2.1; 2.1's engine events are unchanged
+    (tests/e2e/test_tracing.py sees the spans).
+    """
+    if _installed is None or not _trace_queries:
+        return
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version
+    from opentelemetry.metrics import get_meter
+
+    name = "opentelemetry.instrumentation.sqlalchemy"
+    usage = get_meter(name, version).create_up_down_counter("db.client.connections.usage", unit="connections")
+    EngineTracer(trace.get_tracer(name, version, _installed), engine, usage)  # type: ignore[no-untyped-call]
 
 
 def tracing_provider() -> TracerProvider | None:
@@ -72,7 +95,6 @@ def configure_tracing(group: str | None) -> TracerProvider | None:
     if _installed is not None or not tracing_enabled():
         return _installed
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -88,10 +110,8 @@ def configure_tracing(group: str | None) -> TracerProvider | None:
     disabled = _disabled_instrumentations()
     if "httpx" not in disabled:
         HTTPXClientInstrumentor().instrument(tracer_provider=provider)
-    if "sqlalchemy" not in disabled:
-        # Every engine made from now on. The instrumentation declares SQLAlchemy < 2.1; it
-        # works with 2.1's unchanged engine events (tests/e2e/test_tracing.py sees the spans).
-        SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    global _trace_queries
+    _trace_queries = "sqlalchemy" not in disabled
     _installed = provider
     return provider
 
