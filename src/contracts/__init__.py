@@ -3,6 +3,7 @@
 from contracts._base import (
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
+    AwareDateTime,
     Contract,
     ContractError,
     DependencyUnavailable,
@@ -13,11 +14,14 @@ from contracts._base import (
     PageLimit,
     Principal,
     idempotent,
+    in_utc,
     is_idempotent,
+    refuse_control_characters,
 )
 
 __all__ = (
     "PAGE_LIMIT_DEFAULT",
+    "AwareDateTime",
     "PAGE_LIMIT_MAX",
     "Contract",
     "ContractError",
@@ -29,5 +33,7 @@ __all__ = (
     "PageLimit",
     "Principal",
     "idempotent",
+    "in_utc",
     "is_idempotent",
+    "refuse_control_characters",
 )

@@ -11,6 +11,7 @@ import msgspec
 
 from contracts._base import (
     PAGE_LIMIT_DEFAULT,
+    AwareDateTime,
     Contract,
     ContractError,
     IntegrationEvent,
@@ -88,7 +89,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     description: str
     status: TaskStatus
     priority: Priority
-    due_at: datetime | None
+    due_at: AwareDateTime | None
     labels: list[str]
     owner_id: UUID
     assignee_id: UUID | None
@@ -104,7 +105,7 @@ class TaskQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     assignee_id: UUID | None = None
     label: str | None = None
     title_contains: str | None = None
-    due_before: datetime | None = None
+    due_before: AwareDateTime | None = None
     sort: TaskSort = TaskSort.CREATED_AT
     descending: bool = True
     limit: PageLimit = PAGE_LIMIT_DEFAULT

@@ -148,7 +148,30 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem_response(request, status=status, code=code, detail=detail, headers=headers)
 
 
+# What Litestar's JSON body decoding lets through unconverted, and what it means: the body
+# is bad, not the server (litestar.serialization.decode_json turns only msgspec's DecodeError
+# into a 400).
+_UNREADABLE_BODY = {
+    UnicodeDecodeError: "The body is not valid UTF-8.",
+    RecursionError: "The body is nested too deeply.",
+}
+
+
+def _raised_decoding_the_body(exc: Exception) -> bool:
+    frame = exc.__traceback__
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        if code.co_name == "decode_json" and "litestar" in code.co_filename:
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if type(exc) in _UNREADABLE_BODY and _raised_decoding_the_body(exc):
+        return problem_response(
+            request, status=400, code="http.bad_request", detail=_UNREADABLE_BODY[type(exc)]
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         request,

@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from app.kernel.security import public
-from contracts import Principal
+from contracts import Principal, refuse_control_characters
 from contracts.identity import (
     DISPLAY_NAME_MAX,
     EMAIL_MAX,
@@ -41,6 +41,10 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     email: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX, pattern=EMAIL_PATTERN)]
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
     display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=DISPLAY_NAME_MAX, pattern=r"\S")]
+
+    def __post_init__(self) -> None:  # msgspec answers its ValueError as invalid input
+        refuse_control_characters(self.email, field="email")
+        refuse_control_characters(self.display_name, field="display_name")
 
 
 class Credentials(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

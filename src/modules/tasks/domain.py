@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from contracts import FieldError, InvalidInput
+from contracts import AwareDateTime, FieldError, InvalidInput, in_utc
 from contracts.tasks import (
     DESCRIPTION_MAX,
     LABEL_MAX,
@@ -66,9 +66,13 @@ class TaskDraft(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     title: Title
     description: Description = ""
     priority: Priority = Priority.NORMAL
-    due_at: datetime | None = None
+    due_at: AwareDateTime | None = None
     labels: Labels = msgspec.field(default_factory=list)
     assignee_id: UUID | None = None
+
+    def __post_init__(self) -> None:
+        if self.due_at is not None:
+            in_utc(self.due_at, field="due_at")  # msgspec answers its ValueError as invalid input
 
 
 class TaskChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,9 +82,13 @@ class TaskChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     description: Description | msgspec.UnsetType = msgspec.UNSET
     status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
-    due_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    due_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
     labels: Labels | msgspec.UnsetType = msgspec.UNSET
     assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.due_at, datetime):
+            in_utc(self.due_at, field="due_at")
 
 
 def can_see(task: Task, user_id: UUID) -> bool:

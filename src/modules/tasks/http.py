@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -18,10 +18,13 @@ from app.kernel.problems import problem_responses
 from contracts import (
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
+    AwareDateTime,
     DependencyUnavailable,
     FieldError,
     InvalidInput,
     Principal,
+    in_utc,
+    refuse_control_characters,
 )
 from contracts.identity import IdentityApi, UserProfile
 from contracts.tasks import (
@@ -104,12 +107,24 @@ class TasksController(Controller):
         q: Annotated[
             str | None, QueryParameter(max_length=TITLE_MAX, required=False, description="title contains")
         ] = None,
-        due_before: Annotated[datetime | None, QueryParameter(required=False)] = None,
+        due_before: Annotated[AwareDateTime | None, QueryParameter(required=False)] = None,
         sort: Annotated[TaskSort, QueryParameter()] = TaskSort.CREATED_AT,
         order: Annotated[Literal["asc", "desc"], QueryParameter()] = "desc",
         limit: Annotated[int, QueryParameter(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
     ) -> TaskList:
+        if due_before is not None and due_before.utcoffset() is None:
+            # Litestar reads a query parameter's datetime without msgspec's tz constraint.
+            message = "a datetime needs its UTC offset (Z or +hh:mm)"
+            raise ValidationException(message, extra=[{"key": "due_before", "message": message}])
+        try:
+            if q is not None:
+                refuse_control_characters(q, field="q")  # a NUL matched every task
+            if due_before is not None:
+                due_before = in_utc(due_before, field="due_before")
+        except ValueError as refused:
+            field, _, message = str(refused).partition(": ")
+            raise InvalidInput([FieldError(field=field, message=message)]) from None
         page = await tasks.list_tasks(
             principal,
             TaskQuery(
