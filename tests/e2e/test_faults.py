@@ -38,6 +38,11 @@ def test_identity_killed_then_restarted(tmp_path: Path) -> None:
         response, elapsed = _timed_post(http, ada, {"title": "for Bob", "assignee_id": bob_id})
         assert response.status_code == 503
         assert response.json()["code"] == "dependency.unavailable"
+        # In words, without transport internals ("ConnectError: [Errno 111] Connection refused")
+        assert "identity" in response.json()["detail"]
+        assert not {"Error", "Errno", "refused", "127.0.0.1"} & set(
+            response.json()["detail"].replace(":", " ").split()
+        )
         assert int(response.headers["retry-after"]) >= 1
         assert elapsed < TIMEOUT + 1.0, f"503 took {elapsed:.2f}s"
         # work that does not need identity goes on: listing one's own tasks, creating unassigned ones

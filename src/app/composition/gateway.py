@@ -6,6 +6,7 @@ Bodies stream both ways; status, headers and problem details pass through untouc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import DependencyUnavailable
 
 __all__ = ("proxy_routes",)
+
+log = logging.getLogger("tessera.gateway")
 
 # OPTIONS too: the owner knows which methods a path serves, the gateway does not.
 METHODS = [
@@ -93,7 +96,8 @@ def _proxy(
             answer = await http.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             owner.breaker.record_failure()
-            raise DependencyUnavailable(f"{module} did not answer: {type(exc).__name__}: {exc}") from None
+            log.warning("proxying to %s (%s) failed: %s: %s", module, owner.name, type(exc).__name__, exc)
+            raise DependencyUnavailable(f"The {module} service did not answer; try again shortly.") from None
         owner.breaker.record_status(answer.status_code)
         passed_on = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
         return Stream(_relay(answer), status_code=answer.status_code, headers=passed_on)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import time
 import typing
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,8 @@ __all__ = (
     "remote",
     "strict",
 )
+
+log = logging.getLogger("tessera.rpc")
 
 ApiT = TypeVar("ApiT")
 
@@ -373,8 +376,16 @@ class _RemoteCall:
                 with attempt:
                     return await self._attempt(body, deadline)
         except _Transient as failure:
+            # The caller learns what is unavailable, in words; how it failed goes to the log.
+            log.warning(
+                "%s.%s (%s) did not answer: %s",
+                self._contract.name,
+                self._method.name,
+                self._group.name,
+                failure,
+            )
             raise DependencyUnavailable(
-                f"{self._contract.name} ({self._group.name}) did not answer: {failure}",
+                f"The {self._contract.name} service did not answer in time; try again shortly.",
                 retry_after=self._settings.breaker_open_seconds,
             ) from None
         raise AssertionError("unreachable: stamina yields at least one attempt")
@@ -424,10 +435,15 @@ class _RemoteCall:
             return error_from_wire(self._contract, wire)
         except ContractViolation:
             # Not an error of the contract: the call itself was refused (token, version, ...).
-            return DependencyUnavailable(
-                f"{self._contract.name} ({self._group.name}) refused the call: "
-                f"HTTP {response.status_code} {wire.code} {wire.detail}"
+            log.error(
+                "%s (%s) refused the call: HTTP %d %s %s",
+                self._contract.name,
+                self._group.name,
+                response.status_code,
+                wire.code,
+                wire.detail,
             )
+            return DependencyUnavailable(f"The {self._contract.name} service cannot take this call now.")
 
 
 def _retry_after(response: httpx.Response) -> float:
