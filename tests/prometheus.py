@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.conftest import service_unavailable
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 T = TypeVar("T")
 READY_SECONDS = 30.0
@@ -99,9 +99,4 @@ def prometheus(tmp_path: Path, jobs: Mapping[str, str]) -> Iterator[Prometheus]:
                 time.sleep(0.1)
             yield Prometheus(base)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)

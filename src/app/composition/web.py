@@ -40,11 +40,11 @@ def create_app(composition: Composition | None = None) -> Litestar:
     composition = composition or compose(load_settings())
     auth = composition.access_tokens.auth()
     settings = composition.settings
-    on_its_own_port = settings.metrics.port or not settings.metrics.enabled
+    metrics_here = settings.metrics.enabled and not settings.metrics.port  # else its own port, or off
     app = Litestar(
         route_handlers=[
             HealthController,
-            *([] if on_its_own_port else [metrics_route(settings.metrics.path)]),
+            *([metrics_route(settings.metrics.path)] if metrics_here else []),
             *(_module_router(m) for m in composition.modules if m.module.routes),
             *_internal_routers(composition),
             *_gateway_routes(composition),

@@ -60,7 +60,8 @@ class RequestTelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                ids.update(trace_ids())
+                if self.log_requests:
+                    ids.update(trace_ids())
             await send(message)
 
         if self.measure:
