@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from app.composition.container import Composition, compose
 from app.composition.web import create_app
-from app.kernel.config import PasswordHashSettings, Secret, Settings
+from app.kernel.config import PasswordHashSettings, Secret, Settings, ThrottleSettings
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T = TypeVar("T")
@@ -24,6 +24,12 @@ UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SIGNING_KEY = secrets.token_urlsafe(48)
 SERVICE_KEY = secrets.token_urlsafe(48)
 CHEAP_HASHING = PasswordHashSettings(time_cost=1, memory_kib=8192, parallelism=1)
+# The suite signs many users up and in from one address; per-account limits stay as shipped.
+GENEROUS_THROTTLES = ThrottleSettings(
+    logins_per_address_per_minute=100_000,
+    registrations_per_address_per_minute=100_000,
+    user_searches_per_user_per_minute=100_000,
+)
 
 
 def make_settings(data_dir: Path, **sections: Any) -> Settings:
@@ -35,6 +41,7 @@ def make_settings(data_dir: Path, **sections: Any) -> Settings:
         service_signing_key=Secret(SERVICE_KEY),
         password_hash=CHEAP_HASHING,
     )
+    sections.setdefault("throttle", GENEROUS_THROTTLES)
     return msgspec.structs.replace(base, security=security, **sections)
 
 

@@ -101,6 +101,16 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
+# A test server's configuration: keys made in its data dir, cheap password hashing, and
+# per-address throttles raised (the suite signs many users up and in from one address).
+TEST_SERVER_CONFIG = (
+    "[security]\ngenerate_signing_key = true\n"
+    "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
+    "[throttle]\nlogins_per_address_per_minute = 100000\n"
+    "registrations_per_address_per_minute = 100000\nuser_searches_per_user_per_minute = 100000\n"
+)
+
+
 def clean_env(**overrides: str) -> dict[str, str]:
     """This process's environment without any TESSERA_ variable, plus ``overrides``."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}, **overrides}

@@ -23,6 +23,7 @@ __all__ = (
     "NotPermitted",
     "PageLimit",
     "Principal",
+    "Throttled",
     "idempotent",
     "in_utc",
     "is_idempotent",
@@ -114,6 +115,18 @@ class DependencyUnavailable(ContractError):
     code = "dependency.unavailable"
     status = 503
     title = "A service this request needs is unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
+class Throttled(ContractError):
+    """Too many attempts in too short a time: wait ``retry_after`` seconds, then try again."""
+
+    code = "request.throttled"
+    status = 429
+    title = "Too many attempts; wait before trying again"
 
     def __init__(self, detail: str | None = None, *, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from tests.servers import TESSERA, clean_env, free_port, server_process, wait_until_ready
+from tests.servers import TESSERA, TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 
 GROUPS = ("identity", "tasks", "notifications", "gateway")
 
@@ -63,9 +63,7 @@ def write_config(
     groups = "\n".join(f'[topology.groups.{g}]\nmodules = {modules[g]}\nurl = "{urls[g]}"\n' for g in GROUPS)
     events = events or f'[events]\nbus = "nats"\nnamespace = "t{uuid.uuid4().hex[:12]}"\n'
     path.write_text(
-        "[security]\ngenerate_signing_key = true\n"
-        "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
-        "[rpc]\ntimeout_seconds = 1.0\nbreaker_minimum_calls = 3\nbreaker_window = 6\n"
+        TEST_SERVER_CONFIG + "[rpc]\ntimeout_seconds = 1.0\nbreaker_minimum_calls = 3\nbreaker_window = 6\n"
         "breaker_open_seconds = 1.0\nbreaker_half_open_calls = 1\n" + events + groups
     )
     return path
@@ -103,10 +101,7 @@ def split_cluster(
 @contextmanager
 def monolith(tmp_path: Path) -> Iterator[str]:
     config = tmp_path / "monolith.toml"
-    config.write_text(
-        "[security]\ngenerate_signing_key = true\n"
-        "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
-    )
+    config.write_text(TEST_SERVER_CONFIG)
     env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
     migrate(env)
     port = free_port()

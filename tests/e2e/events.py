@@ -24,7 +24,7 @@ import pytest
 from app.kernel.faults import CRASH_ENV, CRASH_EXIT_CODE
 from tests.conftest import service_unavailable
 from tests.e2e.cluster import GROUPS, migrate, write_config
-from tests.servers import clean_env, free_port, server_process, wait_until_ready
+from tests.servers import TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 from tests.tcp_proxy import TcpProxy
 
 BACKENDS = ("inprocess", "nats", "rabbitmq")
@@ -129,10 +129,7 @@ class Processes:
 @contextmanager
 def monolith(tmp_path: Path, events: str) -> Iterator[Processes]:
     config = tmp_path / "monolith.toml"
-    config.write_text(
-        "[security]\ngenerate_signing_key = true\n"
-        "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n" + events
-    )
+    config.write_text(TEST_SERVER_CONFIG + events)
     data_dir = tmp_path / "data"
     env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(data_dir))
     migrate(env)

@@ -16,7 +16,7 @@ from bench.server import remove_broker_state
 
 from tests.e2e.events import require_broker
 from tests.e2e.flow import eventually, notifications_of, register_and_log_in
-from tests.servers import TESSERA, clean_env, free_port, server_process, wait_until_ready
+from tests.servers import TESSERA, TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,7 @@ class Deployment:
     def __init__(self, root: Path, bus: str) -> None:
         root.mkdir()
         config = root / "tessera.toml"
-        config.write_text(
-            "[security]\ngenerate_signing_key = true\n"
-            "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
-            f'[events]\nbus = "{bus}"\n' + QUICK_EVENTS
-        )
+        config.write_text(TEST_SERVER_CONFIG + f'[events]\nbus = "{bus}"\n' + QUICK_EVENTS)
         self.data_dir = root / "data"
         self.env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(self.data_dir))
         upgraded = subprocess.run(

@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.cluster import GROUPS, migrate, split_cluster
 from tests.e2e.flow import eventually, notifications_of, register_and_log_in
 from tests.prometheus import Prometheus, prometheus
-from tests.servers import clean_env, free_port, server_process, wait_until_ready
+from tests.servers import TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +68,7 @@ def test_prometheus_scrapes_the_monolith_with_two_workers_and_each_request_is_lo
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "monolith.toml"
-    config.write_text(
-        "[security]\ngenerate_signing_key = true\n"
-        "[security.password_hash]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
-        "[events]\nstatus_interval_seconds = 0.5\n"
-    )
+    config.write_text(TEST_SERVER_CONFIG + "[events]\nstatus_interval_seconds = 0.5\n")
     env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
     migrate(env)
     port, log = free_port(), tmp_path / "server.log"
@@ -137,7 +133,7 @@ def test_prometheus_scrapes_every_process_of_the_split(tmp_path: Path) -> None:
 
 def test_metrics_on_a_port_of_their_own_report_every_worker(tmp_path: Path) -> None:
     config = tmp_path / "monolith.toml"
-    config.write_text("[security]\ngenerate_signing_key = true\n")
+    config.write_text(TEST_SERVER_CONFIG)
     env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
     migrate(env)
     port, metrics_port, log = free_port(), free_port(), tmp_path / "server.log"

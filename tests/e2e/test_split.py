@@ -68,3 +68,39 @@ def _log_records(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             records.append({"level": "error", "message": line})  # not ours: a traceback, say
     return records
+
+
+def test_credentials_are_throttled_through_the_gateway_per_account_and_per_client_address(
+    tmp_path: Path,
+) -> None:
+    """The identity group counts; the gateway tells it which client it proxies for."""
+    limit = {"TESSERA_THROTTLE__LOGINS_PER_ADDRESS_PER_MINUTE": "6"}
+    with (
+        split_cluster(tmp_path, environment=limit) as cluster,
+        httpx.Client(base_url=cluster.gateway, timeout=15) as http,
+    ):
+        first, second = ({"X-Forwarded-For": address} for address in ("203.0.113.9", "198.51.100.7"))
+        email = "locked@example.com"
+        http.post(
+            "/api/v1/users",
+            json={"email": email, "password": "correct horse battery", "display_name": "L"},
+            headers=first,
+        ).raise_for_status()
+
+        def log_in(password: str, client: dict[str, str]) -> httpx.Response:
+            return http.post(
+                "/api/v1/auth/token", json={"email": email, "password": password}, headers=client
+            )
+
+        for _ in range(5):
+            assert log_in("wrong password", first).status_code == 401
+        locked = log_in("correct horse battery", second)  # another address: the account is locked
+        assert locked.status_code == 429, locked.text
+        assert locked.json()["code"] == "request.throttled"
+        assert int(locked.headers["retry-after"]) > 60
+
+        assert log_in("wrong password", first).status_code == 429  # the account, 6th from here
+        per_address = log_in("wrong password", first)  # the 7th from this address: the address
+        assert per_address.headers["ratelimit-limit"] == "6"
+        assert per_address.headers["ratelimit-remaining"] == "0"
+        assert log_in("wrong password", second).headers["ratelimit-remaining"] == "4"

@@ -168,6 +168,8 @@ def _run_uvicorn(settings: Settings, host: str | None, port: int | None) -> None
         log_config=None,  # uvicorn's loggers propagate to the JSON root handler
         access_log=False,
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=server.forwarded_allow_ips,
     )
 
 

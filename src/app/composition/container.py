@@ -18,6 +18,7 @@ from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, 
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
 from app.kernel.security import AccessTokens
+from app.kernel.throttle import Throttles
 
 __all__ = ("AppContainer", "Composition", "ComposedModule", "CompositionError", "compose")
 
@@ -31,6 +32,9 @@ class AppContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     access_tokens = providers.Singleton(AccessTokens.from_settings, settings)
+    throttles = providers.Singleton(
+        Throttles, settings.provided.throttle, namespace=settings.provided.events.namespace
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,10 @@ class Composition:
     def access_tokens(self) -> AccessTokens:
         return self.container.access_tokens()
 
+    @property
+    def throttles(self) -> Throttles:
+        return self.container.throttles()
+
     def module(self, name: str) -> ComposedModule:
         for composed in self.modules:
             if composed.name == name:
@@ -141,7 +149,9 @@ class Composition:
 
     async def aclose(self) -> None:
         await self.events.stop()
-        await asyncio.gather(*(m.database.dispose() for m in self.modules), self.remotes.aclose())
+        await asyncio.gather(
+            *(m.database.dispose() for m in self.modules), self.remotes.aclose(), self.throttles.aclose()
+        )
 
 
 def compose(
@@ -238,6 +248,7 @@ def _wire(
     kernel_services: dict[type, providers.Provider[Any]] = {
         Settings: kernel.settings,
         AccessTokens: kernel.access_tokens,
+        Throttles: kernel.throttles,
         Database: providers.Object(target.database),
         Outbox: providers.Object(target.outbox),
     }

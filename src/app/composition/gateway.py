@@ -36,6 +36,7 @@ METHODS = [
     HttpMethod.DELETE,
     HttpMethod.OPTIONS,
 ]
+FORWARDED_FOR = "x-forwarded-for"
 # Connection-level headers belong to one hop, not to the message (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset(
     {
@@ -52,6 +53,7 @@ _HOP_BY_HOP = frozenset(
         "date",  # this server stamps its own
         "server",
         REQUEST_ID_HEADER,
+        FORWARDED_FOR,  # the gateway's own, naming the client, set below
         "traceparent",  # the gateway's own span's, set below
         "tracestate",
     }
@@ -84,6 +86,7 @@ def _proxy(
         # Stripped: surrounding whitespace is legal on the way in but refused by h11 on the way out.
         headers = [(k, v.strip()) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
         headers += [(REQUEST_ID_HEADER, context.correlation_id), *current_trace_headers().items()]
+        headers += [(FORWARDED_FOR, _forwarded_for(request))]
         upstream = http.build_request(
             request.method,
             f"{owner.url.rstrip('/')}{request.url.path}",
@@ -109,6 +112,15 @@ def _proxy(
         opt=public(f"the owning group ({owner.name}) authenticates the user itself"),
         include_in_schema=False,
     )(forward)
+
+
+def _forwarded_for(request: Request[Any, Any, Any]) -> str:
+    """The client's address, for the owner's per-address throttles.
+
+    The server already took it from a trusted proxy's X-Forwarded-For (server.forwarded_allow_ips)
+    or from the connection; a client's own header is never passed on.
+    """
+    return request.client.host if request.client else "unknown"
 
 
 def _refuse_a_body_announced_too_large(request: Request[Any, Any, Any]) -> None:

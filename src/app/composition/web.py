@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -30,9 +31,12 @@ from app.kernel.telemetry import configure_logging
 from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
 from app.kernel.telemetry.metrics import process_ended
 from app.kernel.telemetry.tracing import configure_tracing, name_by_route, tracing_provider
+from app.kernel.throttle import STORE_NAME
 from contracts import Principal
 
 __all__ = ("create_app", "serve_app")
+
+log = logging.getLogger("tessera.web")
 
 
 def create_app(composition: Composition | None = None) -> Litestar:
@@ -53,6 +57,8 @@ def create_app(composition: Composition | None = None) -> Litestar:
             "principal": Provide(_principal, sync_to_thread=False),
             "composition": Provide(lambda: composition, sync_to_thread=False),
         },
+        middleware=composition.throttles.rate_limits(),  # after authentication: per user, per address
+        stores={STORE_NAME: composition.throttles.store},
         before_request=_bind_principal,
         before_send=[_allow_what_the_path_serves, *([name_by_route] if tracing_provider() else [])],
         on_app_init=[auth.on_app_init],
@@ -89,6 +95,13 @@ def serve_app() -> Litestar:
     configure_logging(settings.server.log_level, settings.server.log_format)
     group = os.environ.get("TESSERA_GROUP") or None
     configure_tracing(group)  # before anything makes an engine or an HTTP client
+    throttle = settings.throttle
+    if throttle.enabled and throttle.store == "memory" and settings.server.workers > 1:
+        log.warning(
+            'throttle.store is "memory": each of %d workers counts sign-in attempts on its own; '
+            'set throttle.store = "redis" to share the counts',
+            settings.server.workers,
+        )
     return create_app(compose(settings, group=group))
 
 

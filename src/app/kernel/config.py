@@ -35,6 +35,7 @@ __all__ = (
     "RpcSettings",
     "Secret",
     "SecuritySettings",
+    "ThrottleSettings",
     "ServerSettings",
     "Settings",
     "TopologySettings",
@@ -71,6 +72,9 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"  # text: readable lines for a terminal (dev)
     request_log: bool = True  # one line per request: method, route, status, duration, ids
+    # Peers whose X-Forwarded-For names the client (a load balancer, a split's gateway): the
+    # address that per-address throttles count. Anyone else's header is ignored.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
 
 class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,6 +93,11 @@ class PasswordHashSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     time_cost: int = 3
     memory_kib: int = 65_536
     parallelism: int = 2
+    # Hashes computed at once per process, on threads of lowered priority off the event loop:
+    # a flood of sign-ins queues here instead of taking the CPU (and memory_kib each) from
+    # everyone else. Beyond `queue` waiting, a sign-in is answered 503 with Retry-After.
+    concurrency: int = 1
+    queue: int = 64
 
 
 class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -103,6 +112,23 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Development convenience: with no key configured, make one in the data dir and keep it.
     generate_signing_key: bool = False
     password_hash: PasswordHashSettings = msgspec.field(default_factory=PasswordHashSettings)
+
+
+class ThrottleSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits on credentials and costly lookups: beyond them, 429 with Retry-After.
+
+    Counts live in a store shared by every process that uses it: ``redis`` (at ``redis_url``)
+    for several workers or a split, ``memory`` (one process's own counts) otherwise.
+    """
+
+    enabled: bool = True
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: Secret = Secret("redis://127.0.0.1:6379/0")
+    failed_logins_per_account: int = 5
+    failed_login_window_seconds: int = 300
+    logins_per_address_per_minute: int = 30
+    registrations_per_address_per_minute: int = 10
+    user_searches_per_user_per_minute: int = 60
 
 
 class ModuleDatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -183,6 +209,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rpc: RpcSettings = msgspec.field(default_factory=RpcSettings)
     events: EventSettings = msgspec.field(default_factory=EventSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    throttle: ThrottleSettings = msgspec.field(default_factory=ThrottleSettings)
 
 
 def load_settings(

@@ -16,6 +16,7 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    TooManyRequestsException,
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
@@ -23,7 +24,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.utils.scope.state import ScopeState
 
 from app.kernel.context import current_context
-from contracts import ContractError, DependencyUnavailable, FieldError, InvalidInput
+from contracts import ContractError, DependencyUnavailable, FieldError, InvalidInput, Throttled
 
 if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
@@ -48,6 +49,7 @@ _HTTP_CODES: dict[type[HTTPException], str] = {
     NotFoundException: "http.not_found",
     MethodNotAllowedException: "http.method_not_allowed",
     RequestEntityTooLarge: "http.payload_too_large",
+    TooManyRequestsException: Throttled.code,
 }
 
 
@@ -90,7 +92,7 @@ def problem_response(
 def _contract_error(request: Request[Any, Any, Any], exc: ContractError) -> Response[Problem]:
     errors = exc.errors if isinstance(exc, InvalidInput) else None
     headers = None
-    if isinstance(exc, DependencyUnavailable):
+    if isinstance(exc, DependencyUnavailable | Throttled):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return problem_response(
         request,
@@ -144,6 +146,8 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     headers = dict(exc.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="tessera"')
+    if status == 429 and "RateLimit-Reset" in headers:  # Litestar's rate limit says when, in its words
+        headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
     detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
     return problem_response(request, status=status, code=code, detail=detail, headers=headers)
 

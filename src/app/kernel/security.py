@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jwt
 import msgspec
@@ -19,7 +23,7 @@ from litestar.security.jwt import JWTAuth, Token
 
 from app.kernel.clock import utcnow
 from app.kernel.config import ConfigError, PasswordHashSettings, Settings
-from contracts import Principal
+from contracts import DependencyUnavailable, Principal
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -39,6 +43,8 @@ ALGORITHM = "HS256"
 MIN_KEY_LENGTH = 32
 GENERATED_KEY_FILE = "secrets/signing.key"
 GENERATED_SERVICE_KEY_FILE = "secrets/service.key"
+HASHING_NICENESS = 10  # added to a hashing thread's nice value: the scheduler favours the event loop
+R = TypeVar("R")
 
 # Litestar's own OpenAPI routes cannot carry public(); documentation needs no user.
 # Every other open route says why with public() on the route itself.
@@ -230,9 +236,15 @@ class ServiceTokens:
 
 
 class Passwords:
-    """Argon2id hashing, with a decoy hash so that unknown users cost as much as known ones."""
+    """Argon2id hashing, with a decoy hash so that unknown users cost as much as known ones.
 
-    __slots__ = ("_decoy", "_hasher")
+    Hashes run on a pool of ``concurrency`` threads of lowered priority, never on the event
+    loop: other users' requests keep the CPU while a flood of sign-ins waits its turn, and
+    memory stays at ``concurrency`` x ``memory_kib``. More than ``queue`` waiting hashes are
+    refused at once (503 with Retry-After) rather than queued without end.
+    """
+
+    __slots__ = ("_decoy", "_hasher", "_in_flight", "_pool", "_room")
 
     def __init__(self, settings: PasswordHashSettings) -> None:
         self._hasher = PasswordHasher(
@@ -241,17 +253,42 @@ class Passwords:
             parallelism=settings.parallelism,
         )
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="password-hash", initializer=_yield_the_cpu
+        )
+        self._room = settings.concurrency + settings.queue
+        self._in_flight = 0
 
-    def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+    async def hash(self, password: str) -> str:
+        hashed: str = await self._off_the_loop(self._hasher.hash, password)
+        return hashed
 
-    def verify(self, password_hash: str | None, password: str) -> bool:
+    async def verify(self, password_hash: str | None, password: str) -> bool:
         """True when ``password`` matches; with no hash, spends the same time and says False."""
+        matches: bool = await self._off_the_loop(self._verify, password_hash, password)
+        return matches
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
             matches = self._hasher.verify(password_hash or self._decoy, password)
         except (VerificationError, InvalidHashError):
             return False
         return matches and password_hash is not None
 
-    def needs_rehash(self, password_hash: str) -> bool:
-        return self._hasher.check_needs_rehash(password_hash)
+    async def _off_the_loop(self, work: Callable[..., R], *args: Any) -> R:
+        if self._in_flight >= self._room:
+            raise DependencyUnavailable("Too many sign-ins at once; try again shortly.", retry_after=1)
+        self._in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+        finally:
+            self._in_flight -= 1
+
+
+def _yield_the_cpu() -> None:
+    """Lower this hashing thread's priority (Linux: per thread), so request handling comes first."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)

@@ -15,7 +15,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from app.kernel.security import public
-from contracts import Principal, refuse_control_characters
+from app.kernel.throttle import RateKind, throttled
+from contracts import DependencyUnavailable, Principal, Throttled, refuse_control_characters
 from contracts.identity import (
     DISPLAY_NAME_MAX,
     EMAIL_MAX,
@@ -92,8 +93,8 @@ class UsersController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
-        opt=public("registration is how an account comes to exist"),
-        responses=problem_responses(EmailAlreadyRegistered, 422),
+        opt={**public("registration is how an account comes to exist"), **throttled(RateKind.REGISTRATION)},
+        responses=problem_responses(EmailAlreadyRegistered, 422, Throttled),
         summary="Register a user",
     )
     async def register(
@@ -147,8 +148,8 @@ class AuthController(Controller):
     @post(
         "/token",
         status_code=HTTP_200_OK,
-        opt=public("this is where a user without a token gets one"),
-        responses=problem_responses(InvalidCredentials, 422),
+        opt={**public("this is where a user without a token gets one"), **throttled(RateKind.LOGIN)},
+        responses=problem_responses(InvalidCredentials, 422, Throttled, DependencyUnavailable),
         summary="Log in: exchange e-mail and password for tokens",
     )
     async def token(

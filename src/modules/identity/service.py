@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from contracts.identity import (
 from modules.identity.domain import (
     TokenPair,
     User,
+    email_key,
     hash_refresh_token,
     new_refresh_token,
 )
@@ -33,6 +33,7 @@ from modules.identity.repository import IdentityRepository, IdentityUnit
 
 if TYPE_CHECKING:
     from app.kernel.security import AccessTokens, Passwords
+    from app.kernel.throttle import AttemptLimit
     from app.kernel.unit_of_work import UnitsOfWork
 
 __all__ = ("IdentityService",)
@@ -47,10 +48,12 @@ class IdentityService(IdentityApi):
         units: UnitsOfWork[IdentityUnit],
         passwords: Passwords,
         access_tokens: AccessTokens,
+        failed_logins: AttemptLimit,
         refresh_token_ttl_seconds: int,
         clock: Clock = utcnow,
     ) -> None:
         self._units = units
+        self._failed_logins = failed_logins
         self._passwords = passwords
         self._access_tokens = access_tokens
         self._refresh_ttl = timedelta(seconds=refresh_token_ttl_seconds)
@@ -80,7 +83,7 @@ class IdentityService(IdentityApi):
     # -- accounts ----------------------------------------------------------------------
 
     async def register(self, *, email: str, password: str, display_name: str) -> User:
-        password_hash = await asyncio.to_thread(self._passwords.hash, password)
+        password_hash = await self._passwords.hash(password)
         user = User(
             id=uuid.uuid4(),
             email=email.strip(),
@@ -145,19 +148,26 @@ class IdentityService(IdentityApi):
         return user
 
     async def log_in(self, *, email: str, password: str) -> TokenPair:
-        """Exchange credentials for tokens; unknown e-mail and wrong password look alike."""
+        """Exchange credentials for tokens; unknown e-mail and wrong password look alike.
+
+        Each account has a few attempts per window (Throttled beyond them, before any hash
+        is computed); signing in successfully gives them back.
+        """
+        account = email_key(email)
+        await self._failed_logins.attempt(account)
         async with self._units.read() as unit:
             user = await unit.accounts.user_by_email(email)
         stored_hash = user.password_hash if user else None
-        if not await asyncio.to_thread(self._passwords.verify, stored_hash, password):
+        if not await self._passwords.verify(stored_hash, password):
             raise InvalidCredentials
         assert user is not None  # verify() is False without a hash
         if not user.active:
             raise InvalidCredentials
+        await self._failed_logins.forgive(account)
         async with self._units.write() as unit:
             accounts = unit.accounts
             if self._passwords.needs_rehash(user.password_hash):
-                new_hash = await asyncio.to_thread(self._passwords.hash, password)
+                new_hash = await self._passwords.hash(password)
                 await accounts.set_password_hash(user.id, new_hash)
             return await self._issue(accounts, user_id=user.id, family_id=uuid.uuid4())
 
