@@ -30,13 +30,13 @@ def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "upgrade"])
     assert first.exit_code == 0, first.output
-    assert "identity: at identity_0003" in first.output
+    assert "identity: at identity_0004" in first.output
     assert "tasks: at tasks_0003" in first.output
     assert "notifications: at notifications_0002" in first.output
     assert runner.invoke(main, ["db", "upgrade", "--module", "identity"]).exit_code == 0
     current = runner.invoke(main, ["db", "current"])
     assert current.exit_code == 0
-    assert "identity: identity_0003  up to date" in current.output
+    assert "identity: identity_0004  up to date" in current.output
     assert sorted(p.name for p in env.glob("*.db")) == ["identity.db", "notifications.db", "tasks.db"]
 
 
@@ -54,7 +54,7 @@ def test_db_upgrade_of_an_unknown_module_is_refused(env: Path) -> None:
 def test_serve_refuses_to_start_while_a_database_is_behind(env: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 1
-    assert "identity: at nothing, code expects identity_0003" in result.output
+    assert "identity: at nothing, code expects identity_0004" in result.output
     assert "tessera db upgrade" in result.output
 
 
@@ -105,10 +105,10 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["module", "provides", "requires", "runs", "in", "summary"]
-    assert lines[1].split()[:6] == ["identity", "identity", "1.1", "-", "this", "process"]
+    assert lines[1].split()[:6] == ["identity", "identity", "1.2", "-", "this", "process"]
     assert lines[2].split()[:6] == ["tasks", "tasks", "2.0", "identity", "this", "process"]
     assert lines[3].split()[:6] == ["notifications", "notifications", "1.0", "-", "this", "process"]
-    assert "tasks -->|identity 1.1| identity" in result.output
+    assert "tasks -->|identity 1.2| identity" in result.output
     # event edges: publisher -. event .-> consumer
     assert "identity -.->|UserDeactivated| tasks" in result.output
     assert "tasks -.->|TaskAssigned| notifications" in result.output

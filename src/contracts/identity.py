@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from contracts._base import Contract, ContractError, IntegrationEvent, NotPermitted, idempotent
+from contracts._base import AwareDateTime, Contract, ContractError, IntegrationEvent, NotPermitted, idempotent
 
 __all__ = (
     "DISPLAY_NAME_MAX",
@@ -19,6 +19,7 @@ __all__ = (
     "InvalidCredentials",
     "InvalidRefreshToken",
     "NotPermittedOnUser",
+    "SessionRevocation",
     "UserInactive",
     "UserDeactivated",
     "UserNotFound",
@@ -38,6 +39,14 @@ class UserProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     id: UUID
     display_name: str
     active: bool
+
+
+class SessionRevocation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A user's access tokens of an epoch below ``epoch`` stopped counting at ``revoked_at``."""
+
+    user_id: UUID
+    epoch: int
+    revoked_at: datetime
 
 
 class UserNotFound(ContractError):
@@ -94,6 +103,15 @@ class IdentityApi(Protocol):
         """The profile of a user that exists and is active; raises UserNotFound or UserInactive."""
         ...
 
+    @idempotent
+    async def session_revocations(self, since: AwareDateTime) -> list[SessionRevocation]:
+        """Users whose earlier access tokens were voided after ``since``, oldest first.
+
+        Every process that checks access tokens asks this every moment, and refuses a token
+        whose epoch is below its user's.
+        """
+        ...
+
 
 # -- events ----------------------------------------------------------------------------
 
@@ -117,7 +135,7 @@ class UserDeactivated(IntegrationEvent, frozen=True, kw_only=True, tag="identity
 
 IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
-    version="1.1",
+    version="1.2",
     api=IdentityApi,
     errors=(
         UserNotFound,

@@ -6,12 +6,14 @@ A target supplies the implementation under test and a way to make users exist in
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Protocol
 from uuid import UUID
 
 import msgspec
 import pytest
 
+from app.kernel.clock import utcnow
 from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
 
 
@@ -19,6 +21,8 @@ class IdentityTarget(Protocol):
     api: IdentityApi
 
     async def given_user(self, display_name: str, *, active: bool = True) -> UUID: ...
+
+    async def deactivate(self, user_id: UUID) -> None: ...
 
 
 class IdentityApiConformance:
@@ -66,3 +70,17 @@ class IdentityApiConformance:
         user_id = await target.given_user("Ada")
         profile = await target.api.get_user(user_id)
         assert msgspec.json.decode(msgspec.json.encode(profile), type=UserProfile) == profile
+
+    async def test_a_deactivation_voids_the_users_earlier_sessions(self, target: IdentityTarget) -> None:
+        before = utcnow() - timedelta(seconds=1)
+        kept = await target.given_user("Kept")
+        gone = await target.given_user("Gone")
+        await target.deactivate(gone)
+        revocations = await target.api.session_revocations(before)
+        by_user = {r.user_id: r for r in revocations}
+        assert gone in by_user
+        assert kept not in by_user
+        assert by_user[gone].epoch >= 1
+        assert by_user[gone].revoked_at > before
+        assert [r.revoked_at for r in revocations] == sorted(r.revoked_at for r in revocations)
+        assert await target.api.session_revocations(utcnow() + timedelta(seconds=1)) == []

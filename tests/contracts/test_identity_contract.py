@@ -12,7 +12,7 @@ from sqlalchemy import update
 from app.composition.container import Composition, compose
 from app.kernel.config import Settings
 from app.kernel.rpc import strict
-from contracts import is_idempotent
+from contracts import Principal, is_idempotent
 from contracts.identity import IDENTITY, IdentityApi
 from modules.identity.service import IdentityService
 from modules.identity.tables import users
@@ -41,6 +41,9 @@ class LocalIdentity:
                 await connection.execute(update(users).where(users.c.id == user.id).values(active=False))
         return user.id
 
+    async def deactivate(self, user_id: UUID) -> None:
+        await self.service.deactivate(Principal(user_id=user_id), user_id)  # as the user themself
+
 
 class FakeTarget:
     def __init__(self) -> None:
@@ -49,6 +52,9 @@ class FakeTarget:
 
     async def given_user(self, display_name: str, *, active: bool = True) -> UUID:
         return self.fake.add_user(display_name, active=active)
+
+    async def deactivate(self, user_id: UUID) -> None:
+        self.fake.deactivate(user_id)
 
 
 class RemoteIdentity:
@@ -63,6 +69,9 @@ class RemoteIdentity:
 
     async def given_user(self, display_name: str, *, active: bool = True) -> UUID:
         return await self._seed.given_user(display_name, active=active)
+
+    async def deactivate(self, user_id: UUID) -> None:
+        await self._seed.deactivate(user_id)
 
 
 @pytest.fixture(scope="module")
@@ -92,5 +101,5 @@ class TestIdentityApi(IdentityApiConformance):
 
 
 def test_every_identity_read_is_marked_idempotent() -> None:
-    for name in ("get_user", "get_users", "require_active_user"):
+    for name in ("get_user", "get_users", "require_active_user", "session_revocations"):
         assert is_idempotent(getattr(IDENTITY.api, name)), name

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -112,7 +112,11 @@ def monolith(tmp_path: Path) -> Iterator[str]:
 
 
 class DelayingProxy:
-    """A TCP proxy on loopback that holds each new connection for ``delay`` seconds."""
+    """A TCP proxy on loopback that holds everything a client sends for ``delay`` seconds.
+
+    Every chunk, on new and kept-alive connections alike: a caller that keeps a connection
+    open (the revocation poll keeps one to identity) sees the delay too.
+    """
 
     def __init__(self) -> None:
         self.upstream_port = 0  # set once the upstream's port is chosen
@@ -142,18 +146,25 @@ class DelayingProxy:
         self.port = server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(self.delay)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+        await asyncio.gather(
+            _pipe(reader, up_writer, delay=lambda: self.delay),
+            _pipe(up_reader, writer),
+            return_exceptions=True,
+        )
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: Callable[[], float] = lambda: 0.0
+) -> None:
     try:
         while chunk := await reader.read(65536):
+            if held := delay():
+                await asyncio.sleep(held)
             writer.write(chunk)
             await writer.drain()
     finally:

@@ -153,6 +153,22 @@ def run_public_flow(base: str) -> None:
         _json(http.patch(finished_url, json={"status": "done"}, headers=bob), 200)
         deactivated = _json(http.post(f"/api/v1/users/{bob_id}/deactivate", headers=bob), 200)
         assert deactivated["active"] is False
+        # ... and within a second his access token is refused by every module, wherever it runs
+        eventually(
+            lambda: (
+                all(
+                    http.request(method, path, headers=bob).status_code == 401
+                    for method, path in (
+                        ("POST", "/api/v1/tasks"),
+                        ("GET", "/api/v1/users/me"),
+                        ("GET", "/api/v1/notifications"),
+                    )
+                )
+                or None
+            ),
+            within=1.0,
+            what="the deactivated user's access token is refused everywhere",
+        )
         open_url = f"/api/v1/tasks/{open_task['id']}"
         eventually(
             lambda: _json(http.get(open_url, headers=ada), 200)["assignee"] is None or None,

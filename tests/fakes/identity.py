@@ -7,11 +7,13 @@ it is tested against identity's promise, not against a guess.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from uuid import UUID
 
 import msgspec
 
-from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
+from app.kernel.clock import utcnow
+from contracts.identity import IdentityApi, SessionRevocation, UserInactive, UserNotFound, UserProfile
 
 __all__ = ("FakeIdentity",)
 
@@ -19,7 +21,8 @@ __all__ = ("FakeIdentity",)
 class FakeIdentity(IdentityApi):
     def __init__(self) -> None:
         self._profiles: dict[UUID, UserProfile] = {}
-        self.calls: list[str] = []  # contract methods called, in order
+        self._revocations: dict[UUID, SessionRevocation] = {}
+        self.calls: list[str] = []  # contract methods called by requests, in order
 
     def add_user(
         self, display_name: str = "Someone", *, active: bool = True, user_id: UUID | None = None
@@ -30,6 +33,10 @@ class FakeIdentity(IdentityApi):
 
     def deactivate(self, user_id: UUID) -> None:
         self._profiles[user_id] = msgspec.structs.replace(self._profiles[user_id], active=False)
+        earlier = self._revocations.get(user_id)
+        self._revocations[user_id] = SessionRevocation(
+            user_id=user_id, epoch=earlier.epoch + 1 if earlier else 1, revoked_at=utcnow()
+        )
 
     def remove_user(self, user_id: UUID) -> None:
         del self._profiles[user_id]
@@ -48,6 +55,11 @@ class FakeIdentity(IdentityApi):
         if not profile.active:
             raise UserInactive(f"user {user_id} is deactivated")
         return profile
+
+    async def session_revocations(self, since: datetime) -> list[SessionRevocation]:
+        # Not in ``calls``: every process polls it, whatever the requests do.
+        found = [r for r in self._revocations.values() if r.revoked_at > since]
+        return sorted(found, key=lambda r: r.revoked_at)
 
     def _find(self, user_id: UUID) -> UserProfile:
         if user_id not in self._profiles:

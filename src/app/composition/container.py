@@ -17,8 +17,9 @@ from app.kernel.deployment import record_deployment, recorded_deployment
 from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, Subscription, bus_for
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
-from app.kernel.security import AccessTokens
+from app.kernel.security import AccessTokens, RevokedSessions
 from app.kernel.throttle import Throttles
+from contracts.identity import IDENTITY
 
 __all__ = ("AppContainer", "Composition", "ComposedModule", "CompositionError", "compose")
 
@@ -73,7 +74,7 @@ class Composition:
     try to validate a dataclass field by field.
     """
 
-    __slots__ = ("container", "events", "modules", "placement", "remotes", "settings")
+    __slots__ = ("container", "events", "modules", "placement", "remotes", "revoked_sessions", "settings")
 
     def __init__(
         self,
@@ -84,8 +85,10 @@ class Composition:
         placement: Placement,
         remotes: Remotes,
         events: EventRuntime,
+        revoked_sessions: RevokedSessions | None,
     ) -> None:
         self.settings = settings
+        self.revoked_sessions = revoked_sessions
         self.container = container
         self.modules = modules
         self.placement = placement
@@ -147,7 +150,15 @@ class Composition:
                     on_migrated(composed.name)
         return deployment
 
+    async def start(self) -> None:
+        """This process's background work: event relays and consumers, the revocation poll."""
+        if self.revoked_sessions is not None:
+            await self.revoked_sessions.start()
+        await self.events.start()
+
     async def aclose(self) -> None:
+        if self.revoked_sessions is not None:
+            await self.revoked_sessions.stop()
         await self.events.stop()
         await asyncio.gather(
             *(m.database.dispose() for m in self.modules), self.remotes.aclose(), self.throttles.aclose()
@@ -184,6 +195,7 @@ def compose(
         placement=placement,
         remotes=remotes,
         events=_event_runtime(settings, placement, catalog, composed),
+        revoked_sessions=_revoked_sessions(settings, contracts) if composed else None,
     )
 
 
@@ -260,6 +272,24 @@ def _wire(
                 f"manifest requires nor a kernel service ({', '.join(t.__name__ for t in kernel_services)})"
             )
         dependency.override(given)
+
+
+def _revoked_sessions(
+    settings: Settings, contracts: Mapping[str, providers.Provider[Any]]
+) -> RevokedSessions | None:
+    """What this process knows of voided access tokens, asked of identity (local, remote or fake).
+
+    Only a process with modules checks users' tokens; a pure gateway leaves that to the owners.
+    """
+    identity = contracts.get(IDENTITY.name)
+    if identity is None:
+        return None
+    security = settings.security
+    return RevokedSessions(
+        lambda since: identity().session_revocations(since),
+        interval_seconds=security.revocation_poll_seconds,
+        token_ttl_seconds=security.access_token_ttl_seconds,
+    )
 
 
 def _event_runtime(

@@ -42,7 +42,7 @@ log = logging.getLogger("tessera.web")
 def create_app(composition: Composition | None = None) -> Litestar:
     """The Litestar app for a composition (by default: every module, configured from the environment)."""
     composition = composition or compose(load_settings())
-    auth = composition.access_tokens.auth()
+    auth = composition.access_tokens.auth(composition.revoked_sessions)
     settings = composition.settings
     metrics_here = settings.metrics.enabled and not settings.metrics.port  # else its own port, or off
     app = Litestar(
@@ -63,7 +63,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
         before_send=[_allow_what_the_path_serves, *([name_by_route] if tracing_provider() else [])],
         on_app_init=[auth.on_app_init],
         plugins=_tracing_plugins(),
-        on_startup=[composition.events.start],  # relays and consumers of this process's modules
+        on_startup=[composition.start],  # relays, consumers, the revocation poll
         on_shutdown=[composition.aclose, process_ended],
         exception_handlers=exception_handlers(),
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry

@@ -109,6 +109,9 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # Signs the short-lived tokens one group presents to another's /internal routes.
     service_signing_key: Secret = Secret("")
     service_token_ttl_seconds: int = 60
+    # How often each process asks identity whose tokens were voided (deactivation, signing out
+    # everywhere): the longest a voided access token may still be accepted.
+    revocation_poll_seconds: float = 0.5
     # Development convenience: with no key configured, make one in the data dir and keep it.
     generate_signing_key: bool = False
     password_hash: PasswordHashSettings = msgspec.field(default_factory=PasswordHashSettings)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,10 +29,13 @@ from contracts import DependencyUnavailable, Principal
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
 
+    from contracts.identity import SessionRevocation
+
 __all__ = (
     "Passwords",
     "AccessTokens",
     "IssuedAccessToken",
+    "RevokedSessions",
     "ServiceClaims",
     "ServiceTokens",
     "public",
@@ -39,7 +43,10 @@ __all__ = (
     "resolve_signing_key",
 )
 
+log = logging.getLogger("tessera.security")
+
 ALGORITHM = "HS256"
+SESSION_EPOCH_CLAIM = "sep"  # the user's session epoch when the token was issued
 MIN_KEY_LENGTH = 32
 GENERATED_KEY_FILE = "secrets/signing.key"
 GENERATED_SERVICE_KEY_FILE = "secrets/service.key"
@@ -86,22 +93,32 @@ class AccessTokens:
             ttl_seconds=security.access_token_ttl_seconds,
         )
 
-    def issue(self, principal: Principal) -> IssuedAccessToken:
-        token = Token(
-            sub=str(principal.user_id),
-            exp=utcnow() + timedelta(seconds=self._ttl),
-            iss=self._issuer,
-            aud=self._audience,
-            jti=uuid.uuid4().hex,
+    def issue(self, principal: Principal, *, session_epoch: int = 0) -> IssuedAccessToken:
+        """A token for ``principal`` in their current session epoch (see RevokedSessions)."""
+        now = utcnow()
+        claims = {
+            "sub": str(principal.user_id),
+            "iat": now,
+            "exp": now + timedelta(seconds=self._ttl),
+            "iss": self._issuer,
+            "aud": self._audience,
+            "jti": uuid.uuid4().hex,
+            SESSION_EPOCH_CLAIM: session_epoch,
+        }
+        return IssuedAccessToken(
+            token=jwt.encode(claims, self._key.reveal(), ALGORITHM), expires_in=self._ttl
         )
-        return IssuedAccessToken(token=token.encode(self._key.reveal(), ALGORITHM), expires_in=self._ttl)
 
-    def auth(self) -> JWTAuth[Principal, Token]:
-        """The Litestar auth config that guards every route not marked :func:`public`."""
+    def auth(self, revoked: RevokedSessions | None = None) -> JWTAuth[Principal, Token]:
+        """The Litestar auth config that guards every route not marked :func:`public`.
+
+        With ``revoked``, a token of a session epoch its user has left is refused too.
+        """
         return JWTAuth[Principal, Token](
             token_secret=self._key.reveal(),
             algorithm=ALGORITHM,
             retrieve_user_handler=_principal_of,
+            revoked_token_handler=revoked.voids_token if revoked is not None else None,
             accepted_issuers=[self._issuer],
             accepted_audiences=[self._audience],
             require_claims=["exp", "iat", "sub", "iss", "aud"],
@@ -115,6 +132,89 @@ async def _principal_of(token: Token, _connection: ASGIConnection[Any, Any, Any,
         return Principal(user_id=uuid.UUID(token.sub))
     except ValueError:
         return None
+
+
+class RevokedSessions:
+    """The users whose earlier access tokens identity has voided lately, and from which epoch.
+
+    Every process that checks access tokens (each worker, each group of a split) keeps its
+    own copy, refreshed by asking identity's contract every ``interval`` seconds, so that a
+    deactivated user's token is refused everywhere within about that long, while checking a
+    token stays a dictionary lookup: no database read per request. Entries older than an
+    access token lives are forgotten: the tokens they void have expired by then. If identity
+    cannot be reached, what was known stays in force and the poll keeps trying.
+    """
+
+    __slots__ = ("_clock", "_epochs", "_horizon", "_interval", "_since", "_source", "_task")
+
+    # Each poll reaches this far behind the previous one: a revocation stamped just before a
+    # poll but committed just after it is still seen.
+    OVERLAP = timedelta(seconds=5)
+
+    def __init__(
+        self,
+        source: Callable[[datetime], Awaitable[list[SessionRevocation]]],
+        *,
+        interval_seconds: float,
+        token_ttl_seconds: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._source = source
+        self._interval = interval_seconds
+        self._horizon = timedelta(seconds=token_ttl_seconds) + self.OVERLAP
+        self._clock = clock
+        self._epochs: dict[uuid.UUID, tuple[int, datetime]] = {}
+        self._since = clock() - self._horizon
+        self._task: asyncio.Task[None] | None = None
+
+    def voids(self, user_id: uuid.UUID, epoch: int) -> bool:
+        known = self._epochs.get(user_id)
+        return known is not None and epoch < known[0]
+
+    async def voids_token(self, token: Token, _connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+        try:
+            user_id, epoch = uuid.UUID(token.sub), int(token.extras.get(SESSION_EPOCH_CLAIM, 0))
+        except (TypeError, ValueError):
+            return True
+        return self.voids(user_id, epoch)
+
+    async def refresh(self) -> None:
+        """Ask identity what was revoked since the last poll (less the overlap), and forget the old."""
+        started = self._clock()
+        for revocation in await self._source(self._since):
+            known = self._epochs.get(revocation.user_id)
+            if known is None or revocation.epoch >= known[0]:
+                self._epochs[revocation.user_id] = (revocation.epoch, revocation.revoked_at)
+        self._since = started - self.OVERLAP
+        horizon = started - self._horizon
+        for user_id in [u for u, (_, at) in self._epochs.items() if at < horizon]:
+            del self._epochs[user_id]
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._poll(), name="revoked-sessions")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # identity away: keep what is known, keep asking
+                if not failing:
+                    log.warning("revoked sessions cannot be refreshed: %s: %s", type(exc).__name__, exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("revoked sessions are refreshed again")
+                failing = False
+            await asyncio.sleep(self._interval)
 
 
 class _SigningKey:

@@ -33,6 +33,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     active: bool
     created_at: datetime
     is_admin: bool = False
+    session_epoch: int = 0  # access tokens of an earlier epoch are void
 
     def may_deactivate(self, user_id: UUID) -> bool:
         """An active administrator may deactivate anyone; anyone may deactivate themself."""

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.kernel.unit_of_work import UnitOfWork
-from contracts.identity import EmailAlreadyRegistered
+from contracts.identity import EmailAlreadyRegistered, SessionRevocation
 from modules.identity.domain import (
     RefreshTokenRecord,
     User,
@@ -32,6 +32,7 @@ _USER_COLUMNS = (
     users.c.active,
     users.c.is_admin,
     users.c.created_at,
+    users.c.session_epoch,
 )
 _TOKEN_COLUMNS = (
     refresh_tokens.c.id,
@@ -102,12 +103,26 @@ class IdentityRepository:
     async def grant_admin(self, user_id: UUID) -> None:
         await self._connection.execute(update(users).where(users.c.id == user_id).values(is_admin=True))
 
-    async def revoke_all_refresh_tokens(self, user_id: UUID, at: datetime) -> None:
+    async def revoke_sessions(self, user_id: UUID, at: datetime) -> None:
+        """Void every token the user holds: access tokens by a new epoch, refresh tokens by revocation."""
+        await self._connection.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(session_epoch=users.c.session_epoch + 1, sessions_revoked_at=at)
+        )
         await self._connection.execute(
             update(refresh_tokens)
             .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+
+    async def session_revocations(self, since: datetime) -> list[SessionRevocation]:
+        rows = await self._connection.execute(
+            select(users.c.id, users.c.session_epoch, users.c.sessions_revoked_at)
+            .where(users.c.sessions_revoked_at > since)
+            .order_by(users.c.sessions_revoked_at)
+        )
+        return [SessionRevocation(user_id=id_, epoch=epoch, revoked_at=at) for id_, epoch, at in rows]
 
     async def add_refresh_token(
         self,

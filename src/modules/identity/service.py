@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import msgspec
 
 from app.kernel.clock import Clock, utcnow
-from contracts import Principal
+from contracts import Principal, in_utc
 from contracts.identity import (
     IdentityApi,
     InvalidCredentials,
     InvalidRefreshToken,
     NotPermittedOnUser,
+    SessionRevocation,
     UserDeactivated,
     UserInactive,
     UserNotFound,
@@ -80,6 +81,10 @@ class IdentityService(IdentityApi):
             raise UserInactive(f"user {user_id} is deactivated")
         return profile
 
+    async def session_revocations(self, since: datetime) -> list[SessionRevocation]:
+        async with self._units.read() as unit:
+            return await unit.accounts.session_revocations(in_utc(since, field="since"))
+
     # -- accounts ----------------------------------------------------------------------
 
     async def register(self, *, email: str, password: str, display_name: str) -> User:
@@ -122,7 +127,7 @@ class IdentityService(IdentityApi):
             if target is None:
                 raise UserNotFound(f"no user {user_id}")
             if await accounts.deactivate(user_id):
-                await accounts.revoke_all_refresh_tokens(user_id, now)
+                await accounts.revoke_sessions(user_id, now)
                 unit.publish(
                     UserDeactivated(
                         event_id=uuid.uuid4(), occurred_at=now, user_id=user_id, deactivated_by=actor.id
@@ -169,7 +174,7 @@ class IdentityService(IdentityApi):
             if self._passwords.needs_rehash(user.password_hash):
                 new_hash = await self._passwords.hash(password)
                 await accounts.set_password_hash(user.id, new_hash)
-            return await self._issue(accounts, user_id=user.id, family_id=uuid.uuid4())
+            return await self._issue(accounts, user=user, family_id=uuid.uuid4())
 
     async def refresh(self, *, refresh_token: str) -> TokenPair:
         """Rotate a refresh token. A spent token is theft: its whole family is revoked."""
@@ -185,7 +190,7 @@ class IdentityService(IdentityApi):
             else:
                 user = await accounts.user_by_id(record.user_id)
                 if record.expires_at > now and user is not None and user.active:
-                    return await self._issue(accounts, user_id=user.id, family_id=record.family_id)
+                    return await self._issue(accounts, user=user, family_id=record.family_id)
         # Leaving the block committed the revocation or the spent rotation; now refuse.
         raise InvalidRefreshToken
 
@@ -197,16 +202,16 @@ class IdentityService(IdentityApi):
             if record is not None:
                 await accounts.revoke_family(record.family_id, self._clock())
 
-    async def _issue(self, accounts: IdentityRepository, *, user_id: UUID, family_id: UUID) -> TokenPair:
+    async def _issue(self, accounts: IdentityRepository, *, user: User, family_id: UUID) -> TokenPair:
         now = self._clock()
         token, token_hash = new_refresh_token()
         await accounts.add_refresh_token(
             token_id=uuid.uuid4(),
             family_id=family_id,
-            user_id=user_id,
+            user_id=user.id,
             token_hash=token_hash,
             issued_at=now,
             expires_at=now + self._refresh_ttl,
         )
-        access = self._access_tokens.issue(Principal(user_id=user_id))
+        access = self._access_tokens.issue(Principal(user_id=user.id), session_epoch=user.session_epoch)
         return TokenPair(access_token=access.token, expires_in=access.expires_in, refresh_token=token)

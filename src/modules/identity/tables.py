@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, String, Table, Uuid, false
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, String, Table, Uuid, false
 
 from app.kernel.db import UtcDateTime, module_metadata
 from contracts.identity import DISPLAY_NAME_MAX, EMAIL_MAX
@@ -24,6 +24,10 @@ users = Table(
     # May deactivate other users. Granted from the command line: `tessera users make-admin`.
     Column("is_admin", Boolean, nullable=False, server_default=false()),
     Column("created_at", UtcDateTime, nullable=False),
+    # Access tokens name the epoch they were issued in; bumping it (deactivation, signing out
+    # everywhere, a new password) voids every earlier one, in every process, within a poll.
+    Column("session_epoch", Integer, nullable=False, server_default="0"),
+    Column("sessions_revoked_at", UtcDateTime, nullable=True, index=True),
 )
 
 refresh_tokens = Table(

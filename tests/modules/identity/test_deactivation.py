@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.composition.container import Composition
 from app.kernel.events.tables import outbox
 from tests.conftest import bearer, log_in, register
+from tests.e2e.flow import eventually
 
 Client = TestClient[Any]
 
@@ -59,6 +60,27 @@ def test_a_user_may_deactivate_themself_and_then_cannot_sign_in(client: Client) 
     refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refresh.status_code == 401
     assert identity_events(client).count("identity.UserDeactivated.v1") == 1
+
+
+def test_a_deactivated_users_access_token_is_refused_everywhere_within_a_second(client: Client) -> None:
+    root, root_auth, _ = signed_in(client, "Root")
+    bob, bob_auth, _ = signed_in(client, "Bob")
+    make_admin(client, root["email"])
+    assert client.post("/api/v1/tasks", json={"title": "before"}, headers=bob_auth).status_code == 201
+    assert client.post(f"/api/v1/users/{bob['id']}/deactivate", headers=root_auth).status_code == 200
+    deactivated = time.monotonic()
+
+    def refused() -> bool | None:
+        answers = [
+            client.post("/api/v1/tasks", json={"title": "after"}, headers=bob_auth),
+            client.get("/api/v1/users/me", headers=bob_auth),
+            client.get("/api/v1/notifications", headers=bob_auth),
+        ]
+        return all(a.status_code == 401 and a.json()["code"] == "auth.unauthorized" for a in answers) or None
+
+    eventually(refused, within=1.0, what="Bob's token refused by every module")
+    print(f"refused {time.monotonic() - deactivated:.2f} s after the deactivation")
+    assert client.get("/api/v1/users/me", headers=root_auth).status_code == 200  # others keep theirs
 
 
 def test_another_user_may_not_deactivate_someone(client: Client) -> None:
