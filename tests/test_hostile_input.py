@@ -122,3 +122,16 @@ def test_control_characters_are_refused_in_an_account(api: TestClient[Any], fiel
         api.post("/api/v1/auth/token", json={"email": account["email"], "password": "x" * 8}).status_code
         == 401
     )
+
+
+def test_a_value_of_the_wrong_form_is_said_in_words_not_as_a_regular_expression(api: TestClient[Any]) -> None:
+    response = api.post(
+        "/api/v1/users",
+        json={"email": "not-an-address", "password": "correct horse battery", "display_name": " "},
+    )
+    errors = _problem(response, 422, "request.validation_failed")["errors"]
+    assert errors == [
+        {"field": "email", "message": "Expected an e-mail address"},
+        {"field": "display_name", "message": "Expected a name that is not blank"},
+    ]
+    assert "regex" not in response.text

@@ -157,6 +157,8 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
 def _run_uvicorn(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
+    from app.kernel.server import GuardedHttpToolsProtocol
+
     server = settings.server
     uvicorn.run(
         "app.composition.web:serve_app",
@@ -170,6 +172,8 @@ def _run_uvicorn(settings: Settings, host: str | None, port: int | None) -> None
         server_header=False,
         proxy_headers=True,
         forwarded_allow_ips=server.forwarded_allow_ips,
+        http=GuardedHttpToolsProtocol,  # limits on head size and read times (server.*)
+        timeout_keep_alive=int(server.keep_alive_seconds),
     )
 
 
@@ -355,6 +359,9 @@ def openapi() -> None:
         # Describing the API signs nothing; a throwaway key lets it run unconfigured.
         security = msgspec.structs.replace(settings.security, signing_key=Secret(secrets.token_urlsafe(48)))
         settings = msgspec.structs.replace(settings, security=security)
+    # Printed even where the server does not publish it (production turns /schema off).
+    published = msgspec.structs.replace(settings.server, api_docs=True)
+    settings = msgspec.structs.replace(settings, server=published)
     app = create_app(compose(settings))
     schema: dict[str, Any] = app.openapi_schema.to_schema()
     click.echo(json.dumps(schema, indent=2))

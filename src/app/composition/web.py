@@ -20,6 +20,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
 
 from app.composition.container import ComposedModule, Composition, compose
+from app.composition.edge import AllowedHosts, cors, security_headers
 from app.composition.gateway import proxy_routes
 from app.composition.health import HealthController
 from app.kernel.config import load_settings
@@ -27,6 +28,7 @@ from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
 from app.kernel.rpc import internal_router
+from app.kernel.server import ClientLimits, GuardedHttpToolsProtocol
 from app.kernel.telemetry import configure_logging
 from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
 from app.kernel.telemetry.metrics import process_ended
@@ -34,7 +36,9 @@ from app.kernel.telemetry.tracing import configure_tracing, name_by_route, traci
 from app.kernel.throttle import STORE_NAME
 from contracts import Principal
 
-__all__ = ("create_app", "serve_app")
+__all__ = ("create_app", "openapi_config", "serve_app")
+
+DOCS_PATH = "/schema"
 
 log = logging.getLogger("tessera.web")
 
@@ -60,7 +64,12 @@ def create_app(composition: Composition | None = None) -> Litestar:
         middleware=composition.throttles.rate_limits(),  # after authentication: per user, per address
         stores={STORE_NAME: composition.throttles.store},
         before_request=_bind_principal,
-        before_send=[_allow_what_the_path_serves, *([name_by_route] if tracing_provider() else [])],
+        before_send=[
+            _allow_what_the_path_serves,
+            security_headers(settings.server, docs_path=DOCS_PATH),
+            *([name_by_route] if tracing_provider() else []),
+        ],
+        cors_config=cors(settings.server),
         on_app_init=[auth.on_app_init],
         plugins=_tracing_plugins(),
         on_startup=[composition.start],  # relays, consumers, the revocation poll
@@ -68,18 +77,14 @@ def create_app(composition: Composition | None = None) -> Litestar:
         exception_handlers=exception_handlers(),
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry
         request_max_body_size=composition.settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Tessera",
-            version=_version(),
-            description="Task management: a modular monolith whose modules can each run as a service.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi_config() if settings.server.api_docs else None,
         state=State({"composition": composition}),
     )
     # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.
     measure, log_requests = settings.metrics.enabled, settings.server.request_log
     handler = app.asgi_handler
+    if AllowedHosts.needed(settings.server.allowed_hosts):
+        handler = AllowedHosts(handler, settings.server.allowed_hosts)
     if measure or log_requests:
         handler = RequestTelemetryMiddleware(handler, measure=measure, log_requests=log_requests)
     app.asgi_handler = RequestContextMiddleware(handler)
@@ -93,6 +98,14 @@ def serve_app() -> Litestar:
     """
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
+    server = settings.server
+    GuardedHttpToolsProtocol.configure(
+        ClientLimits(
+            max_header_bytes=server.max_header_bytes,
+            header_timeout_seconds=server.header_timeout_seconds,
+            body_timeout_seconds=server.body_timeout_seconds,
+        )
+    )
     group = os.environ.get("TESSERA_GROUP") or None
     configure_tracing(group)  # before anything makes an engine or an HTTP client
     throttle = settings.throttle
@@ -103,6 +116,17 @@ def serve_app() -> Litestar:
             settings.server.workers,
         )
     return create_app(compose(settings, group=group))
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The API document, at /schema (also printed by ``tessera openapi``)."""
+    return OpenAPIConfig(
+        title="Tessera",
+        version=_version(),
+        description="Task management: a modular monolith whose modules can each run as a service.",
+        path=DOCS_PATH,
+        render_plugins=[SwaggerRenderPlugin()],
+    )
 
 
 def _tracing_plugins() -> list[OpenTelemetryPlugin]:

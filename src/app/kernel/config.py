@@ -75,6 +75,16 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Peers whose X-Forwarded-For names the client (a load balancer, a split's gateway): the
     # address that per-address throttles count. Anyone else's header is ignored.
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    # What a client may send, and how slowly (see app.kernel.server).
+    max_header_bytes: int = 16_384  # request line and headers; beyond: 431
+    header_timeout_seconds: float = 10.0  # to send the whole head once it started: else 408
+    body_timeout_seconds: float = 30.0  # between two chunks of a body: else the connection closes
+    keep_alive_seconds: float = 5.0  # an idle connection is closed after this
+    # Hosts this server answers for ("*": any; "*.example.com": its subdomains); others: 400.
+    allowed_hosts: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    cors_origins: list[str] = msgspec.field(default_factory=list)  # browser origins allowed (CORS); none: off
+    hsts_seconds: int = 0  # Strict-Transport-Security max-age; set it where TLS ends in front of us
+    api_docs: bool = True  # the OpenAPI document and docs page at /schema
 
 
 class MetricsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

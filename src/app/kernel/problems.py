@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
 from litestar import Request, Response
@@ -108,7 +109,8 @@ def _contract_error(request: Request[Any, Any, Any], exc: ContractError) -> Resp
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = _every_body_field_error(request) or [
         FieldError(
-            field=str(item.get("key") or item.get("source") or "request"), message=str(item["message"])
+            field=str(item.get("key") or item.get("source") or "request"),
+            message=_in_words(str(item["message"])),
         )
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict) and "message" in item
@@ -247,7 +249,25 @@ def struct_field_errors(struct_type: type[msgspec.Struct], raw: dict[str, Any]) 
         try:
             msgspec.convert(raw[info.encode_name], info.type, strict=False)
         except msgspec.ValidationError as exc:
-            errors.append(FieldError(field=info.encode_name, message=str(exc).split(" - at ", 1)[0]))
+            message = _in_words(str(exc).split(" - at ", 1)[0], info.type)
+            errors.append(FieldError(field=info.encode_name, message=message))
     if struct_type.__struct_config__.forbid_unknown_fields:
         errors.extend(FieldError(field=name, message="Unknown field") for name in raw if name not in known)
     return errors
+
+
+_PATTERN_MISSED = re.compile(r"Expected `str` matching regex '.*'", re.DOTALL)
+
+
+def _in_words(message: str, field_type: Any = None) -> str:
+    """msgspec's message, but a pattern missed is said in words, never as the regular expression.
+
+    The words are the field's ``Meta(description=...)`` ("an e-mail address").
+    """
+    if not _PATTERN_MISSED.fullmatch(message):
+        return message
+    described = next(
+        (m.description for m in get_args(field_type)[1:] if isinstance(m, msgspec.Meta) and m.description),
+        None,
+    )
+    return f"Expected {described}" if described else "Expected text in the form the API document gives"

@@ -38,10 +38,20 @@ __all__ = ("AuthController", "UsersController")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+DisplayName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=DISPLAY_NAME_MAX, pattern=r"\S", description="a name that is not blank"
+    ),
+]
+
+
 class Registration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX, pattern=EMAIL_PATTERN)]
+    email: Annotated[
+        str, msgspec.Meta(max_length=EMAIL_MAX, pattern=EMAIL_PATTERN, description="an e-mail address")
+    ]
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=DISPLAY_NAME_MAX, pattern=r"\S")]
+    display_name: DisplayName
 
     def __post_init__(self) -> None:  # msgspec answers its ValueError as invalid input
         refuse_control_characters(self.email, field="email")
