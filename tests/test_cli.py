@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from app.composition.catalog import MODULES
 from app.composition.cli import main
 from app.composition.container import compose
+from contracts.identity import IDENTITY
 from tests.conftest import SIGNING_KEY
 
 
@@ -105,10 +106,10 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["module", "provides", "requires", "runs", "in", "summary"]
-    assert lines[1].split()[:6] == ["identity", "identity", "1.2", "-", "this", "process"]
+    assert lines[1].split()[:6] == ["identity", "identity", IDENTITY.version, "-", "this", "process"]
     assert lines[2].split()[:6] == ["tasks", "tasks", "2.0", "identity", "this", "process"]
     assert lines[3].split()[:6] == ["notifications", "notifications", "1.0", "-", "this", "process"]
-    assert "tasks -->|identity 1.2| identity" in result.output
+    assert f"tasks -->|identity {IDENTITY.version}| identity" in result.output
     # event edges: publisher -. event .-> consumer
     assert "identity -.->|UserDeactivated| tasks" in result.output
     assert "tasks -.->|TaskAssigned| notifications" in result.output

@@ -24,6 +24,8 @@ __all__ = (
     "UserDeactivated",
     "UserNotFound",
     "UserProfile",
+    "UserProfileChanged",
+    "UserReactivated",
     "UserRegistered",
 )
 
@@ -133,9 +135,27 @@ class UserDeactivated(IntegrationEvent, frozen=True, kw_only=True, tag="identity
     deactivated_by: UUID
 
 
+class UserProfileChanged(IntegrationEvent, frozen=True, kw_only=True, tag="identity.UserProfileChanged.v1"):
+    """The user changed what others see of them; copies and read models follow."""
+
+    key_field = "user_id"
+
+    user_id: UUID
+    display_name: str
+
+
+class UserReactivated(IntegrationEvent, frozen=True, kw_only=True, tag="identity.UserReactivated.v1"):
+    """An administrator gave a deactivated user their account back; they may sign in again."""
+
+    key_field = "user_id"
+
+    user_id: UUID
+    reactivated_by: UUID
+
+
 IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
-    version="1.2",
+    version="1.3",
     api=IdentityApi,
     errors=(
         UserNotFound,
@@ -145,5 +165,5 @@ IDENTITY: Contract[IdentityApi] = Contract(
         InvalidRefreshToken,
         NotPermittedOnUser,
     ),
-    events=(UserRegistered, UserDeactivated),
+    events=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated),
 )

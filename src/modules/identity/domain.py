@@ -39,6 +39,10 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
         """An active administrator may deactivate anyone; anyone may deactivate themself."""
         return self.active and (self.is_admin or self.id == user_id)
 
+    def may_administer(self) -> bool:
+        """List every account, reactivate one: an active administrator only."""
+        return self.active and self.is_admin
+
     def profile(self) -> UserProfile:
         return UserProfile(id=self.id, display_name=self.display_name, active=self.active)
 

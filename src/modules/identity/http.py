@@ -7,16 +7,25 @@ from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from app.kernel.security import public
 from app.kernel.throttle import RateKind, throttled
-from contracts import DependencyUnavailable, Principal, Throttled, refuse_control_characters
+from contracts import (
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
+    DependencyUnavailable,
+    FieldError,
+    InvalidInput,
+    Principal,
+    Throttled,
+    refuse_control_characters,
+)
 from contracts.identity import (
     DISPLAY_NAME_MAX,
     EMAIL_MAX,
@@ -33,7 +42,7 @@ from modules.identity.domain import (
 )
 from modules.identity.service import IdentityService
 
-__all__ = ("AuthController", "UsersController")
+__all__ = ("AdminUsersController", "AuthController", "UsersController")
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -61,6 +70,18 @@ class Registration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class Credentials(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     email: Annotated[str, msgspec.Meta(max_length=EMAIL_MAX)]
     password: Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class ProfileChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    display_name: DisplayName
+
+    def __post_init__(self) -> None:
+        refuse_control_characters(self.display_name, field="display_name")
+
+
+class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    current_password: Annotated[str, msgspec.Meta(max_length=128)]
+    new_password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 
 
 class RefreshTokenBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -96,9 +117,53 @@ class PublicProfile(msgspec.Struct, frozen=True, kw_only=True):
     display_name: str
 
 
+class PeoplePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[PublicProfile]
+    next_cursor: str | None
+
+
+class AccountPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Account]
+    next_cursor: str | None
+
+
+_CURSOR = Annotated[
+    str | None, QueryParameter(max_length=512, required=False, description="next_cursor of the page before")
+]
+_LIMIT = Annotated[int, QueryParameter(ge=1, le=PAGE_LIMIT_MAX, description="items per page")]
+
+
 class UsersController(Controller):
     path = "/users"
     tags = ("users",)
+
+    @get(
+        "/",
+        opt=throttled(RateKind.USER_SEARCH),
+        responses=problem_responses(401, 422, Throttled),
+        summary="Find people to give work to: active users whose display name holds q (any case)",
+    )
+    async def find_people(
+        self,
+        identity: NamedDependency[IdentityService],
+        q: Annotated[
+            str,
+            QueryParameter(min_length=2, max_length=DISPLAY_NAME_MAX, description="part of a display name"),
+        ],
+        limit: _LIMIT = PAGE_LIMIT_DEFAULT,
+        cursor: _CURSOR = None,
+    ) -> PeoplePage:
+        try:
+            refuse_control_characters(q, field="q")
+        except ValueError as exc:
+            raise InvalidInput(
+                [FieldError(field="q", message="must not contain control characters")]
+            ) from exc
+        found, next_cursor = await identity.find_people(q, limit=limit, cursor=cursor)
+        return PeoplePage(
+            items=[PublicProfile(id=u.id, display_name=u.display_name) for u in found],
+            next_cursor=next_cursor,
+        )
 
     @post(
         "/",
@@ -125,6 +190,30 @@ class UsersController(Controller):
     ) -> Account:
         return Account.of(await identity.account(principal.user_id))
 
+    @patch("/me", responses=problem_responses(401, 422), summary="Change your display name")
+    async def change_profile(
+        self,
+        data: JSONBody[ProfileChanges],
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+    ) -> Account:
+        return Account.of(await identity.change_profile(principal, display_name=data.display_name))
+
+    @post(
+        "/me/password",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(401, 422, Throttled),
+        summary="Change your password: every other session ends; you get a fresh pair of tokens",
+    )
+    async def change_password(
+        self,
+        data: JSONBody[PasswordChange],
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+    ) -> Response[TokenPair]:
+        pair = await identity.change_password(principal, current=data.current_password, new=data.new_password)
+        return Response(pair, headers=_NO_STORE)
+
     @get(
         "/{user_id:uuid}",
         responses=problem_responses(401, UserNotFound),
@@ -149,6 +238,45 @@ class UsersController(Controller):
         identity: NamedDependency[IdentityService],
     ) -> Account:
         return Account.of(await identity.deactivate(principal, user_id))
+
+    @post(
+        "/{user_id:uuid}/reactivate",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(401, NotPermittedOnUser, UserNotFound),
+        summary="Reactivate a deactivated user (an administrator); they sign in afresh",
+    )
+    async def reactivate(
+        self,
+        user_id: FromPath[UUID],
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+    ) -> Account:
+        return Account.of(await identity.reactivate(principal, user_id))
+
+
+class AdminUsersController(Controller):
+    path = "/admin/users"
+    tags = ("admin",)
+
+    @get(
+        "/",
+        responses=problem_responses(401, 422, NotPermittedOnUser),
+        summary="Every account with every field, oldest first (an administrator)",
+    )
+    async def list_accounts(
+        self,
+        principal: NamedDependency[Principal],
+        identity: NamedDependency[IdentityService],
+        active: Annotated[
+            bool | None, QueryParameter(required=False, description="only active (or inactive) accounts")
+        ] = None,
+        limit: _LIMIT = PAGE_LIMIT_DEFAULT,
+        cursor: _CURSOR = None,
+    ) -> AccountPage:
+        found, next_cursor = await identity.accounts_page(
+            principal, active=active, limit=limit, cursor=cursor
+        )
+        return AccountPage(items=[Account.of(u) for u in found], next_cursor=next_cursor)
 
 
 class AuthController(Controller):
@@ -192,3 +320,14 @@ class AuthController(Controller):
         self, data: JSONBody[RefreshTokenBody], identity: NamedDependency[IdentityService]
     ) -> None:
         await identity.log_out(refresh_token=data.refresh_token)
+
+    @post(
+        "/logout-all",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=problem_responses(401),
+        summary="Sign out everywhere: refresh tokens revoked, access tokens refused within a second",
+    )
+    async def logout_all(
+        self, principal: NamedDependency[Principal], identity: NamedDependency[IdentityService]
+    ) -> None:
+        await identity.log_out_everywhere(principal)

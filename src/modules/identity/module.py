@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from app.kernel.module import Module
-from contracts.identity import IDENTITY, UserDeactivated, UserRegistered
+from contracts.identity import (
+    IDENTITY,
+    UserDeactivated,
+    UserProfileChanged,
+    UserReactivated,
+    UserRegistered,
+)
 from modules.identity.cli import users
 from modules.identity.container import IdentityContainer
-from modules.identity.http import AuthController, UsersController
+from modules.identity.http import AdminUsersController, AuthController, UsersController
 
 __all__ = ("module",)
 
@@ -16,9 +22,9 @@ module = Module(
     provides=IDENTITY,
     container=IdentityContainer,
     api=IdentityContainer.service,
-    routes=(UsersController, AuthController),
+    routes=(UsersController, AuthController, AdminUsersController),
     route_dependencies={"identity": IdentityContainer.service},
     units=IdentityContainer.units,
-    publishes=(UserRegistered, UserDeactivated),
+    publishes=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated),
     commands=(users,),
 )

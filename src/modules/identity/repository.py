@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, update
+import msgspec
+from sqlalchemy import ColumnElement, bindparam, func, insert, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from app.kernel.pagination import decode_cursor, encode_cursor
 from app.kernel.unit_of_work import UnitOfWork
 from contracts.identity import EmailAlreadyRegistered, SessionRevocation
 from modules.identity.domain import (
@@ -100,6 +102,63 @@ class IdentityRepository:
         )
         return bool(getattr(result, "rowcount", 0))
 
+    async def reactivate(self, user_id: UUID) -> bool:
+        """Mark an inactive user active; False if they were active already."""
+        result = await self._connection.execute(
+            update(users).where(users.c.id == user_id, users.c.active.is_(False)).values(active=True)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def rename(self, user_id: UUID, display_name: str) -> None:
+        await self._connection.execute(
+            update(users).where(users.c.id == user_id).values(display_name=display_name)
+        )
+
+    async def find_active(
+        self, text: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[User], str | None]:
+        """Active users whose display name holds ``text`` (any case), by name; and the next cursor."""
+        name_key = func.lower(users.c.display_name)
+        conditions: list[ColumnElement[bool]] = [
+            users.c.active.is_(True),
+            name_key.contains(text.lower(), autoescape=True),
+        ]
+        if cursor is not None:
+            after = decode_cursor(cursor, _NameCursor)
+            conditions.append(
+                tuple_(name_key, users.c.id)
+                > tuple_(literal(after.name_key), literal(after.id, users.c.id.type))
+            )
+        statement = select(*_USER_COLUMNS).where(*conditions).order_by(name_key, users.c.id).limit(limit + 1)
+        rows = (await self._connection.execute(statement)).all()
+        page = [_user(row._mapping) for row in rows[:limit]]
+        more = len(rows) > limit
+        return page, encode_cursor(_NameCursor(page[-1].display_name.lower(), page[-1].id)) if more else None
+
+    async def page_of_users(
+        self, *, active: bool | None, limit: int, cursor: str | None
+    ) -> tuple[list[User], str | None]:
+        """Every account (or the active or inactive ones), oldest first; and the next cursor."""
+        conditions: list[ColumnElement[bool]] = []
+        if active is not None:
+            conditions.append(users.c.active.is_(active))
+        if cursor is not None:
+            after = decode_cursor(cursor, _CreatedCursor)
+            boundary = tuple_(
+                literal(after.created_at, users.c.created_at.type), literal(after.id, users.c.id.type)
+            )
+            conditions.append(tuple_(users.c.created_at, users.c.id) > boundary)
+        statement = (
+            select(*_USER_COLUMNS)
+            .where(*conditions)
+            .order_by(users.c.created_at, users.c.id)
+            .limit(limit + 1)
+        )
+        rows = (await self._connection.execute(statement)).all()
+        page = [_user(row._mapping) for row in rows[:limit]]
+        more = len(rows) > limit
+        return page, encode_cursor(_CreatedCursor(page[-1].created_at, page[-1].id)) if more else None
+
     async def grant_admin(self, user_id: UUID) -> None:
         await self._connection.execute(update(users).where(users.c.id == user_id).values(is_admin=True))
 
@@ -169,6 +228,20 @@ class IdentityRepository:
             .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+
+
+class _NameCursor(msgspec.Struct, frozen=True, array_like=True):
+    """Where a page of people ended: the last one's name as compared, and id."""
+
+    name_key: str
+    id: UUID
+
+
+class _CreatedCursor(msgspec.Struct, frozen=True, array_like=True):
+    """Where a page of accounts ended: the last one's registration time and id."""
+
+    created_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    id: UUID
 
 
 def _user(row: Any) -> User:

@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 
 from app.kernel.clock import Clock, utcnow
-from contracts import Principal, in_utc
+from contracts import FieldError, InvalidInput, Principal, in_utc
 from contracts.identity import (
     IdentityApi,
     InvalidCredentials,
@@ -21,6 +21,8 @@ from contracts.identity import (
     UserInactive,
     UserNotFound,
     UserProfile,
+    UserProfileChanged,
+    UserReactivated,
     UserRegistered,
 )
 from modules.identity.domain import (
@@ -135,6 +137,86 @@ class IdentityService(IdentityApi):
                 )
         return msgspec.structs.replace(target, active=False)
 
+    async def reactivate(self, principal: Principal, user_id: UUID) -> User:
+        """Give a deactivated user their account back (an administrator only); they sign in afresh."""
+        now = self._clock()
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            await self._administrator(accounts, principal)
+            target = await accounts.user_by_id(user_id)
+            if target is None:
+                raise UserNotFound(f"no user {user_id}")
+            if await accounts.reactivate(user_id):
+                unit.publish(
+                    UserReactivated(
+                        event_id=uuid.uuid4(),
+                        occurred_at=now,
+                        user_id=user_id,
+                        reactivated_by=principal.user_id,
+                    ),
+                )
+        return msgspec.structs.replace(target, active=True)
+
+    async def find_people(
+        self, text: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[User], str | None]:
+        """Active users whose display name holds ``text``: whom work can be given to."""
+        async with self._units.read() as unit:
+            return await unit.accounts.find_active(text, limit=limit, cursor=cursor)
+
+    async def accounts_page(
+        self, principal: Principal, *, active: bool | None, limit: int, cursor: str | None
+    ) -> tuple[list[User], str | None]:
+        """Every account with every field (an administrator only)."""
+        async with self._units.read() as unit:
+            await self._administrator(unit.accounts, principal)
+            return await unit.accounts.page_of_users(active=active, limit=limit, cursor=cursor)
+
+    async def change_profile(self, principal: Principal, *, display_name: str) -> User:
+        """Change what others see of the caller; announced, so that copies and read models follow."""
+        display_name = display_name.strip()
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            user = await accounts.user_by_id(principal.user_id)
+            if user is None:
+                raise UserNotFound(f"no user {principal.user_id}")
+            if display_name != user.display_name:
+                await accounts.rename(user.id, display_name)
+                unit.publish(
+                    UserProfileChanged(
+                        event_id=uuid.uuid4(),
+                        occurred_at=self._clock(),
+                        user_id=user.id,
+                        display_name=display_name,
+                    ),
+                )
+        return msgspec.structs.replace(user, display_name=display_name)
+
+    async def change_password(self, principal: Principal, *, current: str, new: str) -> TokenPair:
+        """A new password; every other session ends. The caller gets a fresh pair of tokens.
+
+        The current password is checked as a sign-in is, under the account's attempt limit.
+        """
+        user = await self.account(principal.user_id)
+        account = email_key(user.email)
+        await self._failed_logins.attempt(account)
+        if not await self._passwords.verify(user.password_hash, current):
+            raise InvalidInput([FieldError(field="current_password", message="is not your password")])
+        await self._failed_logins.forgive(account)
+        new_hash = await self._passwords.hash(new)
+        async with self._units.write() as unit:
+            accounts = unit.accounts
+            await accounts.set_password_hash(user.id, new_hash)
+            await accounts.revoke_sessions(user.id, self._clock())
+            renewed = await accounts.user_by_id(user.id)
+            assert renewed is not None
+            return await self._issue(accounts, user=renewed, family_id=uuid.uuid4())
+
+    async def log_out_everywhere(self, principal: Principal) -> None:
+        """End every session of the caller: refresh tokens revoked, access tokens voided within a poll."""
+        async with self._units.write() as unit:
+            await unit.accounts.revoke_sessions(principal.user_id, self._clock())
+
     async def make_admin(self, email: str) -> User:
         """Grant the administrator role (the command line's way to bootstrap the first one)."""
         async with self._units.write() as unit:
@@ -201,6 +283,13 @@ class IdentityService(IdentityApi):
             record = await accounts.refresh_token_by_hash(hash_refresh_token(refresh_token))
             if record is not None:
                 await accounts.revoke_family(record.family_id, self._clock())
+
+    @staticmethod
+    async def _administrator(accounts: IdentityRepository, principal: Principal) -> User:
+        actor = await accounts.user_by_id(principal.user_id)
+        if actor is None or not actor.may_administer():
+            raise NotPermittedOnUser("only an administrator may do that")
+        return actor
 
     async def _issue(self, accounts: IdentityRepository, *, user: User, family_id: UUID) -> TokenPair:
         now = self._clock()
