@@ -87,8 +87,12 @@ def test_a_due_before_filter_without_an_offset_is_refused_naming_the_parameter(
     naive = api.get("/api/v1/tasks", params={"due_before": NAIVE}, headers=auth)
     assert "due_before" in _problem(naive, 422, "request.validation_failed")["detail"]
     beyond = api.get("/api/v1/tasks", params={"due_before": BEYOND_UTC}, headers=auth)
-    assert _problem(beyond, 422, "request.invalid_input")["errors"] == [
+    assert _problem(beyond, 422, "request.validation_failed")["errors"] == [
         {"field": "due_before", "message": "not a moment UTC can represent"}
+    ]
+    number = api.get("/api/v1/tasks", params={"due_before": "0.5"}, headers=auth)  # not RFC 3339
+    assert [e["field"] for e in _problem(number, 422, "request.validation_failed")["errors"]] == [
+        "due_before"
     ]
     aware = api.get("/api/v1/tasks", params={"due_before": "2030-01-01T00:00:00+01:00"}, headers=auth)
     assert aware.status_code == 200
@@ -104,10 +108,11 @@ def test_a_control_character_in_the_search_text_is_refused_not_matched(
     api: TestClient[Any], auth: dict[str, str]
 ) -> None:
     api.post("/api/v1/tasks", json={"title": "Mine"}, headers=auth)
-    response = api.get("/api/v1/tasks", params={"q": "\x00"}, headers=auth)
-    assert _problem(response, 422, "request.invalid_input")["errors"] == [
-        {"field": "q", "message": "must not contain control characters"}
-    ]
+    for path in ("/api/v1/tasks", "/api/v1/users"):
+        response = api.get(path, params={"q": "ab\x00"}, headers=auth)
+        errors = _problem(response, 422, "request.validation_failed")["errors"]
+        assert [e["field"] for e in errors] == ["q"], errors
+        assert "without control characters" in errors[0]["message"]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +137,6 @@ def test_a_value_of_the_wrong_form_is_said_in_words_not_as_a_regular_expression(
     errors = _problem(response, 422, "request.validation_failed")["errors"]
     assert errors == [
         {"field": "email", "message": "Expected an e-mail address"},
-        {"field": "display_name", "message": "Expected a name that is not blank"},
+        {"field": "display_name", "message": "Expected a name that is not blank, without control characters"},
     ]
     assert "regex" not in response.text

@@ -1,6 +1,8 @@
 """What modules promise each other. Pure: the standard library and msgspec only."""
 
 from contracts._base import (
+    NO_CONTROL_CHARACTERS,
+    NOT_BLANK,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
     AwareDateTime,
@@ -24,6 +26,8 @@ __all__ = (
     "PAGE_LIMIT_DEFAULT",
     "AwareDateTime",
     "PAGE_LIMIT_MAX",
+    "NO_CONTROL_CHARACTERS",
+    "NOT_BLANK",
     "Contract",
     "ContractError",
     "DependencyUnavailable",

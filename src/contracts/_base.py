@@ -12,6 +12,8 @@ import msgspec
 
 __all__ = (
     "PAGE_LIMIT_DEFAULT",
+    "NOT_BLANK",
+    "NO_CONTROL_CHARACTERS",
     "AwareDateTime",
     "PAGE_LIMIT_MAX",
     "Contract",
@@ -45,6 +47,10 @@ _IDEMPOTENT_MARK = "__tessera_idempotent__"
 
 
 _CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
+# The same rule as a pattern, so that the API document says it: text without control characters.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+# ... and holding at least one character that is not a space: a name.
+NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 
 
 def refuse_control_characters(text: str, *, field: str) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.composition.catalog import MODULES
+from app.composition.openapi import document
 from tests.e2e.cluster import GROUPS, monolith, split_cluster
 from tests.e2e.flow import register_and_log_in, run_public_flow
 
@@ -23,6 +25,9 @@ def test_the_monolith_passes_the_public_flow(tmp_path: Path) -> None:
 def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> None:
     with split_cluster(tmp_path) as cluster:
         run_public_flow(cluster.gateway)
+        # The gateway documents every route it serves or proxies: the same document as the monolith.
+        served = httpx.get(f"{cluster.gateway}/schema/openapi.json", timeout=15).json()
+        assert served["paths"] == document(MODULES)["paths"]
         assert sorted(p.name for p in (tmp_path / "data").glob("*.db")) == [
             "identity.db",
             "notifications.db",
@@ -104,3 +109,7 @@ def test_credentials_are_throttled_through_the_gateway_per_account_and_per_clien
         assert per_address.headers["ratelimit-limit"] == "6"
         assert per_address.headers["ratelimit-remaining"] == "0"
         assert log_in("wrong password", second).headers["ratelimit-remaining"] == "4"
+
+        # A path no URL can carry once decoded (a control character) reaches its owner as sent.
+        odd = http.post("/api/v1/users/%C3%97%04/reactivate")
+        assert (odd.status_code, odd.json()["code"]) == (404, "http.not_found")

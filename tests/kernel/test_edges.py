@@ -131,7 +131,10 @@ def test_every_operation_documents_its_error_responses(client: Client) -> None:
 
 
 def test_options_names_every_method_the_path_serves(client: Client) -> None:
-    for path, methods in (("/api/v1/tasks", "GET, OPTIONS, POST"), ("/api/v1/users/me", "GET, OPTIONS, PATCH")):
+    for path, methods in (
+        ("/api/v1/tasks", "GET, OPTIONS, POST"),
+        ("/api/v1/users/me", "GET, OPTIONS, PATCH"),
+    ):
         response = client.options(path)
         assert (response.status_code, response.headers["allow"]) == (204, methods)
 

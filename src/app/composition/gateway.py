@@ -89,7 +89,7 @@ def _proxy(
         headers += [(FORWARDED_FOR, _forwarded_for(request))]
         upstream = http.build_request(
             request.method,
-            f"{owner.url.rstrip('/')}{request.url.path}",
+            f"{owner.url.rstrip('/')}{_path_as_sent(request)}",
             params=request.url.query,
             headers=headers,
             content=request.stream(),
@@ -112,6 +112,16 @@ def _proxy(
         opt=public(f"the owning group ({owner.name}) authenticates the user itself"),
         include_in_schema=False,
     )(forward)
+
+
+def _path_as_sent(request: Request[Any, Any, Any]) -> str:
+    """The path exactly as the client sent it, percent-escapes and all.
+
+    Decoded, a path may hold characters no URL can carry (a control character, say), and
+    the owner must see the same path the gateway was asked for.
+    """
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if isinstance(raw, bytes) and raw else request.url.path
 
 
 def _forwarded_for(request: Request[Any, Any, Any]) -> str:

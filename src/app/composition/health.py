@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from app.composition.container import Composition
-from app.kernel.problems import Problem, problem_response, problem_responses
+from app.kernel.problems import problem_responses
 from app.kernel.security import public
-from contracts import FieldError
+from contracts import ContractError, FieldError
 
 __all__ = ("HealthController",)
 
 log = logging.getLogger("tessera.health")
+
+
+class NotReady(ContractError):
+    """A module's database did not answer: the process should get no traffic."""
+
+    code = "health.not_ready"
+    status = 503
+    title = "Not ready"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("a module's database did not answer")
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,12 +53,10 @@ class HealthController(Controller):
     @get(
         "/ready",
         opt=public("probes run without credentials"),
-        responses=problem_responses(503),
+        responses=problem_responses(NotReady),
         summary="Readiness probe: each module's database answers",
     )
-    async def ready(
-        self, request: Request[Any, Any, Any], composition: NamedDependency[Composition]
-    ) -> HealthStatus | Response[Problem]:
+    async def ready(self, composition: NamedDependency[Composition]) -> HealthStatus:
         names = [m.name for m in composition.modules]
         outcomes = await asyncio.gather(
             *(asyncio.wait_for(m.database.ping(), timeout=2.0) for m in composition.modules),
@@ -59,11 +68,5 @@ class HealthController(Controller):
                 log.warning("readiness: %s database failed: %r", name, outcome)
                 failed.append(FieldError(field=name, message="database did not answer"))
         if failed:
-            return problem_response(
-                request,
-                status=503,
-                code="health.not_ready",
-                errors=failed,
-                detail="a module's database did not answer",
-            )
+            raise NotReady(failed)
         return HealthStatus(status="ok", modules=dict.fromkeys(names, "ok"))

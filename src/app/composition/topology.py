@@ -33,6 +33,11 @@ class Placement:
     remote_modules: tuple[Module, ...] = ()
 
     @property
+    def every_module(self) -> tuple[Module, ...]:
+        """Every module of the deployment, wherever it runs (the API document shows them all)."""
+        return self.local + self.remote_modules
+
+    @property
     def is_split(self) -> bool:
         return self.group != MONOLITH
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from litestar import Litestar, Request, Router
@@ -13,8 +12,6 @@ from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.routes import HTTPRoute
 from litestar.types import Message, Scope
@@ -23,6 +20,7 @@ from app.composition.container import ComposedModule, Composition, compose
 from app.composition.edge import AllowedHosts, cors, security_headers
 from app.composition.gateway import proxy_routes
 from app.composition.health import HealthController
+from app.composition.openapi import DOCS_PATH, docs_router, document
 from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
@@ -36,9 +34,7 @@ from app.kernel.telemetry.tracing import configure_tracing, name_by_route, traci
 from app.kernel.throttle import STORE_NAME
 from contracts import Principal
 
-__all__ = ("create_app", "openapi_config", "serve_app")
-
-DOCS_PATH = "/schema"
+__all__ = ("create_app", "serve_app")
 
 log = logging.getLogger("tessera.web")
 
@@ -56,6 +52,11 @@ def create_app(composition: Composition | None = None) -> Litestar:
             *(_module_router(m) for m in composition.modules if m.module.routes),
             *_internal_routers(composition),
             *_gateway_routes(composition),
+            *(
+                [docs_router(document(composition.placement.every_module))]
+                if settings.server.api_docs
+                else []
+            ),
         ],
         dependencies={
             "principal": Provide(_principal, sync_to_thread=False),
@@ -77,7 +78,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
         exception_handlers=exception_handlers(),
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry
         request_max_body_size=composition.settings.server.max_body_bytes,
-        openapi_config=openapi_config() if settings.server.api_docs else None,
+        openapi_config=None,  # Tessera serves its own document: see app.composition.openapi
         state=State({"composition": composition}),
     )
     # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.
@@ -118,15 +119,10 @@ def serve_app() -> Litestar:
     return create_app(compose(settings, group=group))
 
 
-def openapi_config() -> OpenAPIConfig:
-    """The API document, at /schema (also printed by ``tessera openapi``)."""
-    return OpenAPIConfig(
-        title="Tessera",
-        version=_version(),
-        description="Task management: a modular monolith whose modules can each run as a service.",
-        path=DOCS_PATH,
-        render_plugins=[SwaggerRenderPlugin()],
-    )
+def _docs(composition: Composition) -> list[Router]:
+    if not composition.settings.server.api_docs:
+        return []
+    return [docs_router(document(composition.placement.every_module))]
 
 
 def _tracing_plugins() -> list[OpenTelemetryPlugin]:
@@ -222,10 +218,3 @@ def _principal(request: Request[Any, Any, Any]) -> Principal:
 def _bind_principal(request: Request[Any, Any, Any]) -> None:
     user = request.scope.get("user")
     bind_principal(user if isinstance(user, Principal) else None)
-
-
-def _version() -> str:
-    try:
-        return version("tessera")
-    except PackageNotFoundError:
-        return "0.0.0"

@@ -25,7 +25,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.utils.scope.state import ScopeState
 
 from app.kernel.context import current_context
-from contracts import ContractError, DependencyUnavailable, FieldError, InvalidInput, Throttled
+from contracts import ContractError, DependencyUnavailable, FieldError, Throttled
 
 if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
@@ -91,7 +91,7 @@ def problem_response(
 
 
 def _contract_error(request: Request[Any, Any, Any], exc: ContractError) -> Response[Problem]:
-    errors = exc.errors if isinstance(exc, InvalidInput) else None
+    errors = getattr(exc, "errors", None)  # InvalidInput's fields; a probe's failed modules
     headers = None
     if isinstance(exc, DependencyUnavailable | Throttled):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
@@ -109,8 +109,8 @@ def _contract_error(request: Request[Any, Any, Any], exc: ContractError) -> Resp
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = _every_body_field_error(request) or [
         FieldError(
-            field=str(item.get("key") or item.get("source") or "request"),
-            message=_in_words(str(item["message"])),
+            field=(field := str(item.get("key") or item.get("source") or "request")),
+            message=_in_words(str(item["message"]), _parameter_description(request, field)),
         )
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict) and "message" in item
@@ -249,7 +249,7 @@ def struct_field_errors(struct_type: type[msgspec.Struct], raw: dict[str, Any]) 
         try:
             msgspec.convert(raw[info.encode_name], info.type, strict=False)
         except msgspec.ValidationError as exc:
-            message = _in_words(str(exc).split(" - at ", 1)[0], info.type)
+            message = _in_words(str(exc).split(" - at ", 1)[0], _meta_description(info.type))
             errors.append(FieldError(field=info.encode_name, message=message))
     if struct_type.__struct_config__.forbid_unknown_fields:
         errors.extend(FieldError(field=name, message="Unknown field") for name in raw if name not in known)
@@ -259,15 +259,25 @@ def struct_field_errors(struct_type: type[msgspec.Struct], raw: dict[str, Any]) 
 _PATTERN_MISSED = re.compile(r"Expected `str` matching regex '.*'", re.DOTALL)
 
 
-def _in_words(message: str, field_type: Any = None) -> str:
+def _in_words(message: str, description: str | None) -> str:
     """msgspec's message, but a pattern missed is said in words, never as the regular expression.
 
-    The words are the field's ``Meta(description=...)`` ("an e-mail address").
+    The words are the field's or parameter's description ("an e-mail address").
     """
     if not _PATTERN_MISSED.fullmatch(message):
         return message
-    described = next(
+    return f"Expected {description}" if description else "Expected text in the form the API document gives"
+
+
+def _meta_description(field_type: Any) -> str | None:
+    return next(
         (m.description for m in get_args(field_type)[1:] if isinstance(m, msgspec.Meta) and m.description),
         None,
     )
-    return f"Expected {described}" if described else "Expected text in the form the API document gives"
+
+
+def _parameter_description(request: Request[Any, Any, Any], name: str) -> str | None:
+    parameter = request.route_handler.parsed_fn_signature.parameters.get(name)
+    kwarg = getattr(parameter, "kwarg_definition", None)
+    description = getattr(kwarg, "description", None)
+    return description if isinstance(description, str) else None

@@ -21,8 +21,9 @@ __all__ = (
     "new_refresh_token",
 )
 
-# Deliberately loose: one @, no spaces, a dot in the domain. Delivery is the real test.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Deliberately loose: one @, no spaces or control characters, a dot in the domain. Delivery is
+# the real test.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, get, patch, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -17,11 +18,11 @@ from app.kernel.problems import problem_responses
 from app.kernel.security import public
 from app.kernel.throttle import RateKind, throttled
 from contracts import (
+    NO_CONTROL_CHARACTERS,
+    NOT_BLANK,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
     DependencyUnavailable,
-    FieldError,
-    InvalidInput,
     Principal,
     Throttled,
     refuse_control_characters,
@@ -50,7 +51,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 DisplayName = Annotated[
     str,
     msgspec.Meta(
-        min_length=1, max_length=DISPLAY_NAME_MAX, pattern=r"\S", description="a name that is not blank"
+        min_length=1,
+        max_length=DISPLAY_NAME_MAX,
+        pattern=NOT_BLANK,
+        description="a name that is not blank, without control characters",
     ),
 ]
 
@@ -148,17 +152,16 @@ class UsersController(Controller):
         identity: NamedDependency[IdentityService],
         q: Annotated[
             str,
-            QueryParameter(min_length=2, max_length=DISPLAY_NAME_MAX, description="part of a display name"),
+            QueryParameter(
+                min_length=2,
+                max_length=DISPLAY_NAME_MAX,
+                pattern=NO_CONTROL_CHARACTERS,
+                description="part of a display name, without control characters",
+            ),
         ],
         limit: _LIMIT = PAGE_LIMIT_DEFAULT,
         cursor: _CURSOR = None,
     ) -> PeoplePage:
-        try:
-            refuse_control_characters(q, field="q")
-        except ValueError as exc:
-            raise InvalidInput(
-                [FieldError(field="q", message="must not contain control characters")]
-            ) from exc
         found, next_cursor = await identity.find_people(q, limit=limit, cursor=cursor)
         return PeoplePage(
             items=[PublicProfile(id=u.id, display_name=u.display_name) for u in found],
@@ -170,6 +173,9 @@ class UsersController(Controller):
         status_code=HTTP_201_CREATED,
         opt={**public("registration is how an account comes to exist"), **throttled(RateKind.REGISTRATION)},
         responses=problem_responses(EmailAlreadyRegistered, 422, Throttled),
+        response_headers=[
+            ResponseHeader(name="Location", documentation_only=True, description="Where the new user lives")
+        ],
         summary="Register a user",
     )
     async def register(

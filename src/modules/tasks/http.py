@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -16,6 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import problem_responses
 from contracts import (
+    NO_CONTROL_CHARACTERS,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
     AwareDateTime,
@@ -24,7 +27,6 @@ from contracts import (
     InvalidInput,
     Principal,
     in_utc,
-    refuse_control_characters,
 )
 from contracts.identity import IdentityApi, UserProfile
 from contracts.tasks import (
@@ -66,6 +68,18 @@ class TaskList(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+_ETAG = ResponseHeader(
+    name="ETag", documentation_only=True, description="The task's version: send it as If-Match to change it"
+)
+_LOCATION = ResponseHeader(name="Location", documentation_only=True, description="Where the new task lives")
+_REPLAYED = ResponseHeader(
+    name="Idempotent-Replayed",
+    documentation_only=True,
+    required=False,
+    description="`true` when this is the answer to an earlier request with the same Idempotency-Key",
+)
+
+
 class TasksController(Controller):
     path = "/tasks"
     tags = ("tasks",)
@@ -74,6 +88,7 @@ class TasksController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         responses=problem_responses(401, 422, IdempotencyKeyReused),
+        response_headers=[_LOCATION, _ETAG, _REPLAYED],
         summary="Create a task (send Idempotency-Key to make retries safe)",
     )
     async def create(
@@ -105,26 +120,29 @@ class TasksController(Controller):
         assignee_id: Annotated[UUID | None, QueryParameter(required=False)] = None,
         label: Annotated[str | None, QueryParameter(max_length=LABEL_MAX, required=False)] = None,
         q: Annotated[
-            str | None, QueryParameter(max_length=TITLE_MAX, required=False, description="title contains")
+            str | None,
+            QueryParameter(
+                max_length=TITLE_MAX,
+                pattern=NO_CONTROL_CHARACTERS,  # a NUL once matched every task
+                required=False,
+                description="text the title contains, without control characters",
+            ),
         ] = None,
-        due_before: Annotated[AwareDateTime | None, QueryParameter(required=False)] = None,
+        due_before: Annotated[
+            str | None,
+            QueryParameter(
+                required=False,
+                max_length=64,
+                description="an RFC 3339 date-time with its UTC offset",
+                schema_extra={"format": "date-time"},
+            ),
+        ] = None,
         sort: Annotated[TaskSort, QueryParameter()] = TaskSort.CREATED_AT,
         order: Annotated[Literal["asc", "desc"], QueryParameter()] = "desc",
         limit: Annotated[int, QueryParameter(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
     ) -> TaskList:
-        if due_before is not None and due_before.utcoffset() is None:
-            # Litestar reads a query parameter's datetime without msgspec's tz constraint.
-            message = "a datetime needs its UTC offset (Z or +hh:mm)"
-            raise ValidationException(message, extra=[{"key": "due_before", "message": message}])
-        try:
-            if q is not None:
-                refuse_control_characters(q, field="q")  # a NUL matched every task
-            if due_before is not None:
-                due_before = in_utc(due_before, field="due_before")
-        except ValueError as refused:
-            field, _, message = str(refused).partition(": ")
-            raise InvalidInput([FieldError(field=field, message=message)]) from None
+        due = _moment(due_before, field="due_before") if due_before is not None else None
         page = await tasks.list_tasks(
             principal,
             TaskQuery(
@@ -132,7 +150,7 @@ class TasksController(Controller):
                 assignee_id=assignee_id,
                 label=label,
                 title_contains=q,
-                due_before=due_before,
+                due_before=due,
                 sort=sort,
                 descending=order == "desc",
                 limit=limit,
@@ -141,7 +159,12 @@ class TasksController(Controller):
         )
         return TaskList(items=await _views(page.items, people), next_cursor=page.next_cursor)
 
-    @get("/{task_id:uuid}", responses=problem_responses(401, TaskNotFound), summary="One task")
+    @get(
+        "/{task_id:uuid}",
+        responses=problem_responses(401, TaskNotFound),
+        response_headers=[_ETAG],
+        summary="One task",
+    )
     async def get_task(
         self,
         task_id: FromPath[UUID],
@@ -157,6 +180,7 @@ class TasksController(Controller):
         responses=problem_responses(
             401, 422, TaskNotFound, NotPermittedOnTask, InvalidTransition, VersionMismatch
         ),
+        response_headers=[_ETAG],
         summary="Change a task (If-Match: its ETag, to refuse lost updates)",
     )
     async def update(
@@ -212,6 +236,20 @@ async def _views(found: list[Task], people: IdentityApi) -> list[TaskView]:
         )
         for task in found
     ]
+
+
+def _moment(text: str, *, field: str) -> datetime:
+    """A query parameter's date-time, read as the API document says: RFC 3339, with its offset.
+
+    (Litestar would read a datetime parameter from a bare number too, and without its offset.)
+    """
+    try:
+        return in_utc(msgspec.convert(text, AwareDateTime), field=field)
+    except msgspec.ValidationError:
+        message = "Expected an RFC 3339 date-time with its UTC offset (Z or +hh:mm)"
+    except ValueError as overflow:
+        message = str(overflow).partition(": ")[2]
+    raise ValidationException(message, extra=[{"key": field, "message": message}])
 
 
 def _etag(task: Task) -> str:

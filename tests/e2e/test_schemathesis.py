@@ -1,0 +1,82 @@
+"""schemathesis drives the API from its own document, every check on, stateful links included:
+against the monolith and against a split's gateway, it finds no failure.
+
+Each run is bounded in time (``MAX_SECONDS``) and its seed is random, so that runs explore
+different inputs; a failure prints the seed and a curl command that reproduces it. The
+configuration (tests/e2e/schemathesis.toml) gives the fuzzer a user of its own, and names
+the few rules no schema can state. Throttles are off for the run (they would lock that
+user out after five wrong current passwords); they are tested on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.cluster import migrate, split_cluster
+from tests.servers import TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
+
+pytestmark = pytest.mark.slow
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+ST = str(Path(sys.executable).with_name("st"))
+MAX_SECONDS = 45
+NO_THROTTLES = {"TESSERA_THROTTLE__ENABLED": "false"}
+
+
+def _fuzz(base: str) -> None:
+    email, password = f"fuzzer-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery"
+    httpx.post(
+        f"{base}/api/v1/users",
+        json={"email": email, "password": password, "display_name": "Fuzzer"},
+        timeout=15,
+    ).raise_for_status()
+    result = subprocess.run(
+        [
+            ST,
+            "--config-file",
+            str(CONFIG),
+            "run",
+            f"{base}/schema/openapi.json",
+            "--checks",
+            "all",
+            "--max-time",
+            str(MAX_SECONDS),
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+        ],
+        env={**os.environ, "ST_EMAIL": email, "ST_PASSWORD": password, "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=MAX_SECONDS + 120,
+        check=False,
+    )
+    report = result.stdout + result.stderr
+    failures = report[report.find("= FAILURES =") :] if "= FAILURES =" in report else report
+    assert result.returncode == 0, failures[:12000]
+    assert "24 selected / 24 total" in report, report[-3000:]  # every operation was in the run
+
+
+def test_schemathesis_finds_nothing_against_the_monolith(tmp_path: Path) -> None:
+    config = tmp_path / "monolith.toml"
+    config.write_text(TEST_SERVER_CONFIG)
+    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"), **NO_THROTTLES)
+    migrate(env)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server_process(env, "--port", str(port), log=tmp_path / "server.log") as process:
+        wait_until_ready(base, process=process, log=tmp_path / "server.log")
+        _fuzz(base)
+
+
+def test_schemathesis_finds_nothing_against_the_split_gateway(tmp_path: Path) -> None:
+    with split_cluster(tmp_path, environment=NO_THROTTLES) as cluster:
+        _fuzz(cluster.gateway)

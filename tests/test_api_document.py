@@ -1,0 +1,125 @@
+"""The API document: valid OpenAPI 3.1, the whole public API, and saying what the API does."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from openapi_spec_validator import validate
+
+from app.composition.catalog import MODULES
+from app.composition.openapi import document
+
+Client = TestClient[Any]
+PUBLIC = {
+    ("post", "/api/v1/users"),
+    ("post", "/api/v1/auth/token"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
+}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return document(MODULES)
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def test_the_served_document_validates_as_openapi_3_1(client: Client) -> None:
+    served = client.get("/schema/openapi.json")
+    assert served.status_code == 200
+    spec = served.json()
+    assert spec["openapi"].startswith("3.1")
+    validate(spec)
+
+
+def test_public_routes_need_no_token_and_every_other_needs_one(spec: dict[str, Any]) -> None:
+    assert spec["security"] == [{"BearerToken": []}]
+    assert spec["components"]["securitySchemes"]["BearerToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A user's access token from POST /api/v1/auth/token.",
+    }
+    public = {(m, p) for m, p, op in _operations(spec) if op.get("security") == []}
+    assert public == PUBLIC
+    for method, path, operation in _operations(spec):
+        if (method, path) not in PUBLIC:
+            assert "401" in operation["responses"], (method, path)
+
+
+def test_operation_ids_are_unique_and_say_what_they_do(spec: dict[str, Any]) -> None:
+    ids = [op["operationId"] for _, _, op in _operations(spec)]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z]+_[a-z_]+", i) for i in ids), ids
+    assert {"users_register", "auth_token", "tasks_update", "users_find_people"} <= set(ids)
+
+
+def test_request_bodies_say_unknown_fields_are_refused(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    for method, path, operation in _operations(spec):
+        if "requestBody" not in operation:
+            continue
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        name = ref.rsplit("/", 1)[1]
+        assert schemas[name].get("additionalProperties") is False, (method, path, name)
+        assert "413" in operation["responses"], (method, path)
+
+
+def test_every_failure_the_api_can_answer_is_declared_with_its_headers(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        responses = operation["responses"]
+        assert {"400", "405", "503"} <= set(responses), (method, path)
+        assert "Retry-After" in responses["503"]["headers"], (method, path)
+        if "429" in responses:
+            assert "Retry-After" in responses["429"]["headers"], (method, path)
+        if "401" in responses:
+            assert "WWW-Authenticate" in responses["401"]["headers"], (method, path)
+    paths = spec["paths"]
+    created = paths["/api/v1/tasks"]["post"]["responses"]["201"]["headers"]
+    assert {"Location", "ETag", "Idempotent-Replayed"} <= set(created)
+    assert "ETag" in paths["/api/v1/tasks/{task_id}"]["get"]["responses"]["200"]["headers"]
+    assert "ETag" in paths["/api/v1/tasks/{task_id}"]["patch"]["responses"]["200"]["headers"]
+    assert "Location" in paths["/api/v1/users"]["post"]["responses"]["201"]["headers"]
+    assert {"429", "503"} <= set(paths["/api/v1/auth/token"]["post"]["responses"])
+
+
+def test_readiness_documents_what_it_answers(spec: dict[str, Any]) -> None:
+    ready = spec["paths"]["/health/ready"]["get"]["responses"]
+    assert ready["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/HealthStatus"
+    }
+    assert ready["503"]["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
+def test_every_route_served_is_documented(client: Client, spec: dict[str, Any]) -> None:
+    from litestar.routes import HTTPRoute
+
+    served = {
+        (method.lower(), route.path_format)
+        for route in client.app.routes
+        if isinstance(route, HTTPRoute) and route.path_format.startswith(("/api/", "/health/"))
+        for method in route.methods - {"OPTIONS", "HEAD"}
+    }
+    assert served == {(m, p) for m, p, _ in _operations(spec)}
+
+
+def test_a_path_under_the_docs_that_is_not_there_is_a_problem_document(client: Client) -> None:
+    for path in ("/schema/nothing", "/schema/redoc", "/schema/openapi.yaml"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "http.not_found"
+    assert client.get("/schema").status_code == 200  # the docs page
