@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from app.composition.catalog import MODULES
@@ -28,6 +29,15 @@ def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> N
         # The gateway documents every route it serves or proxies: the same document as the monolith.
         served = httpx.get(f"{cluster.gateway}/schema/openapi.json", timeout=15).json()
         assert served["paths"] == document(MODULES)["paths"]
+        # Users' tokens are signed by identity alone (EdDSA); its public keys are published at
+        # the gateway, and the other groups verify with them.
+        with httpx.Client(base_url=cluster.gateway, timeout=15) as http:
+            _, auth = register_and_log_in(http, "Keys")
+            header = jwt.get_unverified_header(auth["Authorization"].removeprefix("Bearer "))
+            published = http.get("/.well-known/jwks.json").json()["keys"]
+            assert header["alg"] == "EdDSA"
+            assert header["kid"] in {key["kid"] for key in published}
+            assert http.get("/api/v1/tasks", headers=auth).status_code == 200  # verified by tasks
         assert sorted(p.name for p in (tmp_path / "data").glob("*.db")) == [
             "identity.db",
             "notifications.db",

@@ -21,7 +21,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from app.composition.container import Composition, CompositionError, compose
-from app.kernel.config import ConfigError, Settings, load_settings
+from app.kernel.config import ConfigError, GroupSettings, Settings, load_settings
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
 from app.kernel.security import resolve_service_key, resolve_signing_key
@@ -136,7 +136,14 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
     if group is not None:
         port = port or _port_of(settings, group)
         os.environ["TESSERA_GROUP"] = group
-    keys = [resolve_signing_key, *([resolve_service_key] if group is not None else [])]
+    # The users' token key only where identity runs: every other group verifies with its public keys.
+    identity_here = (
+        group is None or "identity" in settings.topology.groups.get(group, GroupSettings()).modules
+    )
+    keys = [
+        *([resolve_signing_key] if identity_here else []),
+        *([resolve_service_key] if group is not None else []),
+    ]
     if not settings.security.generate_signing_key:
         for key in keys:
             key(settings)  # configured keys: the first thing checked

@@ -18,6 +18,7 @@ from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, 
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
 from app.kernel.security import AccessTokens, RevokedSessions
+from app.kernel.signing_keys import JWKS_PATH, PublishedKeys
 from app.kernel.throttle import Throttles
 from contracts.identity import IDENTITY
 
@@ -32,7 +33,7 @@ class AppContainer(containers.DeclarativeContainer):
     """The kernel services a module's container may declare a dependency on, by type."""
 
     settings = providers.Dependency(instance_of=Settings)
-    access_tokens = providers.Singleton(AccessTokens.from_settings, settings)
+    access_tokens = providers.Dependency(instance_of=AccessTokens)  # signed or verified here: compose()
     throttles = providers.Singleton(
         Throttles, settings.provided.throttle, namespace=settings.provided.events.namespace
     )
@@ -74,7 +75,16 @@ class Composition:
     try to validate a dataclass field by field.
     """
 
-    __slots__ = ("container", "events", "modules", "placement", "remotes", "revoked_sessions", "settings")
+    __slots__ = (
+        "container",
+        "events",
+        "modules",
+        "placement",
+        "published_keys",
+        "remotes",
+        "revoked_sessions",
+        "settings",
+    )
 
     def __init__(
         self,
@@ -86,9 +96,11 @@ class Composition:
         remotes: Remotes,
         events: EventRuntime,
         revoked_sessions: RevokedSessions | None,
+        published_keys: PublishedKeys | None,
     ) -> None:
         self.settings = settings
         self.revoked_sessions = revoked_sessions
+        self.published_keys = published_keys
         self.container = container
         self.modules = modules
         self.placement = placement
@@ -152,6 +164,8 @@ class Composition:
 
     async def start(self) -> None:
         """This process's background work: event relays and consumers, the revocation poll."""
+        if self.published_keys is not None and self.modules:  # a pure gateway checks no user's token
+            await self.published_keys.start()
         if self.revoked_sessions is not None:
             await self.revoked_sessions.start()
         await self.events.start()
@@ -159,6 +173,8 @@ class Composition:
     async def aclose(self) -> None:
         if self.revoked_sessions is not None:
             await self.revoked_sessions.stop()
+        if self.published_keys is not None:
+            await self.published_keys.stop()
         await self.events.stop()
         await asyncio.gather(
             *(m.database.dispose() for m in self.modules), self.remotes.aclose(), self.throttles.aclose()
@@ -183,7 +199,11 @@ def compose(
     _check_manifests(settings, catalog)
     placement = place(settings, group, catalog)
     remotes = connect_remotes(settings, placement)
-    kernel = AppContainer(settings=providers.Object(settings))
+    published = _published_keys(settings, placement, remotes)
+    tokens = (
+        AccessTokens.verified_here(settings, published) if published else AccessTokens.signed_here(settings)
+    )
+    kernel = AppContainer(settings=providers.Object(settings), access_tokens=providers.Object(tokens))
     composed = _build(settings, placement)
     contracts = _implementations(composed, remotes, external or {})
     for target in composed:
@@ -196,6 +216,7 @@ def compose(
         remotes=remotes,
         events=_event_runtime(settings, placement, catalog, composed),
         revoked_sessions=_revoked_sessions(settings, contracts) if composed else None,
+        published_keys=published,
     )
 
 
@@ -272,6 +293,22 @@ def _wire(
                 f"manifest requires nor a kernel service ({', '.join(t.__name__ for t in kernel_services)})"
             )
         dependency.override(given)
+
+
+def _published_keys(settings: Settings, placement: Placement, remotes: Remotes) -> PublishedKeys | None:
+    """Where identity runs elsewhere, the public keys it publishes (None: identity runs here)."""
+    owner = placement.remote.get(IDENTITY.name)
+    if owner is None or remotes.http is None:
+        return None
+    http, url = remotes.http, f"{owner.url.rstrip('/')}{JWKS_PATH}"
+
+    async def fetch() -> dict[str, Any]:
+        answer = await http.get(url)
+        answer.raise_for_status()
+        published: dict[str, Any] = answer.json()
+        return published
+
+    return PublishedKeys(fetch, refresh_seconds=settings.security.jwks_refresh_seconds)
 
 
 def _revoked_sessions(

@@ -23,7 +23,7 @@ from app.kernel.security import public
 from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import DependencyUnavailable
 
-__all__ = ("proxy_routes",)
+__all__ = ("proxy_route", "proxy_routes")
 
 log = logging.getLogger("tessera.gateway")
 
@@ -74,6 +74,13 @@ def proxy_routes(
             prefix = f"{API_PREFIX}{getattr(controller, 'path', '')}".rstrip("/")
             handlers.append(_proxy(prefix, owner, http, timeout, module.name))
     return handlers
+
+
+def proxy_route(
+    path: str, owner: RemoteGroup, http: httpx.AsyncClient, *, timeout: float
+) -> HTTPRouteHandler:
+    """One path (and those under it) proxied to the group that owns it."""
+    return _proxy(path, owner, http, timeout, owner.name)
 
 
 def _proxy(

@@ -7,8 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from litestar import Litestar, Request, Router
-from litestar.datastructures import MutableScopeHeaders, State
+from litestar import Litestar, Request, Router, get
+from litestar.datastructures import CacheControlHeader, MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import HTTPRouteHandler
@@ -18,7 +18,7 @@ from litestar.types import Message, Scope
 
 from app.composition.container import ComposedModule, Composition, compose
 from app.composition.edge import AllowedHosts, cors, security_headers
-from app.composition.gateway import proxy_routes
+from app.composition.gateway import proxy_route, proxy_routes
 from app.composition.health import HealthController
 from app.composition.openapi import DOCS_PATH, docs_router, document
 from app.kernel.config import load_settings
@@ -26,13 +26,16 @@ from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
 from app.kernel.rpc import internal_router
+from app.kernel.security import public
 from app.kernel.server import ClientLimits, GuardedHttpToolsProtocol
+from app.kernel.signing_keys import JWKS_PATH
 from app.kernel.telemetry import configure_logging
 from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
 from app.kernel.telemetry.metrics import process_ended
 from app.kernel.telemetry.tracing import configure_tracing, name_by_route, tracing_provider
 from app.kernel.throttle import STORE_NAME
 from contracts import Principal
+from contracts.identity import IDENTITY
 
 __all__ = ("create_app", "serve_app")
 
@@ -52,11 +55,8 @@ def create_app(composition: Composition | None = None) -> Litestar:
             *(_module_router(m) for m in composition.modules if m.module.routes),
             *_internal_routers(composition),
             *_gateway_routes(composition),
-            *(
-                [docs_router(document(composition.placement.every_module))]
-                if settings.server.api_docs
-                else []
-            ),
+            *_docs(composition),
+            *_published_keys_route(composition),
         ],
         dependencies={
             "principal": Provide(_principal, sync_to_thread=False),
@@ -117,6 +117,32 @@ def serve_app() -> Litestar:
             settings.server.workers,
         )
     return create_app(compose(settings, group=group))
+
+
+def _published_keys_route(composition: Composition) -> list[HTTPRouteHandler]:
+    """``/.well-known/jwks.json``: served where identity runs, proxied to it from anywhere else."""
+    owner = composition.placement.remote.get(IDENTITY.name)
+    if owner is None:
+        tokens = composition.access_tokens
+
+        @get(
+            JWKS_PATH,
+            opt=public("verifiers fetch the public keys before they can check any token"),
+            include_in_schema=False,
+            sync_to_thread=False,
+            cache_control=CacheControlHeader(max_age=60, public=True),
+        )
+        def published_keys() -> dict[str, Any]:
+            return tokens.jwks()
+
+        return [published_keys]
+    if composition.remotes.http is None:
+        return []
+    return [
+        proxy_route(
+            JWKS_PATH, owner, composition.remotes.http, timeout=composition.settings.rpc.timeout_seconds
+        )
+    ]
 
 
 def _docs(composition: Composition) -> list[Router]:

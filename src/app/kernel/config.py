@@ -115,7 +115,15 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     audience: str = "tessera-api"
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 1_209_600
+    # Identity's users' token key pair is derived from this secret (Ed25519; see
+    # app.kernel.signing_keys). Only the process where identity runs needs it.
     signing_key: Secret = Secret("")
+    # Earlier signing keys whose public halves stay published after a rotation, until the
+    # tokens they signed have expired (one access-token lifetime); then drop them.
+    previous_signing_keys: list[Secret] = msgspec.field(default_factory=list)
+    # How often a process without identity fetches its published keys (and soon after a token
+    # names an unknown key).
+    jwks_refresh_seconds: float = 60.0
     # Signs the short-lived tokens one group presents to another's /internal routes.
     service_signing_key: Secret = Secret("")
     service_token_ttl_seconds: int = 60

@@ -9,11 +9,11 @@ import os
 import secrets
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import jwt
 import msgspec
@@ -24,6 +24,9 @@ from litestar.security.jwt import JWTAuth, Token
 
 from app.kernel.clock import utcnow
 from app.kernel.config import ConfigError, PasswordHashSettings, Settings
+from app.kernel.refresher import Refresher
+from app.kernel.signing_keys import ALGORITHM as KEY_ALGORITHM
+from app.kernel.signing_keys import PublishedKeys, SigningKeys
 from contracts import DependencyUnavailable, Principal
 
 if TYPE_CHECKING:
@@ -45,13 +48,14 @@ __all__ = (
 
 log = logging.getLogger("tessera.security")
 
-ALGORITHM = "HS256"
+SERVICE_ALGORITHM = "HS256"  # service tokens: one shared key (per-group key pairs: to do)
 SESSION_EPOCH_CLAIM = "sep"  # the user's session epoch when the token was issued
 MIN_KEY_LENGTH = 32
 GENERATED_KEY_FILE = "secrets/signing.key"
 GENERATED_SERVICE_KEY_FILE = "secrets/service.key"
 HASHING_NICENESS = 10  # added to a hashing thread's nice value: the scheduler favours the event loop
 R = TypeVar("R")
+T = TypeVar("T")
 
 # Every open route says why with public() on the route itself; no path is open by pattern.
 
@@ -69,23 +73,49 @@ class IssuedAccessToken(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AccessTokens:
-    """Short-lived signed JWTs that say which user is acting."""
+    """Short-lived signed JWTs that say which user is acting.
 
-    __slots__ = ("_audience", "_issuer", "_key", "_ttl")
+    Signed (EdDSA) only where identity runs, with its key pairs (``SigningKeys``); checked
+    everywhere against the public keys: the same pairs there, the published ones elsewhere.
+    """
+
+    __slots__ = ("_audience", "_issuer", "_signing", "_ttl", "_verifying")
 
     def __init__(
-        self, *, signing_key: str | Callable[[], str], issuer: str, audience: str, ttl_seconds: int
+        self,
+        *,
+        signing: Callable[[], SigningKeys] | None,
+        verifying: Callable[[], KeySource],
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
     ) -> None:
-        self._key = _SigningKey(signing_key)
+        self._signing = _Lazy(signing) if signing is not None else None
+        self._verifying = _Lazy(verifying)
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AccessTokens:
+    def signed_here(cls, settings: Settings) -> AccessTokens:
+        """Where identity runs: its key pairs, read (or in development made) when first used."""
+        security = settings.security
+        keys = _Lazy(lambda: SigningKeys(resolve_signing_key(settings), _previous_keys(settings)))
+        return cls(
+            signing=keys.get,
+            verifying=keys.get,
+            issuer=security.issuer,
+            audience=security.audience,
+            ttl_seconds=security.access_token_ttl_seconds,
+        )
+
+    @classmethod
+    def verified_here(cls, settings: Settings, published: PublishedKeys) -> AccessTokens:
+        """Anywhere else: the public keys identity publishes; this process can mint nothing."""
         security = settings.security
         return cls(
-            signing_key=lambda: resolve_signing_key(settings),
+            signing=None,
+            verifying=lambda: published,
             issuer=security.issuer,
             audience=security.audience,
             ttl_seconds=security.access_token_ttl_seconds,
@@ -93,6 +123,8 @@ class AccessTokens:
 
     def issue(self, principal: Principal, *, session_epoch: int = 0) -> IssuedAccessToken:
         """A token for ``principal`` in their current session epoch (see RevokedSessions)."""
+        if self._signing is None:
+            raise RuntimeError("only the process where identity runs signs users' tokens")
         now = utcnow()
         claims = {
             "sub": str(principal.user_id),
@@ -103,18 +135,24 @@ class AccessTokens:
             "jti": uuid.uuid4().hex,
             SESSION_EPOCH_CLAIM: session_epoch,
         }
-        return IssuedAccessToken(
-            token=jwt.encode(claims, self._key.reveal(), ALGORITHM), expires_in=self._ttl
-        )
+        return IssuedAccessToken(token=self._signing.get().sign(claims), expires_in=self._ttl)
+
+    def jwks(self) -> dict[str, Any]:
+        """The published public keys (where identity runs)."""
+        if self._signing is None:
+            raise RuntimeError("the keys are published where identity runs")
+        return self._signing.get().jwks()
 
     def auth(self, revoked: RevokedSessions | None = None) -> JWTAuth[Principal, Token]:
         """The Litestar auth config that guards every route not marked :func:`public`.
 
-        With ``revoked``, a token of a session epoch its user has left is refused too.
+        A token is checked with the public key its ``kid`` names, EdDSA only. With
+        ``revoked``, a token of a session epoch its user has left is refused too.
         """
         return JWTAuth[Principal, Token](
-            token_secret=self._key.reveal(),
-            algorithm=ALGORITHM,
+            token_secret="unused: each token is checked with the public key its kid names",  # noqa: S106
+            algorithm=KEY_ALGORITHM,
+            token_cls=_keyed_token(self._verifying.get),
             retrieve_user_handler=_principal_of,
             revoked_token_handler=revoked.voids_token if revoked is not None else None,
             accepted_issuers=[self._issuer],
@@ -122,6 +160,59 @@ class AccessTokens:
             require_claims=["exp", "iat", "sub", "iss", "aud"],
             description="A user's access token from POST /api/v1/auth/token.",
         )
+
+
+class KeySource(Protocol):
+    def public_key(self, kid: str) -> Any | None: ...
+
+
+def _keyed_token(keys: Callable[[], KeySource]) -> type[Token]:
+    """Litestar's Token, checked with the public key the token's header names."""
+
+    class KeyedToken(Token):
+        @classmethod
+        def decode_payload(
+            cls,
+            encoded_token: str,
+            secret: str,
+            algorithms: list[str],
+            issuer: str | Sequence[str] | None = None,
+            audience: str | Sequence[str] | None = None,
+            options: Any = None,
+        ) -> Any:
+            kid = jwt.get_unverified_header(encoded_token).get("kid")
+            key = keys().public_key(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise jwt.InvalidSignatureError("no published key has that kid")
+            return jwt.decode(
+                encoded_token,
+                key,
+                algorithms=[KEY_ALGORITHM],
+                issuer=issuer,
+                audience=audience,
+                options=options,
+            )
+
+    return KeyedToken
+
+
+def _previous_keys(settings: Settings) -> list[str]:
+    return [secret.reveal() for secret in settings.security.previous_signing_keys]
+
+
+class _Lazy(Generic[T]):
+    """Made when first asked for: a command that signs nothing needs no key and makes none."""
+
+    __slots__ = ("_made", "_make")
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._made: T | None = None
+
+    def get(self) -> T:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
 
 
 async def _principal_of(token: Token, _connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -142,7 +233,7 @@ class RevokedSessions:
     cannot be reached, what was known stays in force and the poll keeps trying.
     """
 
-    __slots__ = ("_clock", "_epochs", "_horizon", "_interval", "_since", "_source", "_task")
+    __slots__ = ("_clock", "_epochs", "_horizon", "_refresher", "_since", "_source")
 
     # Each poll reaches this far behind the previous one: a revocation stamped just before a
     # poll but committed just after it is still seen.
@@ -157,12 +248,11 @@ class RevokedSessions:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._source = source
-        self._interval = interval_seconds
         self._horizon = timedelta(seconds=token_ttl_seconds) + self.OVERLAP
         self._clock = clock
         self._epochs: dict[uuid.UUID, tuple[int, datetime]] = {}
         self._since = clock() - self._horizon
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Refresher("revoked sessions", self.refresh, interval=lambda _: interval_seconds)
 
     def voids(self, user_id: uuid.UUID, epoch: int) -> bool:
         known = self._epochs.get(user_id)
@@ -188,30 +278,10 @@ class RevokedSessions:
             del self._epochs[user_id]
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._poll(), name="revoked-sessions")
+        await self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _poll(self) -> None:
-        failing = False
-        while True:
-            try:
-                await self.refresh()
-            except Exception as exc:  # identity away: keep what is known, keep asking
-                if not failing:
-                    log.warning("revoked sessions cannot be refreshed: %s: %s", type(exc).__name__, exc)
-                failing = True
-            else:
-                if failing:
-                    log.info("revoked sessions are refreshed again")
-                failing = False
-            await asyncio.sleep(self._interval)
+        await self._refresher.stop()
 
 
 class _SigningKey:
@@ -309,7 +379,7 @@ class ServiceTokens:
         }
         if principal is not None:
             claims["usr"] = str(principal.user_id)
-        return jwt.encode(claims, self._key.reveal(), algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key.reveal(), algorithm=SERVICE_ALGORITHM)
 
     def verify(self, token: str, *, trusted_issuers: frozenset[str]) -> ServiceClaims:
         """The claims of a token addressed to this group by a trusted one; else NotAuthorizedException."""
@@ -317,7 +387,7 @@ class ServiceTokens:
             claims = jwt.decode(
                 token,
                 self._key.reveal(),
-                algorithms=[ALGORITHM],
+                algorithms=[SERVICE_ALGORITHM],
                 audience=self._group,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from litestar.testing import TestClient
 
+from app.kernel.signing_keys import SigningKeys
 from tests.conftest import SIGNING_KEY, bearer, log_in, register
 
 Client = TestClient[Any]
@@ -194,6 +195,11 @@ def _claims(user_id: str, **overrides: Any) -> dict[str, Any]:
     return claims
 
 
+def _signed(claims: dict[str, Any]) -> str:
+    """Signed as identity signs, with the key pair the tests' secret stands for."""
+    return SigningKeys(SIGNING_KEY).sign(claims)
+
+
 class TestForgedTokens:
     @pytest.fixture
     def user_id(self, client: Client) -> str:
@@ -208,11 +214,23 @@ class TestForgedTokens:
         return response.status_code
 
     def test_a_well_formed_token_is_accepted(self, client: Client, user_id: str) -> None:
-        assert self._me(client, jwt.encode(_claims(user_id), SIGNING_KEY, algorithm="HS256")) == 200
+        assert self._me(client, _signed(_claims(user_id))) == 200
 
     def test_alg_none_is_refused(self, client: Client, user_id: str) -> None:
         unsigned = jwt.encode(_claims(user_id), key=None, algorithm="none")
         assert self._me(client, unsigned) == 401
+
+    def test_a_token_signed_with_the_configured_secret_itself_is_refused(
+        self, client: Client, user_id: str
+    ) -> None:
+        """The secret stands for a key pair: holding it as an HMAC key mints nothing (HS256 is refused)."""
+        assert self._me(client, jwt.encode(_claims(user_id), SIGNING_KEY, algorithm="HS256")) == 401
+
+    def test_a_token_signed_by_a_key_nobody_published_is_refused(self, client: Client, user_id: str) -> None:
+        assert (
+            self._me(client, SigningKeys("another-secret-of-sufficient-length-0000").sign(_claims(user_id)))
+            == 401
+        )
 
     def test_a_bad_signature_is_refused(self, client: Client, user_id: str) -> None:
         forged = jwt.encode(_claims(user_id), "another-key-of-sufficient-length-000000", algorithm="HS256")
@@ -220,18 +238,18 @@ class TestForgedTokens:
 
     def test_an_expired_token_is_refused(self, client: Client, user_id: str) -> None:
         past = int((datetime.now(UTC) - timedelta(minutes=1)).timestamp())
-        assert self._me(client, jwt.encode(_claims(user_id, exp=past), SIGNING_KEY, algorithm="HS256")) == 401
+        assert self._me(client, _signed(_claims(user_id, exp=past))) == 401
 
     def test_a_wrong_issuer_is_refused(self, client: Client, user_id: str) -> None:
-        token = jwt.encode(_claims(user_id, iss="evil"), SIGNING_KEY, algorithm="HS256")
+        token = _signed(_claims(user_id, iss="evil"))
         assert self._me(client, token) == 401
 
     def test_a_wrong_audience_is_refused(self, client: Client, user_id: str) -> None:
-        token = jwt.encode(_claims(user_id, aud="other-api"), SIGNING_KEY, algorithm="HS256")
+        token = _signed(_claims(user_id, aud="other-api"))
         assert self._me(client, token) == 401
 
     def test_garbage_is_refused(self, client: Client) -> None:
         assert self._me(client, "not.a.jwt") == 401
 
     def test_a_token_for_a_non_uuid_subject_is_refused(self, client: Client) -> None:
-        assert self._me(client, jwt.encode(_claims("admin"), SIGNING_KEY, algorithm="HS256")) == 401
+        assert self._me(client, _signed(_claims("admin"))) == 401

@@ -1,0 +1,80 @@
+"""Knowledge another module owns, kept fresh in the background of every process that needs it.
+
+Every process that checks users' tokens asks identity, now and then, whose sessions were
+voided and which keys it publishes: one loop for both, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+__all__ = ("Refresher",)
+
+log = logging.getLogger("tessera.refresh")
+
+
+class Refresher:
+    """Calls ``refresh`` at once, then every ``interval(failing)`` seconds, and soon after
+    :meth:`wake` (never sooner than ``min_gap`` after the last call, so that callers cannot
+    make it hammer the owner).
+
+    A failing refresh keeps what was known: the failure is logged once, and its end once.
+    """
+
+    __slots__ = ("_interval", "_min_gap", "_name", "_refresh", "_task", "_wanted")
+
+    def __init__(
+        self,
+        name: str,
+        refresh: Callable[[], Awaitable[object]],
+        *,
+        interval: Callable[[bool], float],
+        min_gap: float = 0.0,
+    ) -> None:
+        self._name = name
+        self._refresh = refresh
+        self._interval = interval
+        self._min_gap = min_gap
+        self._wanted: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Refresh soon: something asked for what is not known yet."""
+        if self._wanted is not None:
+            self._wanted.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._wanted = asyncio.Event()
+            self._task = asyncio.create_task(self._run(self._wanted), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, wanted: asyncio.Event) -> None:
+        failing = False
+        while True:
+            try:
+                await self._refresh()
+            except Exception as exc:  # the owner is away, or answered badly: keep what is known
+                if not failing:
+                    log.warning("%s cannot be refreshed: %s: %s", self._name, type(exc).__name__, exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("%s are refreshed again", self._name)
+                failing = False
+            wanted.clear()
+            if self._min_gap:
+                await asyncio.sleep(self._min_gap)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    wanted.wait(), timeout=max(0.0, self._interval(failing) - self._min_gap)
+                )

@@ -1,0 +1,125 @@
+"""Users' token keys: Ed25519 pairs whose private half only identity holds.
+
+Identity signs access tokens with its current key (EdDSA, the key's ``kid`` in the header)
+and publishes the public halves as a JWK Set at ``/.well-known/jwks.json``. Every other
+process verifies with those public keys only, so a compromised module can read tokens but
+never mint one.
+
+Each key pair is derived from a secret (HKDF-SHA256), so a deployment that gives
+``security.signing_key`` as before keeps starting: that secret now stands for identity's
+current key pair. Rotation: move the old secret to ``security.previous_signing_keys`` and
+give a new ``signing_key``; the old public key stays published (tokens it signed verify
+until they expire, one access-token lifetime), then drop it from the list.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from app.kernel.refresher import Refresher
+
+__all__ = ("ALGORITHM", "JWKS_PATH", "PublishedKeys", "SigningKeys")
+
+ALGORITHM = "EdDSA"
+JWKS_PATH = "/.well-known/jwks.json"
+_DERIVATION = b"tessera:user-token-signing-key:v1"
+
+
+class SigningKeys:
+    """Identity's key pairs: the current one signs, every one is published."""
+
+    __slots__ = ("_current", "_current_kid", "_published")
+
+    def __init__(self, current: str, previous: Sequence[str] = ()) -> None:
+        self._current = _derive(current)
+        self._current_kid = _kid(self._current.public_key())
+        pairs = [self._current, *(_derive(secret) for secret in previous)]
+        self._published = {_kid(p.public_key()): p.public_key() for p in pairs}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._current, algorithm=ALGORITHM, headers={"kid": self._current_kid})
+
+    @property
+    def current_kid(self) -> str:
+        return self._current_kid
+
+    def public_key(self, kid: str) -> Ed25519PublicKey | None:
+        return self._published.get(kid)
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set (RFC 7517, OKP keys of RFC 8037) of every published public key."""
+        return {"keys": [_jwk(kid, key) for kid, key in self._published.items()]}
+
+
+class PublishedKeys:
+    """The public keys identity publishes, as a process without them fetches and caches them.
+
+    Refreshed every ``refresh_seconds``, and soon after a token names a key not yet known
+    (a rotation): at most once every ``MIN_GAP`` seconds, so forged ``kid`` values cannot
+    make it hammer identity. Until the first fetch succeeds, every token is refused.
+    """
+
+    MIN_GAP = 2.0
+
+    __slots__ = ("_fetch", "_keys", "_refresher")
+
+    def __init__(self, fetch: Callable[[], Awaitable[dict[str, Any]]], *, refresh_seconds: float) -> None:
+        self._fetch = fetch
+        self._keys: dict[str, Any] = {}
+        self._refresher = Refresher(
+            "token keys",
+            self._refresh,
+            interval=lambda failing: self.MIN_GAP if failing or not self._keys else refresh_seconds,
+            min_gap=self.MIN_GAP,
+        )
+
+    def public_key(self, kid: str) -> Any | None:
+        found = self._keys.get(kid)
+        if found is None:
+            self._refresher.wake()  # a key we do not know: look again soon
+        return found
+
+    def replace(self, jwks: dict[str, Any]) -> None:
+        keys = jwt.PyJWKSet.from_dict(jwks).keys
+        self._keys = {k.key_id: k.key for k in keys if k.key_id and k.algorithm_name == ALGORITHM}
+
+    async def start(self) -> None:
+        await self._refresher.start()
+
+    async def stop(self) -> None:
+        await self._refresher.stop()
+
+    async def _refresh(self) -> None:
+        self.replace(await self._fetch())
+
+
+def _derive(secret: str) -> Ed25519PrivateKey:
+    seed = HKDF(algorithm=SHA256(), length=32, salt=None, info=_DERIVATION).derive(secret.encode())
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _kid(key: Ed25519PublicKey) -> str:
+    """RFC 7638's thumbprint of the key: the same key always has the same id."""
+    canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{_b64(_raw(key))}"}}'.encode()
+    return _b64(hashlib.sha256(canonical).digest())
+
+
+def _jwk(kid: str, key: Ed25519PublicKey) -> dict[str, str]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64(_raw(key)), "kid": kid, "alg": ALGORITHM, "use": "sig"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
