@@ -18,8 +18,9 @@ from app.composition.web import create_app
 from app.kernel.config import Secret, Settings
 from app.kernel.signing_keys import PublishedKeys, SigningKeys
 from contracts import Principal
-from tests.conftest import bearer, register
-from tests.contracts.remote import split_settings
+from tests.conftest import bearer, register, run_async
+from tests.contracts.remote import serve_group, split_settings
+from tests.e2e.flow import eventually
 from tests.servers import free_port
 
 OLD, NEW = "old-secret-of-sufficient-length-000000000", "new-secret-of-sufficient-length-000000000"
@@ -122,3 +123,27 @@ async def test_published_keys_are_fetched_again_when_a_token_names_an_unknown_ki
         assert fetches.empty()  # once for the new kid, not once per token
     finally:
         await keys.stop()
+
+
+def test_a_group_is_not_ready_until_it_knows_identitys_keys(tmp_path: Any) -> None:
+    identity_port = free_port()
+    settings = split_settings(tmp_path, identity=identity_port, tasks=free_port())
+
+    async def migrate_tasks() -> None:
+        composition = compose(settings, group="tasks")
+        await composition.upgrade()
+        await composition.aclose()
+
+    run_async(migrate_tasks())
+    with TestClient(app=create_app(compose(settings, group="tasks"))) as tasks:
+        waiting = tasks.get("/health/ready")  # identity is not running yet
+        assert waiting.status_code == 503
+        assert waiting.json()["errors"] == [
+            {"field": "token_keys", "message": "identity's public keys are not fetched yet"}
+        ]
+        for _ in serve_group(settings, "identity", identity_port):
+            eventually(
+                lambda: tasks.get("/health/ready").status_code == 200 or None,
+                within=10.0,
+                what="the tasks group ready once identity answers",
+            )

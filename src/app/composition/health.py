@@ -54,7 +54,7 @@ class HealthController(Controller):
         "/ready",
         opt=public("probes run without credentials"),
         responses=problem_responses(NotReady),
-        summary="Readiness probe: each module's database answers",
+        summary="Readiness probe: each module's database answers, and the token keys are known",
     )
     async def ready(self, composition: NamedDependency[Composition]) -> HealthStatus:
         names = [m.name for m in composition.modules]
@@ -67,6 +67,12 @@ class HealthController(Controller):
             if isinstance(outcome, BaseException):
                 log.warning("readiness: %s database failed: %r", name, outcome)
                 failed.append(FieldError(field=name, message="database did not answer"))
+        keys = composition.published_keys
+        if keys is not None and composition.modules and not keys.known:
+            # Identity runs elsewhere and has not been reached yet: every token would be refused.
+            failed.append(
+                FieldError(field="token_keys", message="identity's public keys are not fetched yet")
+            )
         if failed:
             raise NotReady(failed)
         return HealthStatus(status="ok", modules=dict.fromkeys(names, "ok"))

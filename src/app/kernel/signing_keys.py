@@ -82,6 +82,11 @@ class PublishedKeys:
             min_gap=self.MIN_GAP,
         )
 
+    @property
+    def known(self) -> bool:
+        """Whether any key has been fetched: before that, every token is refused."""
+        return bool(self._keys)
+
     def public_key(self, kid: str) -> Any | None:
         found = self._keys.get(kid)
         if found is None:
