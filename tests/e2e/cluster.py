@@ -99,15 +99,23 @@ def split_cluster(
 
 
 @contextmanager
-def monolith(tmp_path: Path) -> Iterator[str]:
-    config = tmp_path / "monolith.toml"
-    config.write_text(TEST_SERVER_CONFIG)
-    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
+def monolith(
+    tmp_path: Path, *, config: str = TEST_SERVER_CONFIG, environment: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`tessera serve` of every module, migrated, on a free port; yields its base URL.
+
+    Its log goes to ``tmp_path / "server.log"``.
+    """
+    config_file = tmp_path / "monolith.toml"
+    config_file.write_text(config)
+    env = clean_env(
+        TESSERA_CONFIG=str(config_file), TESSERA_DATA_DIR=str(tmp_path / "data"), **(environment or {})
+    )
     migrate(env)
-    port = free_port()
-    with server_process(env, "--port", str(port)) as process:
+    port, log = free_port(), tmp_path / "server.log"
+    with server_process(env, "--port", str(port), log=log) as process:
         base = f"http://127.0.0.1:{port}"
-        wait_until_ready(base, process=process)
+        wait_until_ready(base, process=process, log=log)
         yield base
 
 

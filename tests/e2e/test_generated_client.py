@@ -22,9 +22,8 @@ import pytest
 
 from app.composition.catalog import MODULES
 from app.composition.openapi import document
-from tests.e2e.cluster import migrate
+from tests.e2e.cluster import monolith
 from tests.e2e.flow import eventually
-from tests.servers import TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -60,15 +59,7 @@ def client_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("server")
-    config = root / "tessera.toml"
-    config.write_text(TEST_SERVER_CONFIG)
-    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(root / "data"))
-    migrate(env)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server_process(env, "--port", str(port), log=root / "server.log") as process:
-        wait_until_ready(base, process=process, log=root / "server.log")
+    with monolith(tmp_path_factory.mktemp("server")) as base:
         yield base
 
 

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.cluster import migrate
+from tests.e2e.cluster import monolith
 from tests.e2e.flow import register_and_log_in
-from tests.servers import clean_env, free_port, server_process, wait_until_ready
 
 FLOODERS = 24
 ATTEMPTS_EACH = 3
@@ -72,14 +71,7 @@ async def _measure(base: str, auth: dict[str, str]) -> tuple[float, float, list[
 
 
 def test_a_login_flood_slows_other_users_by_a_small_factor_only(tmp_path: Path) -> None:
-    config = tmp_path / "flood.toml"
-    config.write_text(FLOOD_CONFIG)
-    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"))
-    migrate(env)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server_process(env, "--port", str(port), log=tmp_path / "server.log") as process:
-        wait_until_ready(base, process=process, log=tmp_path / "server.log")
+    with monolith(tmp_path, config=FLOOD_CONFIG) as base:
         with httpx.Client(base_url=base, timeout=30) as http:
             _, auth = register_and_log_in(http, "Victim")
         quiet, flooded, statuses = asyncio.run(_measure(base, auth))

@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.cluster import migrate, split_cluster
-from tests.servers import TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
+from tests.e2e.cluster import monolith, split_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +65,7 @@ def _fuzz(base: str) -> None:
 
 
 def test_schemathesis_finds_nothing_against_the_monolith(tmp_path: Path) -> None:
-    config = tmp_path / "monolith.toml"
-    config.write_text(TEST_SERVER_CONFIG)
-    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"), **NO_THROTTLES)
-    migrate(env)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server_process(env, "--port", str(port), log=tmp_path / "server.log") as process:
-        wait_until_ready(base, process=process, log=tmp_path / "server.log")
+    with monolith(tmp_path, environment=NO_THROTTLES) as base:
         _fuzz(base)
 
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.cluster import migrate
-from tests.servers import TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
+from tests.e2e.cluster import monolith
+from tests.servers import TEST_SERVER_CONFIG
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,8 @@ PATIENCE = 5.0  # the most any test here waits on the server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    root = tmp_path_factory.mktemp("limits")
-    config = root / "limits.toml"
-    config.write_text(TEST_SERVER_CONFIG + LIMITS)
-    env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(root / "data"))
-    migrate(env)
-    port = free_port()
-    with server_process(env, "--port", str(port), log=root / "server.log") as process:
-        wait_until_ready(f"http://127.0.0.1:{port}", process=process, log=root / "server.log")
-        yield port
+    with monolith(tmp_path_factory.mktemp("limits"), config=TEST_SERVER_CONFIG + LIMITS) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 def _answer(connection: socket.socket) -> tuple[int, dict[str, object], float]:

@@ -201,7 +201,8 @@ def _previous_keys(settings: Settings) -> list[str]:
 
 
 class _Lazy(Generic[T]):
-    """Made when first asked for: a command that signs nothing needs no key and makes none."""
+    """Made when first asked for: a command that signs nothing (``tessera users make-admin``,
+    say) needs no key, and leaves no generated one behind."""
 
     __slots__ = ("_made", "_make")
 
@@ -284,22 +285,6 @@ class RevokedSessions:
         await self._refresher.stop()
 
 
-class _SigningKey:
-    """A key read (or, in development, made) when first used: a command that signs nothing
-    (``tessera users make-admin``, say) needs no key, and leaves no generated one behind."""
-
-    __slots__ = ("_resolve", "_value")
-
-    def __init__(self, key: str | Callable[[], str]) -> None:
-        self._resolve: Callable[[], str] = key if callable(key) else (lambda: key)
-        self._value: str | None = None
-
-    def reveal(self) -> str:
-        if self._value is None:
-            self._value = self._resolve()
-        return self._value
-
-
 def resolve_signing_key(settings: Settings) -> str:
     """The users' token key: configured, or in development generated once into the data dir."""
     return _resolve_key(settings, "signing_key", settings.security.signing_key.reveal(), GENERATED_KEY_FILE)
@@ -360,7 +345,7 @@ class ServiceTokens:
     __slots__ = ("_group", "_key", "_ttl")
 
     def __init__(self, *, signing_key: str | Callable[[], str], group: str, ttl_seconds: int) -> None:
-        self._key = _SigningKey(signing_key)
+        self._key = _Lazy(signing_key if callable(signing_key) else (lambda: signing_key))
         self._group = group
         self._ttl = ttl_seconds
 
@@ -379,14 +364,14 @@ class ServiceTokens:
         }
         if principal is not None:
             claims["usr"] = str(principal.user_id)
-        return jwt.encode(claims, self._key.reveal(), algorithm=SERVICE_ALGORITHM)
+        return jwt.encode(claims, self._key.get(), algorithm=SERVICE_ALGORITHM)
 
     def verify(self, token: str, *, trusted_issuers: frozenset[str]) -> ServiceClaims:
         """The claims of a token addressed to this group by a trusted one; else NotAuthorizedException."""
         try:
             claims = jwt.decode(
                 token,
-                self._key.reveal(),
+                self._key.get(),
                 algorithms=[SERVICE_ALGORITHM],
                 audience=self._group,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
