@@ -145,6 +145,15 @@ def test_serve_refuses_an_unknown_group(env: Path, monkeypatch: pytest.MonkeyPat
     assert "topology.groups.billing: no such group" in result.output
 
 
+def test_serve_refuses_a_group_the_others_cannot_reach(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Even a pure gateway needs its URL: the groups it calls fetch its public keys from there.
+    monkeypatch.setenv("TESSERA_PROFILE", "split")
+    monkeypatch.setenv("TESSERA_TOPOLOGY__GROUPS__GATEWAY__URL", "")
+    result = CliRunner().invoke(main, ["serve", "--group", "tasks"])
+    assert result.exit_code == 1
+    assert "topology.groups.gateway.url: needed to check its calls" in result.output
+
+
 def _register(email: str) -> None:
     """A user registered straight through identity's service (its UserRegistered stays pending)."""
     from app.kernel.config import load_settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 
 from app.composition.catalog import MODULES
 from app.composition.openapi import document
-from tests.e2e.cluster import GROUPS, monolith, split_cluster
+from app.kernel.signing_keys import SigningKeys, service_tokens_of
+from contracts.identity import IDENTITY
+from tests.e2e.cluster import GROUPS, Cluster, monolith, split_cluster
 from tests.e2e.flow import register_and_log_in, run_public_flow
 
 pytestmark = pytest.mark.slow
@@ -43,6 +46,39 @@ def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> N
             "notifications.db",
             "tasks.db",
         ]
+        _each_group_signs_its_own_calls(cluster, tmp_path / "data")
+
+
+def _each_group_signs_its_own_calls(cluster: Cluster, data_dir: Path) -> None:
+    """A callee knows which group called: each has its own key pair, and one cannot pose as another."""
+    published = {
+        group: {
+            key["kid"] for key in httpx.get(f"{cluster.url(group)}/internal/keys", timeout=15).json()["keys"]
+        }
+        for group in GROUPS
+    }
+    assert len(set().union(*published.values())) == len(GROUPS)  # four groups, four key pairs
+    # What a compromised gateway holds: its own secret (each group made its own in development).
+    secret = (data_dir / "secrets" / "service-gateway.key").read_text().strip()
+    gateway_keys = SigningKeys(secret, derivation=service_tokens_of("gateway"))
+
+    def call_identity_as(issuer: str) -> httpx.Response:
+        now = int(time.time())
+        claims = {"iss": issuer, "sub": f"group:{issuer}", "aud": "identity", "iat": now, "exp": now + 60}
+        return httpx.post(
+            f"{cluster.url('identity')}/internal/identity/session_revocations",
+            json={"since": "2026-01-01T00:00:00Z"},
+            headers={
+                "authorization": f"Bearer {gateway_keys.sign(claims)}",
+                "x-contract-version": IDENTITY.version,
+            },
+            timeout=15,
+        )
+
+    assert call_identity_as("gateway").status_code == 200  # as itself: served
+    posing = call_identity_as("tasks")  # in the tasks group's name: refused
+    assert posing.status_code == 401
+    assert posing.json()["code"] == "auth.unauthorized"
 
 
 @pytest.mark.postgres

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,8 +19,16 @@ from app.kernel.config import RpcSettings
 from app.kernel.context import CallContext, RequestContextMiddleware, call_context, current_context
 from app.kernel.problems import exception_handlers
 from app.kernel.resilience import BreakerState, CircuitBreaker
-from app.kernel.rpc import IncompatibleContract, RemoteGroup, internal_router, remote
+from app.kernel.rpc import (
+    IncompatibleContract,
+    RemoteGroup,
+    fetch_service_keys,
+    internal_router,
+    remote,
+    service_keys_route,
+)
 from app.kernel.security import ServiceTokens
+from app.kernel.signing_keys import PublishedKeys, SigningKeys, service_tokens_of
 from app.kernel.telemetry.logs import trace_ids
 from app.kernel.telemetry.tracing import continue_trace
 from contracts import Contract, ContractError, DependencyUnavailable, Principal, idempotent
@@ -91,7 +100,41 @@ class Echo(EchoApi):
         return [context.correlation_id, trace_ids().get("trace_id", ""), str(context.principal)]
 
 
-SERVER_GROUP, CALLER_GROUP = "echo-group", "caller-group"
+SERVER_GROUP, CALLER_GROUP, OTHER_GROUP = "echo-group", "caller-group", "other-group"
+OTHER_KEY = secrets.token_urlsafe(48)  # the other group's own secret
+
+
+def _tokens(
+    group: str, key: str = SERVICE_KEY, callers: dict[str, PublishedKeys] | None = None
+) -> ServiceTokens:
+    return ServiceTokens(
+        keys=lambda: SigningKeys(key, derivation=service_tokens_of(group)),
+        group=group,
+        ttl_seconds=60,
+        callers=callers or {},
+    )
+
+
+def _fetched_from(base: str) -> PublishedKeys:
+    """A caller's keys as the callee learns them: fetched from the caller's /internal/keys."""
+
+    async def fetch() -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            return await fetch_service_keys(
+                http, RemoteGroup(name="caller", url=base, breaker=CircuitBreaker("x"))
+            )
+
+    return PublishedKeys(fetch, refresh_seconds=60)
+
+
+@pytest.fixture(scope="module")
+def callers() -> Iterator[dict[str, str]]:
+    """The calling groups' processes, as far as the callee sees them: each serves its public keys."""
+    with (
+        server_thread(Litestar([service_keys_route(_tokens(CALLER_GROUP))]), free_port()) as caller,
+        server_thread(Litestar([service_keys_route(_tokens(OTHER_GROUP, OTHER_KEY))]), free_port()) as other,
+    ):
+        yield {CALLER_GROUP: caller, OTHER_GROUP: other}
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +143,10 @@ def echo() -> Echo:
 
 
 @pytest.fixture(scope="module")
-def echo_server(echo: Echo) -> Iterator[str]:
-    tokens = ServiceTokens(signing_key=SERVICE_KEY, group=SERVER_GROUP, ttl_seconds=60)
+def echo_server(echo: Echo, callers: dict[str, str]) -> Iterator[str]:
+    tokens = _tokens(SERVER_GROUP, callers={group: _fetched_from(base) for group, base in callers.items()})
     app = Litestar(
-        route_handlers=[
-            internal_router(ECHO, lambda: echo, tokens=tokens, trusted_groups=frozenset({CALLER_GROUP}))
-        ],
+        route_handlers=[internal_router(ECHO, lambda: echo, tokens=tokens)],
         exception_handlers=exception_handlers(),
     )
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
@@ -136,12 +177,13 @@ async def client(echo_server: str, breaker: CircuitBreaker) -> AsyncIterator[Ech
             ECHO,
             group=RemoteGroup(name=SERVER_GROUP, url=echo_server, breaker=breaker),
             http=http,
-            tokens=ServiceTokens(signing_key=SERVICE_KEY, group=CALLER_GROUP, ttl_seconds=60),
+            tokens=_tokens(CALLER_GROUP),
             settings=settings,
         )
 
 
-def _token(key: str = SERVICE_KEY, algorithm: str = "HS256", **claims: Any) -> str:
+def _token(*, signer: SigningKeys | None = None, **claims: Any) -> str:
+    """A service token from the calling group (signed with its key pair unless ``signer`` says)."""
     now = datetime.now(UTC)
     body = {
         "iss": CALLER_GROUP,
@@ -150,7 +192,8 @@ def _token(key: str = SERVICE_KEY, algorithm: str = "HS256", **claims: Any) -> s
         "iat": now,
         "exp": now + timedelta(minutes=1),
     }
-    return jwt.encode({**body, **claims}, key, algorithm=algorithm)
+    signer = signer or SigningKeys(SERVICE_KEY, derivation=service_tokens_of(CALLER_GROUP))
+    return signer.sign({**body, **claims})
 
 
 def _post(base: str, token: str | None, method: str = "read", version: str = "2.1") -> httpx.Response:
@@ -168,11 +211,17 @@ class TestTrust:
         "token",
         [
             pytest.param(None, id="no token"),
-            pytest.param(_token(key=SIGNING_KEY), id="a user's key"),
+            pytest.param(_token(signer=SigningKeys(SIGNING_KEY)), id="a user's key"),
             pytest.param(_token(aud="another-group"), id="another audience"),
             pytest.param(_token(iss="stranger"), id="an unknown issuer"),
             pytest.param(_token(exp=datetime.now(UTC) - timedelta(seconds=5)), id="expired"),
-            pytest.param(_token(key="", algorithm="none"), id="unsigned"),
+            pytest.param(
+                jwt.encode({"iss": CALLER_GROUP, "aud": SERVER_GROUP}, "", algorithm="none"), id="unsigned"
+            ),
+            pytest.param(
+                jwt.encode({"iss": CALLER_GROUP, "aud": SERVER_GROUP}, SERVICE_KEY, algorithm="HS256"),
+                id="the shared secret as an HMAC key",
+            ),
         ],
     )
     def test_anything_but_a_valid_service_token_is_401(self, echo_server: str, token: str | None) -> None:
@@ -180,18 +229,29 @@ class TestTrust:
         assert response.status_code == 401
         assert response.json()["code"] == "auth.unauthorized"
 
+    def test_a_group_cannot_speak_for_another(self, echo_server: str) -> None:
+        other = SigningKeys(OTHER_KEY, derivation=service_tokens_of(OTHER_GROUP))
+        assert _post(echo_server, _token(signer=other, iss=OTHER_GROUP)).status_code == 200  # as itself
+        posing = _post(echo_server, _token(signer=other))  # the same key pair, in the caller's name
+        assert posing.status_code == 401
+        assert "not signed by a key of group 'caller-group'" in posing.json()["detail"]
+
+    def test_one_secret_still_gives_each_group_its_own_key_pair(self, echo_server: str) -> None:
+        # A deployment that gives every group the same service_signing_key: the other group
+        # derives a different pair from it, which the callee does not take for the caller's.
+        shared = SigningKeys(SERVICE_KEY, derivation=service_tokens_of(OTHER_GROUP))
+        assert _post(echo_server, _token(signer=shared)).status_code == 401
+
     def test_a_users_access_token_is_401(self, echo_server: str) -> None:
         now = datetime.now(UTC)
-        user_token = jwt.encode(
+        user_token = SigningKeys(SIGNING_KEY).sign(  # as identity signs them
             {
                 "sub": str(uuid.uuid4()),
                 "iss": "tessera",
                 "aud": "tessera-api",
                 "iat": now,
                 "exp": now + timedelta(minutes=1),
-            },
-            SIGNING_KEY,
-            algorithm="HS256",
+            }
         )
         assert _post(echo_server, user_token).status_code == 401
 
@@ -231,7 +291,7 @@ class TestContract:
                 old,
                 group=RemoteGroup(name=SERVER_GROUP, url=echo_server, breaker=breaker),
                 http=http,
-                tokens=ServiceTokens(signing_key=SERVICE_KEY, group=CALLER_GROUP, ttl_seconds=60),
+                tokens=_tokens(CALLER_GROUP),
                 settings=RpcSettings(),
             )
             with pytest.raises(IncompatibleContract, match=r"speaks 1\.4"):

@@ -24,7 +24,7 @@ from app.composition.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, GroupSettings, Settings, load_settings
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
-from app.kernel.security import resolve_service_key, resolve_signing_key
+from app.kernel.security import resolve_signing_key, service_keys
 from app.kernel.telemetry.metrics import prepare_multiprocess, serve_on_port
 
 __all__ = ("main",)
@@ -140,9 +140,9 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
     identity_here = (
         group is None or "identity" in settings.topology.groups.get(group, GroupSettings()).modules
     )
-    keys = [
+    keys: list[Callable[[Settings], object]] = [
         *([resolve_signing_key] if identity_here else []),
-        *([resolve_service_key] if group is not None else []),
+        *([functools.partial(service_keys, group=group)] if group is not None else []),
     ]
     if not settings.security.generate_signing_key:
         for key in keys:

@@ -6,6 +6,7 @@ runs one group: its modules locally, every other module through a remote adapter
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,8 +15,9 @@ import httpx
 from app.kernel.config import ConfigError, Settings
 from app.kernel.module import Module
 from app.kernel.resilience import CircuitBreaker
-from app.kernel.rpc import RemoteGroup, remote
-from app.kernel.security import ServiceTokens, resolve_service_key
+from app.kernel.rpc import RemoteGroup, fetch_service_keys, remote
+from app.kernel.security import ServiceTokens, service_keys
+from app.kernel.signing_keys import PublishedKeys
 from app.kernel.telemetry.metrics import watch_breaker
 
 __all__ = ("MONOLITH", "Placement", "Remotes", "connect_remotes", "place")
@@ -31,6 +33,7 @@ class Placement:
     local: tuple[Module, ...]
     remote: dict[str, RemoteGroup] = field(default_factory=dict)  # module name -> its group
     remote_modules: tuple[Module, ...] = ()
+    peers: tuple[RemoteGroup, ...] = ()  # every other group, modules or none
 
     @property
     def every_module(self) -> tuple[Module, ...]:
@@ -84,13 +87,15 @@ def place(settings: Settings, group: str | None, catalog: Sequence[Module]) -> P
         if name != group
     }
     for name, remote_group in remote_groups.items():
-        if not remote_group.url and groups[name].modules:
-            raise ConfigError(f"topology.groups.{name}.url: needed to reach {groups[name].modules}")
+        if not remote_group.url:
+            needed = f"to reach {groups[name].modules}" if groups[name].modules else "to check its calls"
+            raise ConfigError(f"topology.groups.{name}.url: needed {needed}")
     return Placement(
         group=group,
         local=tuple(m for m in catalog if placed[m.name] == group),
         remote={m.name: remote_groups[placed[m.name]] for m in catalog if placed[m.name] != group},
         remote_modules=tuple(m for m in catalog if placed[m.name] != group),
+        peers=tuple(remote_groups.values()),
     )
 
 
@@ -103,6 +108,8 @@ class Remotes:
     tokens: ServiceTokens | None = None
 
     async def aclose(self) -> None:
+        if self.tokens is not None:
+            await self.tokens.aclose()
         if self.http is not None:
             await self.http.aclose()
 
@@ -112,11 +119,7 @@ def connect_remotes(settings: Settings, placement: Placement) -> Remotes:
         return Remotes(implementations={})
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     http = httpx.AsyncClient(limits=limits, timeout=settings.rpc.timeout_seconds)
-    tokens = ServiceTokens(
-        signing_key=lambda: resolve_service_key(settings),
-        group=placement.group,
-        ttl_seconds=settings.security.service_token_ttl_seconds,
-    )
+    tokens = _service_tokens(settings, placement, http)
     implementations: dict[str, object] = {
         module.provides.name: remote(
             module.provides,
@@ -128,3 +131,22 @@ def connect_remotes(settings: Settings, placement: Placement) -> Remotes:
         for module in placement.remote_modules
     }
     return Remotes(implementations=implementations, http=http, tokens=tokens)
+
+
+def _service_tokens(settings: Settings, placement: Placement, http: httpx.AsyncClient) -> ServiceTokens:
+    """This group's service key pair; every other group may call it, proven by its own keys."""
+    security = settings.security
+
+    def published_by(peer: RemoteGroup) -> PublishedKeys:
+        return PublishedKeys(
+            functools.partial(fetch_service_keys, http, peer),
+            refresh_seconds=security.jwks_refresh_seconds,
+            name=f"service keys of {peer.name}",
+        )
+
+    return ServiceTokens(
+        keys=lambda: service_keys(settings, placement.group),
+        group=placement.group,
+        ttl_seconds=security.service_token_ttl_seconds,
+        callers={peer.name: published_by(peer) for peer in placement.peers},
+    )

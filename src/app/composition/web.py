@@ -25,7 +25,7 @@ from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
-from app.kernel.rpc import internal_router
+from app.kernel.rpc import internal_router, service_keys_route
 from app.kernel.security import public
 from app.kernel.server import ClientLimits, GuardedHttpToolsProtocol
 from app.kernel.signing_keys import JWKS_PATH
@@ -165,15 +165,15 @@ def _tracing_plugins() -> list[OpenTelemetryPlugin]:
     return [OpenTelemetryPlugin(config)]
 
 
-def _internal_routers(composition: Composition) -> list[Router]:
-    """In a split topology, each local module's contract, served to the other groups."""
+def _internal_routers(composition: Composition) -> list[Router | HTTPRouteHandler]:
+    """In a split topology: each local module's contract, served to the other groups, and the
+    public keys they check this group's calls with."""
     placement, tokens = composition.placement, composition.remotes.tokens
     if not placement.is_split or tokens is None:
         return []
-    trusted = frozenset(composition.settings.topology.groups)
     return [
-        internal_router(m.module.provides, m.api, tokens=tokens, trusted_groups=trusted)
-        for m in composition.modules
+        service_keys_route(tokens),
+        *(internal_router(m.module.provides, m.api, tokens=tokens) for m in composition.modules),
     ]
 
 

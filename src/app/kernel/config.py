@@ -124,8 +124,13 @@ class SecuritySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # How often a process without identity fetches its published keys (and soon after a token
     # names an unknown key).
     jwks_refresh_seconds: float = 60.0
-    # Signs the short-lived tokens one group presents to another's /internal routes.
+    # This group's service key pair is derived from this secret (Ed25519): it signs the
+    # short-lived tokens the group presents to another's /internal routes. Give each group its
+    # own: groups sharing one secret still run, but any of them could then derive the others'.
     service_signing_key: Secret = Secret("")
+    # Earlier service secrets whose public halves stay published after a rotation (one
+    # service-token lifetime is enough), then drop them.
+    previous_service_signing_keys: list[Secret] = msgspec.field(default_factory=list)
     service_token_ttl_seconds: int = 60
     # How often each process asks identity whose tokens were voided (deactivation, signing out
     # everywhere): the longest a voided access token may still be accepted.

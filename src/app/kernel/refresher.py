@@ -1,7 +1,8 @@
 """Knowledge another module owns, kept fresh in the background of every process that needs it.
 
 Every process that checks users' tokens asks identity, now and then, whose sessions were
-voided and which keys it publishes: one loop for both, here.
+voided and which keys it publishes; each group of a split keeps its callers' service keys
+fresh: one loop for all of them, here.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ class Refresher:
         if self._wanted is not None:
             self._wanted.set()
 
-    async def start(self) -> None:
+    async def start(self, *, wait_first: bool = False) -> None:
+        """Refresh now and from then on; with ``wait_first``, one interval from now (just refreshed)."""
         if self._task is None:
             self._wanted = asyncio.Event()
-            self._task = asyncio.create_task(self._run(self._wanted), name=self._name)
+            self._task = asyncio.create_task(self._run(self._wanted, wait_first), name=self._name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -58,8 +60,10 @@ class Refresher:
                 await self._task
             self._task = None
 
-    async def _run(self, wanted: asyncio.Event) -> None:
+    async def _run(self, wanted: asyncio.Event, wait_first: bool) -> None:
         failing = False
+        if wait_first:
+            await self._wait(wanted, failing)
         while True:
             try:
                 await self._refresh()
@@ -71,10 +75,11 @@ class Refresher:
                 if failing:
                     log.info("%s are refreshed again", self._name)
                 failing = False
-            wanted.clear()
-            if self._min_gap:
-                await asyncio.sleep(self._min_gap)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    wanted.wait(), timeout=max(0.0, self._interval(failing) - self._min_gap)
-                )
+            await self._wait(wanted, failing)
+
+    async def _wait(self, wanted: asyncio.Event, failing: bool) -> None:
+        wanted.clear()
+        if self._min_gap:
+            await asyncio.sleep(self._min_gap)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wanted.wait(), timeout=max(0.0, self._interval(failing) - self._min_gap))

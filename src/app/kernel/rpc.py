@@ -29,7 +29,7 @@ from typing import Any, TypeVar, cast
 import httpx
 import msgspec
 import stamina
-from litestar import Request, Response, Router, post
+from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
@@ -49,12 +49,15 @@ __all__ = (
     "IncompatibleContract",
     "RemoteCallRefused",
     "RemoteGroup",
+    "SERVICE_KEYS_PATH",
     "WireError",
     "contract_methods",
     "error_from_wire",
     "error_to_wire",
     "internal_router",
+    "fetch_service_keys",
     "remote",
+    "service_keys_route",
     "strict",
 )
 
@@ -165,6 +168,7 @@ def _strict_method(
 CONTRACT_VERSION_HEADER = "x-contract-version"
 DEADLINE_HEADER = "x-deadline-ms"
 INTERNAL_PREFIX = "/internal"
+SERVICE_KEYS_PATH = f"{INTERNAL_PREFIX}/keys"  # a group's public service keys, which its callees fetch
 
 
 def _arguments_type(contract: Contract[Any], method: ContractMethod) -> type[msgspec.Struct]:
@@ -204,7 +208,6 @@ def internal_router(
     implementation: Callable[[], Any],
     *,
     tokens: ServiceTokens,
-    trusted_groups: frozenset[str],
 ) -> Router:
     """``POST /internal/<contract>/<method>`` for every method of the contract."""
 
@@ -214,7 +217,7 @@ def internal_router(
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise NotAuthorizedException("a service token is required")
-        claims = tokens.verify(token, trusted_issuers=trusted_groups)
+        claims = await tokens.verify(token)
         connection.scope["state"]["service_claims"] = claims
 
     handlers = [
@@ -227,6 +230,29 @@ def internal_router(
         include_in_schema=False,
         opt=public("internal routes authenticate calling services by service token, not users"),
     )
+
+
+def service_keys_route(tokens: ServiceTokens) -> HTTPRouteHandler:
+    """``GET /internal/keys``: this group's public service keys, for the groups it calls."""
+
+    @get(
+        SERVICE_KEYS_PATH,
+        opt=public("callees fetch a caller's public keys before they can check its service token"),
+        include_in_schema=False,
+        sync_to_thread=False,
+    )
+    def service_keys() -> dict[str, Any]:
+        return tokens.jwks()
+
+    return service_keys
+
+
+async def fetch_service_keys(http: httpx.AsyncClient, group: RemoteGroup) -> dict[str, Any]:
+    """What ``group`` serves at ``/internal/keys``."""
+    answer = await http.get(f"{group.url.rstrip('/')}{SERVICE_KEYS_PATH}")
+    answer.raise_for_status()
+    published: dict[str, Any] = answer.json()
+    return published
 
 
 def _serving_handler(

@@ -1,4 +1,5 @@
-"""Users' access tokens: minted by identity, checked at the edge for every guarded route."""
+"""Who is calling: users' access tokens (minted by identity, checked at the edge for every
+guarded route), the service tokens groups of a split present to each other, and passwords."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import secrets
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from app.kernel.clock import utcnow
 from app.kernel.config import ConfigError, PasswordHashSettings, Settings
 from app.kernel.refresher import Refresher
 from app.kernel.signing_keys import ALGORITHM as KEY_ALGORITHM
-from app.kernel.signing_keys import PublishedKeys, SigningKeys
+from app.kernel.signing_keys import PublishedKeys, SigningKeys, service_tokens_of
 from contracts import DependencyUnavailable, Principal
 
 if TYPE_CHECKING:
@@ -42,17 +43,16 @@ __all__ = (
     "ServiceClaims",
     "ServiceTokens",
     "public",
-    "resolve_service_key",
     "resolve_signing_key",
+    "service_keys",
 )
 
 log = logging.getLogger("tessera.security")
 
-SERVICE_ALGORITHM = "HS256"  # service tokens: one shared key (per-group key pairs: to do)
 SESSION_EPOCH_CLAIM = "sep"  # the user's session epoch when the token was issued
 MIN_KEY_LENGTH = 32
 GENERATED_KEY_FILE = "secrets/signing.key"
-GENERATED_SERVICE_KEY_FILE = "secrets/service.key"
+GENERATED_SERVICE_KEY_FILE = "secrets/service-{group}.key"  # one per group
 HASHING_NICENESS = 10  # added to a hashing thread's nice value: the scheduler favours the event loop
 R = TypeVar("R")
 T = TypeVar("T")
@@ -290,10 +290,14 @@ def resolve_signing_key(settings: Settings) -> str:
     return _resolve_key(settings, "signing_key", settings.security.signing_key.reveal(), GENERATED_KEY_FILE)
 
 
-def resolve_service_key(settings: Settings) -> str:
-    """The key groups sign service tokens with; never the users' key."""
+def service_keys(settings: Settings, group: str) -> SigningKeys:
+    """``group``'s own service key pairs, from its ``service_signing_key`` (never the users' key)."""
     key = settings.security.service_signing_key.reveal()
-    return _resolve_key(settings, "service_signing_key", key, GENERATED_SERVICE_KEY_FILE)
+    current = _resolve_key(
+        settings, "service_signing_key", key, GENERATED_SERVICE_KEY_FILE.format(group=group)
+    )
+    previous = [secret.reveal() for secret in settings.security.previous_service_signing_keys]
+    return SigningKeys(current, previous, derivation=service_tokens_of(group))
 
 
 def _resolve_key(settings: Settings, name: str, key: str, generated_file: str) -> str:
@@ -339,19 +343,35 @@ class ServiceTokens:
     """Short-lived tokens one group presents to another's /internal routes.
 
     ``iss`` is the calling group, ``aud`` the called one; ``usr`` carries the end user the
-    edge authenticated, so that the callee never has to trust a bare header for it.
+    edge authenticated, so that the callee never has to trust a bare header for it. Each group
+    signs with a key pair of its own (EdDSA, derived from its ``service_signing_key``); a callee
+    checks a token with the published keys of the group its ``iss`` names, and of no other: a
+    token one group signs in another's name is refused. ``callers`` are the groups trusted to
+    call, each with the keys it publishes.
     """
 
-    __slots__ = ("_group", "_key", "_ttl")
+    __slots__ = ("_callers", "_group", "_keys", "_ttl")
 
-    def __init__(self, *, signing_key: str | Callable[[], str], group: str, ttl_seconds: int) -> None:
-        self._key = _Lazy(signing_key if callable(signing_key) else (lambda: signing_key))
+    def __init__(
+        self,
+        *,
+        keys: Callable[[], SigningKeys],
+        group: str,
+        ttl_seconds: int,
+        callers: Mapping[str, PublishedKeys],
+    ) -> None:
+        self._keys = _Lazy(keys)
         self._group = group
         self._ttl = ttl_seconds
+        self._callers = dict(callers)
 
     @property
     def group(self) -> str:
         return self._group
+
+    def jwks(self) -> dict[str, Any]:
+        """This group's public service keys, which its callees fetch."""
+        return self._keys.get().jwks()
 
     def issue(self, *, audience: str, principal: Principal | None) -> str:
         now = utcnow()
@@ -364,27 +384,40 @@ class ServiceTokens:
         }
         if principal is not None:
             claims["usr"] = str(principal.user_id)
-        return jwt.encode(claims, self._key.get(), algorithm=SERVICE_ALGORITHM)
+        return self._keys.get().sign(claims)
 
-    def verify(self, token: str, *, trusted_issuers: frozenset[str]) -> ServiceClaims:
+    async def verify(self, token: str) -> ServiceClaims:
         """The claims of a token addressed to this group by a trusted one; else NotAuthorizedException."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.InvalidTokenError as exc:
+            raise NotAuthorizedException(f"service token refused: {exc}") from None
+        if not isinstance(issuer, str) or (caller := self._callers.get(issuer)) is None:
+            raise NotAuthorizedException("service token refused: unknown issuer")
+        key = await caller.find(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise NotAuthorizedException(f"service token refused: not signed by a key of group {issuer!r}")
         try:
             claims = jwt.decode(
                 token,
-                self._key.get(),
-                algorithms=[SERVICE_ALGORITHM],
+                key,
+                algorithms=[KEY_ALGORITHM],
                 audience=self._group,
+                issuer=issuer,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
         except jwt.InvalidTokenError as exc:
             raise NotAuthorizedException(f"service token refused: {exc}") from None
-        if claims["iss"] not in trusted_issuers:
-            raise NotAuthorizedException("service token refused: unknown issuer")
         try:
             principal = Principal(user_id=uuid.UUID(claims["usr"])) if "usr" in claims else None
         except (ValueError, TypeError):
             raise NotAuthorizedException("service token refused: malformed user") from None
-        return ServiceClaims(issuer=claims["iss"], principal=principal)
+        return ServiceClaims(issuer=issuer, principal=principal)
+
+    async def aclose(self) -> None:
+        """Stop keeping the callers' keys fresh."""
+        await asyncio.gather(*(keys.stop() for keys in self._callers.values()))
 
 
 class Passwords:
