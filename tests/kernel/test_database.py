@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from app.composition.container import compose
 from app.kernel.config import Settings
@@ -118,6 +121,57 @@ async def test_sqlite_writers_queue_while_readers_go_on(migrated: Settings) -> N
         assert order.index("w1 out") < order.index("w2 in"), order
         assert order.index("read") < order.index("w1 out"), order
         assert await _count_users(database) == 2
+    finally:
+        await composition.aclose()
+
+
+async def test_a_slow_sqlite_write_never_stalls_the_reads_beside_it(migrated: Settings) -> None:
+    # Reads answer on the event loop's thread; a write runs on its connection's own thread.
+    # Here SQLite itself takes 0.5 s inside the write (a function that blocks its thread):
+    # the loop must stay free, and reads must be answered all the while.
+    composition = compose(migrated)
+    database = composition.module("identity").database
+    event.listen(database.engine.sync_engine, "connect", _with_a_blocking_function)
+    write_done = asyncio.Event()
+    reads_during_write = 0
+    longest_stall = 0.0
+
+    async def slow_write() -> None:
+        async with database.transaction() as connection:
+            await connection.execute(insert(users).values(**_user_row("slow@example.com")))
+            await connection.execute(text("SELECT block_for(0.5)"))
+        write_done.set()
+
+    async def read_meanwhile() -> None:
+        nonlocal reads_during_write, longest_stall
+        while not write_done.is_set():
+            began = time.perf_counter()
+            assert await _count_users(database) in (0, 1)  # before the commit, or just after it
+            await asyncio.sleep(0)
+            longest_stall = max(longest_stall, time.perf_counter() - began)
+            reads_during_write += not write_done.is_set()
+
+    try:
+        await asyncio.gather(slow_write(), read_meanwhile())
+        assert reads_during_write >= 10
+        assert longest_stall < 0.25, f"a read waited {longest_stall:.3f} s behind the write"
+        assert await _count_users(database) == 1
+    finally:
+        await composition.aclose()
+
+
+def _with_a_blocking_function(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("block_for", 1, lambda seconds: time.sleep(seconds))
+
+
+async def test_a_read_unit_of_work_cannot_write(migrated: Settings) -> None:
+    composition = compose(migrated)
+    database = composition.module("identity").database
+    try:
+        with pytest.raises(DBAPIError, match=r"readonly|read-only|query_only"):
+            async with database.read() as connection:
+                await connection.execute(insert(users).values(**_user_row("sneaky@example.com")))
+        assert await _count_users(database) == 0
     finally:
         await composition.aclose()
 

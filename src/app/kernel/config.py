@@ -225,6 +225,14 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     status_interval_seconds: float = 5.0  # how often the outbox backlog and bus gauges are refreshed
 
 
+class CacheSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Copies of other modules' answers a process keeps, and for how long at most."""
+
+    # Users' profiles (display names) as task views show them: forgotten at once by the
+    # process that handles the user's change event, kept this long at most elsewhere. 0: none.
+    profile_seconds: float = 5.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     profile: str = "default"
     data_dir: str = "./data"
@@ -236,6 +244,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     events: EventSettings = msgspec.field(default_factory=EventSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     throttle: ThrottleSettings = msgspec.field(default_factory=ThrottleSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
 
 
 def load_settings(

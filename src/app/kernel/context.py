@@ -6,9 +6,9 @@ context travels beside it, in OpenTelemetry's own context (``app.kernel.telemetr
 
 from __future__ import annotations
 
+import random
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -54,7 +54,9 @@ _current: ContextVar[CallContext | None] = ContextVar("tessera_call_context", de
 
 
 def new_correlation_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits, as a uuid4's: from the random module (reseeded in each forked child),
+    a fifth of the cost of a uuid4's system call. An id correlates; it guards nothing."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def active_context() -> CallContext | None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.types import TypeDecorator
 
 from app.kernel.config import ConfigError, Settings
+from app.kernel.inline_sqlite import inline_connector
 from app.kernel.telemetry.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_POOL_TIMEOUTS
 from app.kernel.telemetry.tracing import trace_queries
 from contracts import DependencyUnavailable
@@ -97,12 +98,17 @@ class Database:
     Units of work are Core connections in a transaction: every module queries with
     SQLAlchemy Core, and an ORM Session cost half the hot path's time for nothing.
 
+    On SQLite, reads and writes take different connections: read units run on the event
+    loop's thread (``app.kernel.inline_sqlite``; ``query_only``, so a read unit cannot write),
+    write units on aiosqlite's threads, one writer at a time. WAL keeps readers and the
+    writer out of each other's way, so a slow commit never stalls the loop.
+
     The pool never grows past ``pool_size``: a unit of work that finds no connection free
     within ``pool_timeout`` seconds, or whose database refuses a new one, raises
     :class:`~contracts.DependencyUnavailable` (503 with ``Retry-After`` at the edge).
     """
 
-    __slots__ = ("_writer", "engine", "module", "pool_size", "schema", "url")
+    __slots__ = ("_reads", "_writer", "engine", "module", "pool_size", "schema", "url")
 
     def __init__(
         self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5, pool_timeout: float = 30.0
@@ -119,14 +125,21 @@ class Database:
             pool_timeout=pool_timeout,
             application_name=f"tessera:{module}",
         )
-        trace_queries(self.engine.sync_engine)
-        DB_POOL_SIZE.labels(module).set(pool_size)
-        in_use = DB_POOL_IN_USE.labels(module)
-        event.listen(self.engine.sync_engine, "checkout", lambda *_: in_use.inc())
-        event.listen(self.engine.sync_engine, "checkin", lambda *_: in_use.dec())
+        on_file = self.dialect == "sqlite" and url.database not in (None, "", ":memory:")
+        self._reads = (
+            _inline_reader(url, echo=echo, pool_size=pool_size, pool_timeout=pool_timeout)
+            if on_file
+            else self.engine
+        )
         # SQLite has one writer at a time; writers queue here, in the event loop, instead
         # of spinning in SQLite's busy handler while holding a connection.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        DB_POOL_SIZE.labels(module).set(pool_size)
+        in_use = DB_POOL_IN_USE.labels(module)
+        for engine in {self.engine, self._reads}:
+            trace_queries(engine.sync_engine)
+            event.listen(engine.sync_engine, "checkout", lambda *_: in_use.inc())
+            event.listen(engine.sync_engine, "checkin", lambda *_: in_use.dec())
 
     @classmethod
     def for_module(cls, settings: Settings, module: str, *, pool_size: int | None = None) -> Database:
@@ -159,10 +172,10 @@ class Database:
             yield joined
             return
         if self._writer is None:
-            async with self._begin() as connection:
+            async with self._begin(self.engine) as connection:
                 yield connection
             return
-        async with self._writer, self._begin() as connection:
+        async with self._writer, self._begin(self.engine) as connection:
             yield connection
 
     @asynccontextmanager
@@ -171,7 +184,7 @@ class Database:
         if (joined := self._open()) is not None:
             yield joined
             return
-        async with self._begin() as connection:
+        async with self._begin(self._reads) as connection:
             yield connection
 
     @staticmethod
@@ -186,9 +199,9 @@ class Database:
         return (_open_connections.get() or {}).get(self.module)
 
     @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _begin(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         callbacks: list[Callable[[], None]] = []
-        async with self._connect() as connection, connection.begin():
+        async with self._connect(engine) as connection, connection.begin():
             # The pooled connection's info outlives this unit of work (and, once the
             # connection is invalidated, cannot be reached): hold it, and empty it whatever happens.
             info = connection.info
@@ -202,10 +215,10 @@ class Database:
             callback()
 
     @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+    async def _connect(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         """A pooled connection, or DependencyUnavailable when none comes in time."""
         try:
-            connection = await self.engine.connect()
+            connection = await engine.connect()
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
             if isinstance(exc, sa_exc.TimeoutError):
                 DB_POOL_TIMEOUTS.labels(self.module).inc()
@@ -233,11 +246,13 @@ class Database:
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             await connection.execute(select(1))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._reads is not self.engine:
+            await self._reads.dispose()
 
     def __repr__(self) -> str:
         return f"Database(module={self.module!r}, url={self.url.render_as_string(hide_password=True)!r})"
@@ -268,18 +283,49 @@ def _create_engine(
     return create_async_engine(url, **options)
 
 
+def _inline_reader(url: URL, *, echo: bool, pool_size: int, pool_timeout: float) -> AsyncEngine:
+    """Read units' engine on a SQLite file: connections that answer on the loop's thread."""
+    assert url.database is not None
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        async_creator=inline_connector(url.database, on_connect=_make_room_for),
+    )
+    event.listen(engine.sync_engine, "connect", _tune_sqlite_reader)
+    return engine
+
+
 def _make_room_for_the_file(_dialect: Any, _record: Any, cargs: list[Any], _cparams: Any) -> None:
-    # The data dir is made when a database is first opened, not when an engine is built:
-    # a command that only looks (serve refusing an unmigrated dir) leaves nothing behind.
     path = cargs[0] if cargs else None
     if isinstance(path, str) and path != ":memory:" and not path.startswith("file:"):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _make_room_for(path)
+
+
+def _make_room_for(path: str) -> None:
+    # The data dir is made when a database is first opened, not when an engine is built:
+    # a command that only looks (serve refusing an unmigrated dir) leaves nothing behind.
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the writer; busy_timeout waits for the lock instead of failing.
+    _pragmas(
+        dbapi_connection, "journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"
+    )
+
+
+def _tune_sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
+    # A reader waits on the loop's thread: in WAL it never waits for the writer, and the
+    # rare lock it may meet (a checkpoint resetting the log) is waited for briefly at most.
+    _pragmas(dbapi_connection, "busy_timeout=250", "journal_mode=WAL", "query_only=ON")
+
+
+def _pragmas(dbapi_connection: Any, *pragmas: str) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"):
+    for pragma in pragmas:
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 

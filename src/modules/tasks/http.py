@@ -1,4 +1,4 @@
-"""The tasks REST API. Owners' and assignees' profiles come from identity, one batch per request."""
+"""The tasks REST API. Owners' and assignees' names come from identity, through ``Profiles``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from contracts import (
     Principal,
     in_utc,
 )
-from contracts.identity import IdentityApi, UserProfile
+from contracts.identity import UserProfile
 from contracts.tasks import (
     LABEL_MAX,
     TITLE_MAX,
@@ -46,6 +46,7 @@ from modules.tasks.domain import (
     TaskChanges,
     TaskDraft,
 )
+from modules.tasks.profiles import Profiles
 from modules.tasks.service import TasksService
 
 __all__ = ("TasksController",)
@@ -96,13 +97,13 @@ class TasksController(Controller):
         data: JSONBody[TaskDraft],
         principal: NamedDependency[Principal],
         tasks: NamedDependency[TasksService],
-        people: NamedDependency[IdentityApi],
+        profiles: NamedDependency[Profiles],
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", max_length=200, required=False)
         ] = None,
     ) -> Response[TaskView]:
         created = await tasks.create_task(principal, data, idempotency_key=idempotency_key)
-        (view,) = await _views([created.task], people)
+        (view,) = await _views([created.task], profiles)
         return Response(
             view,
             status_code=HTTP_201_CREATED,
@@ -115,7 +116,7 @@ class TasksController(Controller):
         self,
         principal: NamedDependency[Principal],
         tasks: NamedDependency[TasksService],
-        people: NamedDependency[IdentityApi],
+        profiles: NamedDependency[Profiles],
         status: Annotated[list[TaskStatus] | None, QueryParameter(required=False)] = None,
         assignee_id: Annotated[UUID | None, QueryParameter(required=False)] = None,
         label: Annotated[str | None, QueryParameter(max_length=LABEL_MAX, required=False)] = None,
@@ -157,7 +158,7 @@ class TasksController(Controller):
                 cursor=cursor,
             ),
         )
-        return TaskList(items=await _views(page.items, people), next_cursor=page.next_cursor)
+        return TaskList(items=await _views(page.items, profiles), next_cursor=page.next_cursor)
 
     @get(
         "/{task_id:uuid}",
@@ -170,9 +171,9 @@ class TasksController(Controller):
         task_id: FromPath[UUID],
         principal: NamedDependency[Principal],
         tasks: NamedDependency[TasksService],
-        people: NamedDependency[IdentityApi],
+        profiles: NamedDependency[Profiles],
     ) -> Response[TaskView]:
-        (view,) = await _views([await tasks.get_task(principal, task_id)], people)
+        (view,) = await _views([await tasks.get_task(principal, task_id)], profiles)
         return Response(view, headers={"ETag": _etag(view)})
 
     @patch(
@@ -189,11 +190,11 @@ class TasksController(Controller):
         data: JSONBody[TaskChanges],
         principal: NamedDependency[Principal],
         tasks: NamedDependency[TasksService],
-        people: NamedDependency[IdentityApi],
+        profiles: NamedDependency[Profiles],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[TaskView]:
         task = await tasks.update_task(principal, task_id, data, expected_version=_version_of(if_match))
-        (view,) = await _views([task], people)
+        (view,) = await _views([task], profiles)
         return Response(view, headers={"ETag": _etag(view)})
 
     @delete(
@@ -211,21 +212,21 @@ class TasksController(Controller):
         await tasks.delete_task(principal, task_id)
 
 
-async def _views(found: list[Task], people: IdentityApi) -> list[TaskView]:
-    """Tasks with their owners' and assignees' profiles, from one call to identity.
+async def _views(found: list[Task], profiles: Profiles) -> list[TaskView]:
+    """Tasks with their owners' and assignees' names: at most one call to identity.
 
     Names are a nicety: while identity is unreachable, tasks are still served, nameless.
     """
     wanted = list(dict.fromkeys(u for t in found for u in (t.owner_id, t.assignee_id) if u is not None))
-    profiles: dict[UUID, UserProfile] = {}
+    known: dict[UUID, UserProfile] = {}
     if wanted:
         try:
-            profiles = {p.id: p for p in await people.get_users(wanted)}
+            known = await profiles.of(wanted)
         except DependencyUnavailable as exc:
             log.warning("serving tasks without names: %s", exc.detail)
 
     def person(user_id: UUID) -> Person:
-        profile = profiles.get(user_id)
+        profile = known.get(user_id)
         return Person(id=user_id, display_name=profile.display_name if profile else None)
 
     return [

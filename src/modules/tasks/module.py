@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.kernel.module import Module
-from contracts.identity import IDENTITY, UserDeactivated
+from contracts.identity import IDENTITY, UserDeactivated, UserProfileChanged, UserReactivated
 from contracts.tasks import TASKS, TaskAssigned, TaskCreated, TaskDeleted, TaskStatusChanged
 from modules.tasks.container import TasksContainer
 from modules.tasks.handlers import TasksHandlers
@@ -19,9 +19,13 @@ module = Module(
     api=TasksContainer.service,
     requires={IDENTITY: TasksContainer.identity},
     routes=(TasksController,),
-    route_dependencies={"tasks": TasksContainer.service, "people": TasksContainer.identity},
+    route_dependencies={"tasks": TasksContainer.service, "profiles": TasksContainer.profiles},
     units=TasksContainer.units,
     publishes=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskDeleted),
     handlers=TasksContainer.handlers,
-    consumes={UserDeactivated: TasksHandlers.on_user_deactivated},
+    consumes={
+        UserDeactivated: TasksHandlers.on_user_deactivated,
+        UserProfileChanged: TasksHandlers.on_user_changed,
+        UserReactivated: TasksHandlers.on_user_changed,
+    },
 )

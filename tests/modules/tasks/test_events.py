@@ -18,7 +18,8 @@ from sqlalchemy import select
 from app.composition.container import Composition
 from app.kernel.events import EventMessage
 from app.kernel.events.tables import outbox
-from contracts.identity import UserDeactivated
+from contracts.identity import UserDeactivated, UserProfileChanged
+from tests.fakes.identity import FakeIdentity
 from tests.modules.tasks.conftest import People, create_task
 
 Client = TestClient[Any]
@@ -39,7 +40,7 @@ def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
 
-def deliver(client: Client, composition: Composition, event: UserDeactivated) -> None:
+def deliver(client: Client, composition: Composition, event: UserDeactivated | UserProfileChanged) -> None:
     """Hand identity's event to the tasks module's consumer, as the bus would."""
     consumer = next(c for c in composition.events.consumers if c.module == "tasks")
     message = EventMessage(
@@ -167,3 +168,27 @@ def test_a_redelivered_deactivation_unassigns_once(
     event = deactivated(tasks_client, tasks_composition, bob_id)
     deliver(tasks_client, tasks_composition, event)  # the bus delivers it again
     assert types(outbox_events(tasks_client, tasks_composition)).count("tasks.TaskAssigned.v1") == 2
+
+
+def test_a_renamed_user_shows_by_the_new_name_once_tasks_hears_of_it(
+    tasks_client: Client, tasks_composition: Composition, people: People, identity: FakeIdentity
+) -> None:
+    ada_id, ada = people.add("Ada")
+    task = create_task(tasks_client, ada)
+
+    def owner_name() -> str:
+        response = tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=ada)
+        name: str = response.json()["owner"]["display_name"]
+        return name
+
+    assert owner_name() == "Ada"
+    identity.add_user("Ada Lovelace", user_id=ada_id)  # identity has the new name; tasks has a copy
+    assert owner_name() == "Ada"  # the copy, a few seconds old at most (cache.profile_seconds)
+    deliver(
+        tasks_client,
+        tasks_composition,
+        UserProfileChanged(
+            event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), user_id=ada_id, display_name="Ada Lovelace"
+        ),
+    )
+    assert owner_name() == "Ada Lovelace"  # the event made tasks forget its copy
