@@ -241,6 +241,8 @@ def _principal(request: Request[Any, Any, Any]) -> Principal:
     return user
 
 
-def _bind_principal(request: Request[Any, Any, Any]) -> None:
+async def _bind_principal(request: Request[Any, Any, Any]) -> None:
+    # async, though it awaits nothing: Litestar runs a synchronous hook on a worker thread,
+    # where the context variable it sets would be lost with the thread's copy of the context.
     user = request.scope.get("user")
     bind_principal(user if isinstance(user, Principal) else None)

@@ -49,6 +49,8 @@ _TASK_COLUMNS = tuple(c for c in tasks.c)
 
 # Built once: building a statement per request (coercion, cache key) was a fifth of the hot path.
 _TASK_BY_ID = select(*_TASK_COLUMNS).where(tasks.c.id == bindparam("task_id"))
+_INSERT_TASK = insert(tasks)  # the row comes as parameters: nothing to build per request
+_INSERT_LABEL = insert(task_labels)
 _LABELS_OF = (
     select(task_labels.c.task_id, task_labels.c.label)
     .where(task_labels.c.task_id.in_(bindparam("task_ids", expanding=True)))
@@ -77,7 +79,7 @@ class TasksRepository:
         self._connection = connection
 
     async def add(self, task: Task) -> None:
-        await self._connection.execute(insert(tasks).values(**_row(task)))
+        await self._connection.execute(_INSERT_TASK, _row(task))
         await self._write_labels(task)
 
     async def get(self, task_id: UUID) -> Task | None:
@@ -169,7 +171,7 @@ class TasksRepository:
     async def _write_labels(self, task: Task) -> None:
         if task.labels:
             await self._connection.execute(
-                insert(task_labels),
+                _INSERT_LABEL,
                 [{"task_id": task.id, "label": label, "position": i} for i, label in enumerate(task.labels)],
             )
 
