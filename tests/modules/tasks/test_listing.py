@@ -80,8 +80,14 @@ def test_filters(tasks_client: Client, people: People) -> None:
     assert titles(assignee_id=str(bob_id)) == {"Write report"}
     assert titles(q="MILK") == {"Buy milk"}
     assert titles(q="%") == set()
+    assert titles(q="_") == set()
+    create_task(tasks_client, ada, title="Raise 5% of a_b/c")
+    assert titles(q="5%") == {"Raise 5% of a_b/c"}  # %, _ and / are matched as themselves
+    assert titles(q="a_b/") == {"Raise 5% of a_b/c"}
+    assert titles(q="ab") == set()
     assert titles(due_before="2029-06-01T00:00:00Z") == {"Old chore"}
     assert titles(label="home", status="todo") == {"Buy milk"}
+    assert titles(q="e", status="todo", order="asc", limit=1) == {"Write report", "Raise 5% of a_b/c"}
 
 
 def test_an_unknown_status_filter_is_422(tasks_client: Client, people: People) -> None:
