@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from app.composition.container import compose
@@ -157,6 +158,33 @@ async def test_a_slow_sqlite_write_never_stalls_the_reads_beside_it(migrated: Se
         assert longest_stall < 0.25, f"a read waited {longest_stall:.3f} s behind the write"
         assert await _count_users(database) == 1
     finally:
+        await composition.aclose()
+
+
+async def test_a_scan_of_a_whole_table_runs_off_the_loop(migrated: Settings) -> None:
+    # The outbox's counts read every row it keeps; SQLite takes 0.5 s here, on the scan's thread.
+    composition = compose(migrated)
+    database = composition.module("identity").database
+    event.listen(Engine, "connect", _with_a_blocking_function)  # on every connection, the loop's too
+    scanned = asyncio.Event()
+    ticks = 0
+
+    async def scan() -> None:
+        async with database.read(scan=True) as connection:
+            await connection.execute(text("SELECT block_for(0.5)"))
+        scanned.set()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not scanned.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    try:
+        await asyncio.gather(scan(), tick())
+        assert ticks >= 10  # the loop went on while SQLite scanned
+    finally:
+        event.remove(Engine, "connect", _with_a_blocking_function)
         await composition.aclose()
 
 

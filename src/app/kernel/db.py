@@ -179,12 +179,17 @@ class Database:
             yield connection
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only unit of work: a consistent view, never queued behind writers."""
+    async def read(self, *, scan: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work: a consistent view, never queued behind writers.
+
+        ``scan``: a read that may go through a whole table (the outbox's counts, say). On
+        SQLite it runs on a connection's own thread, as writes do, so that it never holds
+        the event loop for as long as the table is big.
+        """
         if (joined := self._open()) is not None:
             yield joined
             return
-        async with self._begin(self._reads) as connection:
+        async with self._begin(self.engine if scan else self._reads) as connection:
             yield connection
 
     @staticmethod

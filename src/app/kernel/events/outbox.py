@@ -129,7 +129,7 @@ class Outbox:
 
     async def status(self, *, now: datetime | None = None) -> OutboxStatus:
         now = now or utcnow()
-        async with self._database.read() as connection:
+        async with self._database.read(scan=True) as connection:  # counts every row it keeps
             rows = await connection.execute(
                 select(outbox.c.status, func.count(), func.min(outbox.c.occurred_at)).group_by(
                     outbox.c.status
