@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from app.kernel.config import EventSettings
@@ -29,6 +29,7 @@ from app.kernel.events import (
     Subscription,
     UndeclaredEvent,
 )
+from app.kernel.events.bus import Outcome, PartlyHandled, publish_in_key_order
 from app.kernel.events.tables import FAILED, PUBLISHED, inbox, metadata, outbox
 from app.kernel.telemetry.logs import trace_ids
 from app.kernel.telemetry.tracing import continue_trace
@@ -61,6 +62,7 @@ class RecordingBus:
 
     def __init__(self) -> None:
         self.published: list[EventMessage] = []
+        self.rounds: list[int] = []  # messages handed over per relay round
         self.down = False
         self.refuse: set[str] = set()  # event ids refused as bad messages
 
@@ -79,6 +81,10 @@ class RecordingBus:
         if message.event_id in self.refuse:
             raise ValueError("refused")
         self.published.append(message)
+
+    async def publish_batch(self, messages: Sequence[EventMessage]) -> list[Outcome]:
+        self.rounds.append(len(messages))
+        return await publish_in_key_order(self.publish, messages)
 
     def numbers(self, subject: str | None = None) -> list[int]:
         decoded = [msgspec.json.decode(m.payload, type=Pinged) for m in self.published]
@@ -210,6 +216,36 @@ async def test_the_trace_of_the_writing_request_goes_on_in_the_consumer(database
     assert ids["trace_id"] == "ab" * 16  # the same trace
 
 
+async def test_a_consumer_applies_a_batch_in_one_go_or_says_how_far_it_got(database: Database) -> None:
+    applied: list[int] = []
+
+    async def handle(event: Pinged, unit: UnitOfWork) -> None:
+        if event.n == 3:
+            raise ValueError("no threes")
+        applied.append(event.n)
+
+    consumer = EventConsumer(
+        module="events_test",
+        units=UnitsOfWork(UnitOfWork, database=database),
+        subscriptions={"test.Pinged.v1": Subscription(Pinged, handle)},
+    )
+    await append(database, *(ping("k", n) for n in (1, 2, 4, 3, 5)))
+    bus = RecordingBus()
+    await drain(make_relay(database, bus))
+    one, two, four, three, five = bus.published
+
+    await consumer.deliver_all([one, two, four, one])  # one batch; a repeat inside it counts once
+    assert applied == [1, 2, 4]
+    with pytest.raises(PartlyHandled) as refused:
+        await consumer.deliver_all([two, five, three, five])
+    assert refused.value.handled == 2  # two (already handled) and five applied; three was not
+    assert isinstance(refused.value.cause, ValueError)
+    assert applied == [1, 2, 4, 5, 5]  # five: the failed batch's try, rolled back, then alone
+    async with database.read() as connection:
+        handled = (await connection.execute(select(func.count()).select_from(inbox))).scalar_one()
+    assert handled == 4  # 1, 2, 4, 5: each once in effect
+
+
 async def test_an_event_the_manifest_does_not_declare_is_refused(database: Database) -> None:
     with pytest.raises(UndeclaredEvent):
         await append(database, Unlisted(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC)))
@@ -222,6 +258,40 @@ async def test_events_of_one_entity_are_published_in_commit_order(database: Data
     await drain(make_relay(database, bus))
     assert bus.numbers("same") == [1, 2, 3, 4, 5]
     assert len(bus.published) == 10
+
+
+async def test_one_round_takes_an_entitys_consecutive_events_in_order(database: Database) -> None:
+    bus = RecordingBus()
+    async with database.transaction() as connection:  # a burst: one transaction, one entity
+        await make_outbox(database).append(connection, *(ping("burst", n) for n in range(1, 31)))
+    await append(database, ping("other", 100))
+    relay = make_relay(database, bus)
+    assert await relay.relay_once() == 31
+    assert bus.rounds == [31]
+    assert bus.numbers("burst") == list(range(1, 31))
+    assert await relay.relay_once() == 0
+
+
+async def test_a_refused_event_holds_back_its_entitys_later_events_not_the_others(
+    database: Database,
+) -> None:
+    bus = RecordingBus()
+    first, refused, behind = ping("held", 1), ping("held", 2), ping("held", 3)
+    bus.refuse.add(str(refused.event_id))
+    await append(database, first, refused, behind, ping("free", 10))
+    relay = make_relay(database, bus, backoff_initial_seconds=60.0, backoff_max_seconds=60.0)
+    assert await relay.relay_once() == 4
+    assert bus.numbers("held") == [1]
+    assert bus.numbers("free") == [10]
+    assert await relay.relay_once() == 0  # the refused one waits out its backoff; the one behind, with it
+    async with database.read() as connection:
+        rows = {
+            row.event_id: row
+            for row in await connection.execute(select(outbox).where(outbox.c.key == "held"))
+        }
+    assert (rows[refused.event_id].status, rows[refused.event_id].attempts) == ("pending", 1)
+    assert (rows[behind.event_id].status, rows[behind.event_id].attempts) == ("pending", 0)
+    assert rows[behind.event_id].claimed_by is None
 
 
 async def test_a_refused_event_is_retried_then_marked_failed_and_can_be_resubmitted(

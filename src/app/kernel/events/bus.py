@@ -10,9 +10,14 @@ consumer module that declared interest in their type. Its promises:
 - A consumer is durable and named after its module: messages published while it was
   away wait for it. ``declare`` creates every consumer's durable state from the catalog
   up front, so nothing published before a consumer's process first starts is dropped.
-- A handler's message is acknowledged only after the handler returned (its transaction
-  committed); a handler that raises gets the message again later. Delivery is
-  at-least-once: consumers make effects happen once with their inbox.
+- A handler takes messages in batches, in the order the consumer's queue holds them, and
+  applies them in that order (a consumer's inbox: one transaction per batch). A message is
+  acknowledged only after the handler applied it (its transaction committed); a handler
+  that applied only the first ``n`` raises :class:`PartlyHandled`, and the rest come again
+  later, in their order. Delivery is at-least-once: consumers make effects happen once
+  with their inbox.
+- ``publish_batch`` hands over a relay's round: one key's messages in order, and none of a
+  key's after one that was not accepted (:class:`NotHandedOver`).
 - ``event_id`` de-duplicates on the broker where it can (JetStream's ``Nats-Msg-Id``).
 """
 
@@ -20,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -32,6 +37,10 @@ __all__ = (
     "EventMessage",
     "Handler",
     "InProcessBus",
+    "NotHandedOver",
+    "PartlyHandled",
+    "apply_in_order",
+    "publish_in_key_order",
 )
 
 log = logging.getLogger("tessera.events")
@@ -109,7 +118,15 @@ class EventMessage(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-Handler = Callable[[EventMessage], Awaitable[None]]
+Delivery = TypeVar("Delivery")  # a broker's handle on one delivered message
+
+Handler = Callable[[Sequence[EventMessage]], Awaitable[None]]
+"""Applies a batch of one consumer's messages in order; returns once every one is applied.
+
+Raises :class:`PartlyHandled` when only the first ones were; any other exception: none was.
+"""
+
+Outcome = Exception | None  # of one message handed over: None once it is accepted
 
 
 class BusUnavailable(Exception):
@@ -118,6 +135,95 @@ class BusUnavailable(Exception):
 
 class DeliveryFailed(Exception):
     """In-process delivery: a consumer's handler raised; the message counts as not delivered."""
+
+
+class NotHandedOver(Exception):
+    """Held back: an earlier message of its key (or of its consumer's batch) was not accepted."""
+
+
+class PartlyHandled(Exception):
+    """A handler applied the first ``handled`` messages of its batch, not the next (``cause``)."""
+
+    def __init__(self, handled: int, cause: Exception) -> None:
+        super().__init__(f"{handled} handled, then: {cause!r}")
+        self.handled = handled
+        self.cause = cause
+
+
+def handled_before(error: Exception) -> tuple[int, Exception]:
+    """How many leading messages a handler that raised ``error`` applied, and why it stopped."""
+    if isinstance(error, PartlyHandled):
+        return error.handled, error.cause
+    return 0, error
+
+
+async def publish_in_key_order(
+    publish: Callable[[EventMessage], Awaitable[None]], messages: Sequence[EventMessage]
+) -> list[Outcome]:
+    """``publish`` each message, one key's in order and keys side by side; one outcome per message.
+
+    Once one of a key's messages is not accepted, the key's later ones are not tried.
+    """
+    outcomes: list[Outcome] = [None] * len(messages)
+    chains: dict[str, list[int]] = {}
+    for index, message in enumerate(messages):
+        chains.setdefault(message.key, []).append(index)
+
+    async def chain(indexes: list[int]) -> None:
+        for position, index in enumerate(indexes):
+            try:
+                await publish(messages[index])
+            except Exception as exc:
+                outcomes[index] = exc
+                for behind in indexes[position + 1 :]:
+                    outcomes[behind] = NotHandedOver(f"behind {messages[index].event_id}")
+                return
+
+    await asyncio.gather(*(chain(indexes) for indexes in chains.values()))
+    return outcomes
+
+
+async def apply_in_order(
+    consumer: str,
+    handler: Handler,
+    held: list[tuple[Delivery, EventMessage]],
+    *,
+    acknowledge: Callable[[list[Delivery]], Awaitable[None]],
+    retry_after: float,
+    stopping: Callable[[], bool],
+) -> None:
+    """A broker consumer's batch: ``handler`` applies it, ``acknowledge`` settles what it applied.
+
+    What a handler did not apply stays held, in order, and is tried again after
+    ``retry_after`` seconds, so a message of a key is never applied after a later one of
+    that key. Returns once nothing is held, or when ``stopping()`` says so; ``held`` then
+    keeps what was not applied (for the caller to hand back).
+    """
+    while held:
+        error: Exception | None = None
+        try:
+            await handler([message for _, message in held])
+            handled = len(held)
+        except Exception as exc:
+            handled, error = handled_before(exc)
+        if handled:
+            await acknowledge([delivery for delivery, _ in held[:handled]])
+            del held[:handled]
+        if error is None:
+            return
+        failed = held[0][1]
+        log.error(
+            "consumer %s failed on %s %s; it and the %d behind it wait %ss",
+            consumer,
+            failed.event_type,
+            failed.event_id,
+            len(held) - 1,
+            retry_after,
+            exc_info=error,
+        )
+        if stopping():
+            return
+        await asyncio.sleep(retry_after)
 
 
 class EventBus(Protocol):
@@ -140,6 +246,10 @@ class EventBus(Protocol):
 
     async def publish(self, message: EventMessage) -> None:
         """Hand one message over; returns once it is durably accepted."""
+        ...
+
+    async def publish_batch(self, messages: Sequence[EventMessage]) -> list[Outcome]:
+        """Hand a relay's round over (in outbox order); one outcome per message, as ``publish`` ends."""
         ...
 
     async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
@@ -173,27 +283,43 @@ class InProcessBus:
         return None
 
     async def publish(self, message: EventMessage) -> None:
-        subscribed = self._handlers.get(message.event_type, [])
-        outcomes = await asyncio.gather(
-            *(handler(message) for _, handler in subscribed), return_exceptions=True
-        )
-        failed = [
-            (consumer, outcome)
-            for (consumer, _), outcome in zip(subscribed, outcomes, strict=True)
-            if isinstance(outcome, BaseException)
-        ]
-        for consumer, error in failed:
-            log.warning(
-                "consumer %s failed on %s %s: %r",
-                consumer,
-                message.event_type,
-                message.event_id,
-                error,
-                exc_info=error,
-            )
-        if failed:
-            names = ", ".join(consumer for consumer, _ in failed)
-            raise DeliveryFailed(f"{message.event_type} {message.event_id}: {names} failed")
+        (outcome,) = await self.publish_batch([message])
+        if outcome is not None:
+            raise outcome
+
+    async def publish_batch(self, messages: Sequence[EventMessage]) -> list[Outcome]:
+        """Each consumer gets its share of the round as one batch (one transaction); side by side.
+
+        A message is accepted once every consumer that takes it applied it. A consumer that
+        failed on one is not given the rest of its share: they come again in a later round.
+        """
+        shares: dict[str, tuple[Handler, list[int]]] = {}
+        for index, message in enumerate(messages):
+            for consumer, handler in self._handlers.get(message.event_type, ()):
+                shares.setdefault(consumer, (handler, []))[1].append(index)
+        outcomes: list[Outcome] = [None] * len(messages)
+
+        async def deliver(consumer: str, handler: Handler, indexes: list[int]) -> None:
+            try:
+                await handler([messages[index] for index in indexes])
+            except Exception as exc:
+                handled, cause = handled_before(exc)
+                failed = messages[indexes[handled]]
+                log.warning(
+                    "consumer %s failed on %s %s: %r",
+                    consumer,
+                    failed.event_type,
+                    failed.event_id,
+                    cause,
+                    exc_info=cause,
+                )
+                error = DeliveryFailed(f"{failed.event_type} {failed.event_id}: {consumer} failed")
+                for position, index in enumerate(indexes[handled:]):
+                    if outcomes[index] is None or position == 0:
+                        outcomes[index] = error if position == 0 else NotHandedOver(f"{consumer} stopped")
+
+        await asyncio.gather(*(deliver(name, *share) for name, share in shares.items()))
+        return outcomes
 
     async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
         for event_type in event_types:

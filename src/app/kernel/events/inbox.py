@@ -1,9 +1,9 @@
 """The idempotent inbox: a consumer's effects happen once, however often an event arrives.
 
-The bus delivers at least once. :class:`EventConsumer` records each event id in the
-``inbox`` table of the consuming module's database in the same transaction as the
-handler's effect: a redelivered event finds its id there and is acknowledged without
-running the handler again; a handler that raises rolls both back, and the event comes
+The bus delivers at least once, in batches. :class:`EventConsumer` records each event id
+in the ``inbox`` table of the consuming module's database in the same transaction as the
+handlers' effects (one transaction per batch): a redelivered event finds its id there and
+is acknowledged without running the handler again; a handler that raises rolls both back, and the event comes
 again. Entries older than the retention are pruned: a broker redelivers within minutes,
 not weeks.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import delete, insert, select
 
 from app.kernel.clock import utcnow
 from app.kernel.context import CallContext, call_context, new_correlation_id
-from app.kernel.events.bus import EventMessage
+from app.kernel.events.bus import EventMessage, PartlyHandled
 from app.kernel.events.tables import inbox
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import EVENT_HANDLING_DELAY, INBOX_EVENTS
@@ -62,34 +62,84 @@ class EventConsumer:
 
     async def deliver(self, message: EventMessage) -> None:
         """Apply one message; returning means its effect is committed (or was already)."""
-        subscription = self._subscriptions.get(message.event_type)
-        if subscription is None:
-            return  # not ours: nothing to do, nothing to redeliver
-        event = self._decoders[message.event_type].decode(message.payload)
-        context = CallContext(correlation_id=message.correlation_id or new_correlation_id())
-        trace = message.trace_headers()  # the writer's trace goes on: a child of the publish span
-        with call_context(context), consumer_span(message.event_type, message.event_id, self.module, trace):
-            async with self._units.write() as unit:
-                seen = await unit.connection.execute(
-                    select(inbox.c.event_id).where(inbox.c.event_id == uuid.UUID(message.event_id))
-                )
-                if seen.first() is not None:
-                    log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
-                    INBOX_EVENTS.labels(self.module, message.event_type, "duplicate").inc()
-                    return
+        await self._apply([message])
+
+    async def deliver_all(self, messages: Sequence[EventMessage]) -> None:
+        """Apply messages in order, all in one transaction: the bus's :data:`Handler`.
+
+        If that transaction fails, they are applied one at a time, so that the messages
+        before the one that fails still take effect; it raises :class:`PartlyHandled`
+        saying how many did.
+        """
+        if len(messages) <= 1:
+            await self._apply(messages)
+            return
+        try:
+            await self._apply(messages)
+        except Exception:
+            for handled, message in enumerate(messages):
+                try:
+                    await self._apply([message])
+                except Exception as exc:
+                    raise PartlyHandled(handled, exc) from exc
+
+    async def _apply(self, messages: Sequence[EventMessage]) -> None:
+        ours = [
+            (message, subscription)
+            for message in messages
+            if (subscription := self._subscriptions.get(message.event_type)) is not None
+        ]  # the rest: not ours, nothing to do, nothing to redeliver
+        if not ours:
+            return
+        applied: list[tuple[EventMessage, IntegrationEvent]] = []
+        duplicates: list[EventMessage] = []
+        async with self._units.write() as unit:
+            ids = [uuid.UUID(message.event_id) for message, _ in ours]
+            seen = set(
+                (await unit.connection.execute(select(inbox.c.event_id).where(inbox.c.event_id.in_(ids))))
+                .scalars()
+                .all()
+            )
+            fresh: list[tuple[EventMessage, Subscription, uuid.UUID]] = []
+            for (message, subscription), event_id in zip(ours, ids, strict=True):
+                if event_id in seen:
+                    duplicates.append(message)
+                    continue
+                seen.add(event_id)  # twice in one batch (a broker's redelivery): once in effect
+                fresh.append((message, subscription, event_id))
+            if fresh:
+                now = utcnow()
                 await unit.connection.execute(
-                    insert(inbox).values(
-                        event_id=uuid.UUID(message.event_id),
-                        event_type=message.event_type,
-                        source=message.source,
-                        handled_at=utcnow(),
-                    )
+                    insert(inbox),
+                    [
+                        {
+                            "event_id": event_id,
+                            "event_type": message.event_type,
+                            "source": message.source,
+                            "handled_at": now,
+                        }
+                        for message, _, event_id in fresh
+                    ],
                 )
-                await subscription.handler(event, unit)  # its effect commits with the inbox row
+            for message, subscription, _ in fresh:
+                event = self._decoders[message.event_type].decode(message.payload)
+                context = CallContext(correlation_id=message.correlation_id or new_correlation_id())
+                trace = message.trace_headers()  # the writer's trace goes on: a child of the publish span
+                with (
+                    call_context(context),
+                    consumer_span(message.event_type, message.event_id, self.module, trace),
+                ):
+                    await subscription.handler(event, unit)  # its effect commits with the inbox row
+                applied.append((message, event))
         crash_point("inbox.after_commit")
-        INBOX_EVENTS.labels(self.module, message.event_type, "handled").inc()
-        delay = (utcnow() - event.occurred_at).total_seconds()
-        EVENT_HANDLING_DELAY.labels(self.module).observe(max(0.0, delay))
+        for message in duplicates:
+            log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
+            INBOX_EVENTS.labels(self.module, message.event_type, "duplicate").inc()
+        now = utcnow()
+        for message, event in applied:
+            INBOX_EVENTS.labels(self.module, message.event_type, "handled").inc()
+            delay = (now - event.occurred_at).total_seconds()
+            EVENT_HANDLING_DELAY.labels(self.module).observe(max(0.0, delay))
 
     async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
         """Forget events handled longer than ``retention`` ago; how many there were."""

@@ -10,19 +10,22 @@ Names, all derived from ``EventSettings.namespace`` (see the helpers below):
 - a consumer module is a durable pull consumer ``<namespace>_<consumer>`` filtered on the
   subjects of its event types.
 
-Order: a consumer has at most one unacknowledged message (``max_ack_pending=1``), so it sees
-the stream in order, and a message its handler refused (redelivered after
-``redelivery_delay_seconds``) holds back the ones behind it: per-key order survives failures.
+Order: a consumer fetches up to ``consume_batch`` messages at once (its ``max_ack_pending``),
+hands them to its handler as one batch in stream order, and fetches again only once every
+one is applied: a message its handler refused is kept and tried again after
+``redelivery_delay_seconds`` with the ones behind it still waiting: per-key order survives
+failures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +36,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from app.kernel.config import EventSettings
-from app.kernel.events.bus import BusUnavailable, EventMessage, Handler
+from app.kernel.events.bus import (
+    BusUnavailable,
+    EventMessage,
+    Handler,
+    Outcome,
+    apply_in_order,
+    publish_in_key_order,
+)
 
 __all__ = ("NatsBus", "durable_name", "stream_name", "subject_of")
 
@@ -199,6 +209,9 @@ class NatsBus:
                 f"(timeout {self._timeout}s): {exc!r}"
             ) from exc
 
+    async def publish_batch(self, messages: Sequence[EventMessage]) -> list[Outcome]:
+        return await publish_in_key_order(self.publish, messages)
+
     async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
         if consumer in self._consumers:
             raise ValueError(f"consumer {consumer!r} is already subscribed")
@@ -280,7 +293,7 @@ class NatsBus:
             deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self._settings.ack_wait_seconds,
-            max_ack_pending=1,
+            max_ack_pending=self._settings.consume_batch,
         )
         if len(subjects) == 1:
             return config.evolve(filter_subject=subjects[0])
@@ -338,12 +351,12 @@ class NatsBus:
         handler: Handler,
         subscription: JetStreamContext.PullSubscription,
     ) -> None:
-        """Fetch and handle the consumer's messages one at a time, until cancelled."""
+        """Fetch and handle the consumer's messages a batch at a time, until cancelled."""
         loop = asyncio.get_running_loop()
         checked = loop.time()
         while not self._closing:
             try:
-                batch = await subscription.fetch(1, timeout=FETCH_SECONDS)
+                batch = await subscription.fetch(self._settings.consume_batch, timeout=FETCH_SECONDS)
             except TimeoutError:
                 # Nothing new, or the server is away (nats-py is reconnecting), or the consumer
                 # is gone (a server that lost its state answers a pull on it with silence).
@@ -362,8 +375,7 @@ class NatsBus:
             checked = loop.time()
             self._handling.add(consumer)
             try:
-                for msg in batch:
-                    await self._deliver(consumer, event_types, handler, msg)
+                await self._deliver(consumer, event_types, handler, batch)
             finally:
                 self._handling.discard(consumer)
 
@@ -381,40 +393,44 @@ class NatsBus:
             await self._ensure_stream()
             await self._ensure_consumer(consumer, event_types, replace_changed=False)
 
-    async def _deliver(self, consumer: str, event_types: frozenset[str], handler: Handler, msg: Msg) -> None:
+    async def _deliver(
+        self, consumer: str, event_types: frozenset[str], handler: Handler, batch: list[Msg]
+    ) -> None:
+        held: list[tuple[Msg, EventMessage]] = []
+        for msg in batch:
+            try:
+                message = self._to_message(msg)
+            except ValueError as exc:
+                log.error("consumer %s dropped an unreadable message on %s: %s", consumer, msg.subject, exc)
+                await _settle(consumer, "term", msg.term())
+                continue
+            if message.event_type not in event_types:
+                await _settle(consumer, "ack", msg.ack())  # not for this consumer (wide filter)
+                continue
+            held.append((msg, message))
+        keep_alive = asyncio.create_task(_keep_in_progress(held, self._settings.ack_wait_seconds))
         try:
-            message = self._to_message(msg)
-        except ValueError as exc:
-            log.error("consumer %s dropped an unreadable message on %s: %s", consumer, msg.subject, exc)
-            await _settle(consumer, "term", msg.term())
-            return
-        if message.event_type not in event_types:
-            await _settle(consumer, "ack", msg.ack())  # not for this consumer (wide filter)
-            return
-        keep_alive = asyncio.create_task(_keep_in_progress(msg, self._settings.ack_wait_seconds))
-        try:
-            await handler(message)
-        except asyncio.CancelledError:
-            # Shutting down mid-handler: hand the message back at once rather than after ack_wait.
-            with contextlib.suppress(Exception):
-                await msg.nak()
-            raise
-        except Exception:
-            delay = self._settings.redelivery_delay_seconds
-            log.exception(
-                "consumer %s failed on %s %s (delivery %d); redelivery in %ss",
+            await apply_in_order(
                 consumer,
-                message.event_type,
-                message.event_id,
-                _deliveries(msg),
-                delay,
+                handler,
+                held,
+                acknowledge=functools.partial(self._acknowledge, consumer),
+                retry_after=self._settings.redelivery_delay_seconds,
+                stopping=lambda: self._closing,
             )
-            await _settle(consumer, "nak", msg.nak(delay=delay))
-        else:
-            # Synchronous: once it returns, JetStream has recorded the ack.
-            await _settle(consumer, "ack", msg.ack_sync(timeout=self._timeout))
         finally:
             keep_alive.cancel()
+            # Shutting down mid-batch: hand back what is left at once rather than after ack_wait.
+            for msg, _ in held:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+
+    async def _acknowledge(self, consumer: str, msgs: list[Msg]) -> None:
+        *first, last = msgs
+        for msg in first:
+            await _settle(consumer, "ack", msg.ack())
+        # Synchronous: once it returns, JetStream has recorded this ack and the ones sent before it.
+        await _settle(consumer, "ack", last.ack_sync(timeout=self._timeout))
 
     def _to_message(self, msg: Msg) -> EventMessage:
         headers = msg.headers or {}
@@ -467,19 +483,13 @@ def _same_consumer(actual: api.ConsumerConfig, wanted: api.ConsumerConfig) -> bo
     )
 
 
-def _deliveries(msg: Msg) -> int:
-    try:
-        return msg.metadata.num_delivered
-    except Exception:
-        return 0
-
-
-async def _keep_in_progress(msg: Msg, ack_wait: float) -> None:
-    """Tell JetStream a long handler is still working, so it does not redeliver meanwhile."""
+async def _keep_in_progress(held: list[tuple[Msg, EventMessage]], ack_wait: float) -> None:
+    """Tell JetStream the messages in hand are still being worked on, so it does not redeliver them."""
     while True:
         await asyncio.sleep(ack_wait / 3)
-        with contextlib.suppress(Exception):
-            await msg.in_progress()
+        for msg, _ in list(held):
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
 
 
 async def _settle(consumer: str, what: str, settling: Awaitable[object]) -> None:

@@ -10,8 +10,10 @@ published:
   (``FOR UPDATE SKIP LOCKED``); a relay that dies loses its claim when the lease ends;
 - **nothing skipped**: rows are chosen by state, not by a high-water mark, so a row whose
   transaction commits after a later id was published is still found;
-- **per-entity order**: only the oldest pending row of each key may be claimed, so a
-  key's next event waits until the one before it is published (or has failed);
+- **per-entity order**: a row may be claimed only with every earlier pending row of its key
+  in the same claim, and the bus hands one key's rows over in order, none after one it did
+  not accept; so a key's events go out in order, several per round (a burst of one
+  entity's events in one round, not one round each);
 - **backoff**: while the broker is unreachable the relay backs off with jitter and counts
   nothing against the events; an event the bus refuses is retried with backoff and,
   after ``max_attempts``, marked failed until ``tessera events retry`` resubmits it;
@@ -38,7 +40,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 
 from app.kernel.clock import Clock, utcnow
 from app.kernel.context import active_context
-from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage
+from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage, NotHandedOver, Outcome
 from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import RELAY_BATCH_DURATION, RELAY_PUBLISHED
@@ -253,8 +255,8 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Claim a batch, publish it, mark what was published. Returns how many were handled.
 
-        A batch holds at most one event per entity (the oldest pending of each), so its
-        events go out concurrently without breaking any entity's order.
+        The bus takes the batch at once: different entities' events side by side, one
+        entity's in order (the in-process bus: each consumer's share in one transaction).
         """
         began = time.perf_counter()
         claimed = await self._claim()
@@ -263,19 +265,17 @@ class OutboxRelay:
         published: list[int] = []
         unavailable: BusUnavailable | None = None
         try:
-            outcomes = await asyncio.gather(*(self._publish(row) for row in claimed), return_exceptions=True)
-            refused: list[tuple[_Claimed, Exception]] = []
+            outcomes = await self._publish(claimed)
+            unavailable = next((o for o in outcomes if isinstance(o, BusUnavailable)), None)
+            held: set[str] = set()  # keys with an event not published: none of theirs after it
             for row, outcome in zip(claimed, outcomes, strict=True):
-                if outcome is None:
+                key = row.message.key
+                if outcome is None and key not in held:
                     published.append(row.id)
-                elif isinstance(outcome, BusUnavailable):
-                    unavailable = unavailable or outcome
-                elif isinstance(outcome, Exception):
-                    refused.append((row, outcome))
-                else:
-                    raise outcome
-            for row, error in refused:
-                await self._refused(row, error)
+                    continue
+                held.add(key)
+                if outcome is not None and not isinstance(outcome, BusUnavailable | NotHandedOver):
+                    await self._refused(row, outcome)
         finally:
             await self._settle(published, [r.id for r in claimed])
             RELAY_PUBLISHED.labels(self.module).inc(len(published))
@@ -284,49 +284,69 @@ class OutboxRelay:
             raise unavailable
         return len(claimed)
 
-    async def _publish(self, row: _Claimed) -> None:
-        crash_point("relay.before_publish")
-        message = row.message
-        with producer_span(message.event_type, message.event_id, self.module, message.trace_headers()):
-            trace = current_trace_headers()  # the consumer's span is a child of this one
-            message = msgspec.structs.replace(
-                message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
-            )
+    async def _publish(self, claimed: list[_Claimed]) -> list[Outcome]:
+        with contextlib.ExitStack() as spans:  # each a child of the work that wrote its event
+            messages = []
+            for row in claimed:
+                crash_point("relay.before_publish")  # (counted per event)
+                message = row.message
+                spans.enter_context(
+                    producer_span(message.event_type, message.event_id, self.module, message.trace_headers())
+                )
+                trace = current_trace_headers()  # the consumer's span is a child of this one
+                messages.append(
+                    msgspec.structs.replace(
+                        message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
+                    )
+                )
             try:
-                await asyncio.wait_for(
-                    self._bus.publish(message), timeout=self._settings.publish_timeout_seconds
+                outcomes = await asyncio.wait_for(
+                    self._bus.publish_batch(messages), timeout=self._settings.publish_timeout_seconds
                 )
             except (BusUnavailable, TimeoutError) as exc:
                 raise BusUnavailable(str(exc) or type(exc).__name__) from exc
-        crash_point("relay.after_publish")
+        for _ in claimed:
+            crash_point("relay.after_publish")
+        return [
+            BusUnavailable(str(o) or type(o).__name__) if isinstance(o, TimeoutError) else o for o in outcomes
+        ]
 
     async def _claim(self) -> list[_Claimed]:
+        """Mark up to ``relay_batch`` pending events as this relay's, oldest first.
+
+        An event is taken only with every earlier pending event of its key (one that waits
+        out a backoff, or that another relay holds, keeps the key's later ones back).
+        """
         now = self._clock()
-        earlier = outbox.alias("earlier")
-        heads = (
-            select(outbox.c.id)
+        candidates = (
+            select(outbox.c.id, outbox.c.key)
             .where(
                 outbox.c.status == PENDING,
                 outbox.c.available_at <= now,
                 or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-                ~exists().where(
-                    and_(
-                        earlier.c.key == outbox.c.key,
-                        earlier.c.id < outbox.c.id,
-                        earlier.c.status == PENDING,
-                    )
-                ),
             )
             .order_by(outbox.c.id)
             .limit(self._settings.relay_batch)
         )
         if self._database.dialect == "postgresql":
-            heads = heads.with_for_update(skip_locked=True)
+            candidates = candidates.with_for_update(skip_locked=True)
+        taken = candidates.cte("candidates")
+        earlier = outbox.alias("earlier")
+        claimable = select(taken.c.id).where(
+            ~exists().where(
+                and_(
+                    earlier.c.key == taken.c.key,
+                    earlier.c.id < taken.c.id,
+                    earlier.c.status == PENDING,
+                    earlier.c.id.not_in(select(taken.c.id)),
+                )
+            )
+        )
         lease = now + timedelta(seconds=self._settings.lease_seconds)
         async with self._database.transaction() as connection:
             rows = await connection.execute(
                 update(outbox)
-                .where(outbox.c.id.in_(heads.scalar_subquery()))
+                .where(outbox.c.id.in_(claimable.scalar_subquery()))
                 .values(claimed_by=self.owner, claimed_until=lease)
                 .returning(*_CLAIMED_COLUMNS)
             )
@@ -344,11 +364,14 @@ class OutboxRelay:
                     .where(outbox.c.id.in_(published), outbox.c.status == PENDING)
                     .values(status=PUBLISHED, published_at=self._clock(), claimed_by=None, claimed_until=None)
                 )
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(claimed), outbox.c.claimed_by == self.owner)
-                .values(claimed_by=None, claimed_until=None)
-            )
+            if len(published) < len(claimed):
+                kept = set(published)
+                released = [i for i in claimed if i not in kept]
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(released), outbox.c.claimed_by == self.owner)
+                    .values(claimed_by=None, claimed_until=None)
+                )
 
     async def _refused(self, row: _Claimed, error: Exception) -> None:
         attempts = row.attempts + 1

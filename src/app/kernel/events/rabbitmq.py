@@ -8,18 +8,19 @@ Names, all derived from ``EventSettings.namespace`` (see the helpers below):
   consumer's process first starts wait in its queue.
 
 Messages are persistent, published with publisher confirms; ``message_id`` is the event id and
-the other fields travel as headers. A consumer takes one message at a time (prefetch 1), so
-it sees its queue in order; a message its handler refused is held for
-``redelivery_delay_seconds`` and then requeued at its place in the queue: per-key order
-survives failures.
+the other fields travel as headers. A consumer has up to ``consume_batch`` messages in hand
+(its prefetch) and hands what has arrived to its handler as one batch, in queue order; a
+message its handler refused is kept, with the ones behind it, and tried again after
+``redelivery_delay_seconds``: per-key order survives failures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
@@ -36,7 +37,14 @@ from aio_pika.abc import (
 from yarl import URL
 
 from app.kernel.config import EventSettings
-from app.kernel.events.bus import BusUnavailable, EventMessage, Handler
+from app.kernel.events.bus import (
+    BusUnavailable,
+    EventMessage,
+    Handler,
+    Outcome,
+    apply_in_order,
+    publish_in_key_order,
+)
 
 __all__ = ("RabbitBus", "exchange_name", "queue_name")
 
@@ -79,7 +87,10 @@ class _Consumer:
     channel: AbstractRobustChannel
     queue: AbstractRobustQueue
     tag: ConsumerTag | None = None
-    running: set[asyncio.Task[object]] = field(default_factory=set)
+    arrived: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    worker: asyncio.Task[None] | None = None
+    busy: bool = False  # in the middle of a batch
+    closing: bool = False
 
 
 class RabbitBus:
@@ -173,6 +184,9 @@ class RabbitBus:
                 f"{message.event_id} within {self._timeout}s: {exc!r}"
             ) from exc
 
+    async def publish_batch(self, messages: Sequence[EventMessage]) -> list[Outcome]:
+        return await publish_in_key_order(self.publish, messages)
+
     async def subscribe(self, consumer: str, event_types: Collection[str], handler: Handler) -> None:
         if consumer in self._consumers:
             raise ValueError(f"consumer {consumer!r} is already subscribed")
@@ -181,20 +195,26 @@ class RabbitBus:
             return
         connection = self._require()
         channel: AbstractRobustChannel | None = None
+        state: _Consumer | None = None
         try:
             async with asyncio.timeout(self._timeout * 2):
                 channel = await connection.channel(publisher_confirms=False)
-                await channel.set_qos(prefetch_count=1)
+                await channel.set_qos(prefetch_count=self._settings.consume_batch)
                 exchange = await self._declare_exchange(channel)
                 # Normally declare() made it; a consumer started on its own still gets its queue.
                 queue = await self._declare_queue(channel, exchange, consumer, wanted)
                 state = _Consumer(channel=channel, queue=queue)
+                state.worker = asyncio.create_task(
+                    self._work(consumer, wanted, handler, state), name=f"rabbitmq-consumer:{consumer}"
+                )
 
                 async def on_message(incoming: AbstractIncomingMessage) -> None:
-                    await self._deliver(consumer, wanted, handler, incoming, state)
+                    state.arrived.put_nowait(incoming)
 
                 state.tag = await queue.consume(on_message, no_ack=False)
         except BaseException as exc:
+            if state is not None and state.worker is not None:
+                state.worker.cancel()
             if channel is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(channel.close(), timeout=CLOSE_SECONDS)
@@ -213,9 +233,15 @@ class RabbitBus:
             cancels = [state.queue.cancel(state.tag) for state in consumers if state.tag is not None]
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*cancels, return_exceptions=True), CLOSE_SECONDS)
-        # Let handlers finish the message in hand (cancelling one mid-transaction leaves its
-        # database connection half-closed); cancel only those that outlast the grace.
-        running = [task for state in consumers for task in state.running]
+        # Let handlers finish the batch in hand (cancelling one mid-transaction leaves its
+        # database connection half-closed); cancel the idle ones, and those that outlast the grace.
+        running = []
+        for state in consumers:
+            state.closing = True
+            if state.worker is not None:
+                running.append(state.worker)
+                if not state.busy:
+                    state.worker.cancel()
         if running:
             _, late = await asyncio.wait(running, timeout=CLOSE_SECONDS)
             for task in late:
@@ -260,45 +286,57 @@ class RabbitBus:
 
     # -- delivery -------------------------------------------------------------------------
 
+    async def _work(
+        self, consumer: str, event_types: frozenset[str], handler: Handler, state: _Consumer
+    ) -> None:
+        """Hand what has arrived to the handler, a batch at a time, until closed."""
+        while not state.closing:
+            batch = [await state.arrived.get()]
+            while len(batch) < self._settings.consume_batch and not state.arrived.empty():
+                batch.append(state.arrived.get_nowait())
+            state.busy = True
+            try:
+                await self._deliver(consumer, event_types, handler, batch, state)
+            finally:
+                state.busy = False
+
     async def _deliver(
         self,
         consumer: str,
         event_types: frozenset[str],
         handler: Handler,
-        incoming: AbstractIncomingMessage,
+        batch: list[AbstractIncomingMessage],
         state: _Consumer,
     ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            state.running.add(task)
-        try:
+        held: list[tuple[AbstractIncomingMessage, EventMessage]] = []
+        for incoming in batch:
             try:
                 message = _to_message(incoming)
             except ValueError as exc:
                 log.error("consumer %s dropped an unreadable message: %s", consumer, exc)
                 await _settle(consumer, "reject", incoming.reject(requeue=False))
-                return
+                continue
             if message.event_type not in event_types:
                 await _settle(consumer, "ack", incoming.ack())  # an old binding's type
-                return
-            try:
-                await handler(message)
-            except Exception:
-                delay = self._settings.redelivery_delay_seconds
-                log.exception(
-                    "consumer %s failed on %s %s; redelivery in %ss",
-                    consumer,
-                    message.event_type,
-                    message.event_id,
-                    delay,
-                )
-                await asyncio.sleep(delay)  # prefetch 1: the queue waits with it
-                await _settle(consumer, "nack", incoming.nack(requeue=True))
-            else:
-                await _settle(consumer, "ack", incoming.ack())
+                continue
+            held.append((incoming, message))
+        try:
+            await apply_in_order(
+                consumer,
+                handler,
+                held,
+                acknowledge=functools.partial(_acknowledge, consumer),
+                retry_after=self._settings.redelivery_delay_seconds,
+                stopping=lambda: state.closing,
+            )
         finally:
-            if task is not None:
-                state.running.discard(task)
+            for incoming, _ in held:  # closing: back to the queue, at their place
+                await _settle(consumer, "nack", incoming.nack(requeue=True))
+
+
+async def _acknowledge(consumer: str, applied: list[AbstractIncomingMessage]) -> None:
+    """One ack for the batch: the last one's, with ``multiple``, covers those before it."""
+    await _settle(consumer, "ack", applied[-1].ack(multiple=True))
 
 
 def _text(value: object) -> str | None:

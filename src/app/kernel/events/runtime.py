@@ -155,7 +155,7 @@ class EventRuntime:
                 await self.bus.connect()
                 await self.bus.declare(self._declared)
                 for consumer in self.consumers:
-                    await self.bus.subscribe(consumer.module, consumer.event_types, consumer.deliver)
+                    await self.bus.subscribe(consumer.module, consumer.event_types, consumer.deliver_all)
                 self._subscribed = True
                 return
             except BusUnavailable as exc:
