@@ -202,7 +202,7 @@ async def test_the_trace_of_the_writing_request_goes_on_in_the_consumer(database
 
     seen: list[tuple[CallContext, dict[str, str]]] = []
 
-    async def handle(event: Pinged, unit: UnitOfWork) -> None:
+    async def handle(events: Sequence[Pinged], unit: UnitOfWork) -> None:
         seen.append((current_context(), trace_ids()))
 
     consumer = EventConsumer(
@@ -218,11 +218,14 @@ async def test_the_trace_of_the_writing_request_goes_on_in_the_consumer(database
 
 async def test_a_consumer_applies_a_batch_in_one_go_or_says_how_far_it_got(database: Database) -> None:
     applied: list[int] = []
+    runs: list[int] = []
 
-    async def handle(event: Pinged, unit: UnitOfWork) -> None:
-        if event.n == 3:
-            raise ValueError("no threes")
-        applied.append(event.n)
+    async def handle(events: Sequence[Pinged], unit: UnitOfWork) -> None:
+        runs.append(len(events))
+        for event in events:
+            if event.n == 3:
+                raise ValueError("no threes")
+            applied.append(event.n)
 
     consumer = EventConsumer(
         module="events_test",
@@ -236,6 +239,7 @@ async def test_a_consumer_applies_a_batch_in_one_go_or_says_how_far_it_got(datab
 
     await consumer.deliver_all([one, two, four, one])  # one batch; a repeat inside it counts once
     assert applied == [1, 2, 4]
+    assert runs == [3]  # one handler call for the run of one type
     with pytest.raises(PartlyHandled) as refused:
         await consumer.deliver_all([two, five, three, five])
     assert refused.value.handled == 2  # two (already handled) and five applied; three was not

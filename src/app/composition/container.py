@@ -367,7 +367,7 @@ def _event_runtime(
 
 
 def _handler(composed: ComposedModule, method: EventHandler) -> Any:
-    """``method`` of the module's handlers, called with the event and the inbox's unit of work.
+    """``method`` of the module's handlers, called with a run of events and the inbox's unit of work.
 
     Checked now, not at the first delivery: it must be a method of the class ``handlers`` makes.
     """
@@ -378,7 +378,7 @@ def _handler(composed: ComposedModule, method: EventHandler) -> Any:
             f"module {composed.name}: {method.__qualname__} is not a method of its handlers ({made!r})"
         )
 
-    async def handle(event: Any, unit: Any) -> None:
-        await method(handlers(), event, unit)
+    async def handle(events: Sequence[Any], unit: Any) -> None:
+        await method(handlers(), events, unit)
 
     return handle

@@ -18,8 +18,10 @@ __all__ = ("API_PREFIX", "EventHandler", "Module", "ModuleCommands")
 # Every module's public routes are mounted under this prefix.
 API_PREFIX = "/api/v1"
 
-# A method of the class a module's ``handlers`` provider makes: (self, event, unit of work).
-EventHandler = Callable[[Any, Any, Any], Awaitable[None]]
+# A method of the class a module's ``handlers`` provider makes: (self, events, unit of work).
+# It gets a run of consecutive events of its type from one delivered batch, in their order,
+# and applies them in the unit of work that records them in the module's inbox.
+EventHandler = Callable[[Any, Sequence[Any], Any], Awaitable[None]]
 
 T = TypeVar("T")
 

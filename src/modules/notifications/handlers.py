@@ -1,12 +1,14 @@
-"""Consumers of the tasks module's events: each turns one event into the notifications it deserves.
+"""Consumers of the tasks module's events: each event becomes the notifications it deserves.
 
-The kernel calls each method once per event, with the unit of work in which it records the
-event in this module's inbox: the notifications and the inbox row commit together, and
-raising gets the event redelivered.
+The kernel calls each method with a run of consecutive events of its type (one, when they
+come one at a time), in order, and the unit of work in which it records them in this
+module's inbox: the notifications and the inbox rows commit together, and raising gets the
+events redelivered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from contracts.tasks import TaskAssigned, TaskStatusChanged
@@ -25,8 +27,12 @@ class NotificationHandlers:
     def __init__(self, *, service: NotificationsService) -> None:
         self._service = service
 
-    async def on_task_assigned(self, event: TaskAssigned, unit: NotificationsUnit) -> None:
-        await self._service.deliver(notifications_of_assignment(event), unit=unit)
+    async def on_task_assigned(self, events: Sequence[TaskAssigned], unit: NotificationsUnit) -> None:
+        found = [n for event in events for n in notifications_of_assignment(event)]
+        await self._service.deliver(found, unit=unit)  # one insert for the run
 
-    async def on_task_status_changed(self, event: TaskStatusChanged, unit: NotificationsUnit) -> None:
-        await self._service.deliver(notifications_of_status_change(event), unit=unit)
+    async def on_task_status_changed(
+        self, events: Sequence[TaskStatusChanged], unit: NotificationsUnit
+    ) -> None:
+        found = [n for event in events for n in notifications_of_status_change(event)]
+        await self._service.deliver(found, unit=unit)

@@ -6,6 +6,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from contracts.identity import UserDeactivated, UserProfileChanged, UserReactivated
     from modules.tasks.profiles import Profiles
     from modules.tasks.repository import TasksUnit
@@ -23,12 +25,16 @@ class TasksHandlers:
         self._tasks = tasks
         self._profiles = profiles
 
-    async def on_user_deactivated(self, event: UserDeactivated, unit: TasksUnit) -> None:
+    async def on_user_deactivated(self, events: Sequence[UserDeactivated], unit: TasksUnit) -> None:
         """A deactivated user takes no work: their open tasks go back to their owners, unassigned."""
-        released = await self._tasks.unassign_user(event.user_id, unit=unit)
-        self._profiles.forget(event.user_id)
-        log.info("unassigned %d open tasks of deactivated user %s", released, event.user_id)
+        for event in events:
+            released = await self._tasks.unassign_user(event.user_id, unit=unit)
+            self._profiles.forget(event.user_id)
+            log.info("unassigned %d open tasks of deactivated user %s", released, event.user_id)
 
-    async def on_user_changed(self, event: UserProfileChanged | UserReactivated, unit: TasksUnit) -> None:
+    async def on_user_changed(
+        self, events: Sequence[UserProfileChanged | UserReactivated], unit: TasksUnit
+    ) -> None:
         """What task views show of the user is asked of identity again."""
-        self._profiles.forget(event.user_id)
+        for event in events:
+            self._profiles.forget(event.user_id)

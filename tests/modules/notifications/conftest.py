@@ -51,7 +51,7 @@ async def deliver(composition: Composition, *events: IntegrationEvent) -> None:
     for event in events:
         handler = composed.module.consumes[type(event)]
         async with composed.container.units().write() as unit:
-            await handler(handlers, event, unit)
+            await handler(handlers, [event], unit)
 
 
 async def rows_caused_by(composition: Composition, event_id: UUID) -> int:

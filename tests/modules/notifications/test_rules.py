@@ -101,7 +101,7 @@ class TestDelivery:
         event = assigned(assignee=uuid.uuid4(), by=uuid.uuid4())
         with pytest.raises(RuntimeError, match="inbox write failed"):
             async with notifications.container.units().write() as unit:
-                await notifications.container.handlers().on_task_assigned(event, unit)
+                await notifications.container.handlers().on_task_assigned([event], unit)
                 raise RuntimeError("inbox write failed")
         assert await rows_caused_by(composed, event.event_id) == 0
 
@@ -112,7 +112,7 @@ class TestDelivery:
         event = assigned(assignee=uuid.uuid4(), by=uuid.uuid4())
         with pytest.raises(RuntimeError):
             async with notifications.container.units().write() as unit:
-                await notifications.container.handlers().on_task_assigned(event, unit)
+                await notifications.container.handlers().on_task_assigned([event], unit)
                 raise RuntimeError("crashed before commit")
         await deliver(composed, event)
         assert await rows_caused_by(composed, event.event_id) == 1

@@ -10,6 +10,8 @@ not weeks.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,7 +27,7 @@ from app.kernel.events.bus import EventMessage, PartlyHandled
 from app.kernel.events.tables import inbox
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import EVENT_HANDLING_DELAY, INBOX_EVENTS
-from app.kernel.telemetry.tracing import consumer_span
+from app.kernel.telemetry.tracing import consumer_span, continue_trace, tracing_provider
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ class Subscription(msgspec.Struct, frozen=True):
     """One event type a consumer takes, and the handler that applies it in a unit of work."""
 
     event_class: type[IntegrationEvent]
-    handler: Callable[[Any, Any], Awaitable[None]]  # (event, the inbox's unit of work)
+    # (a run of consecutive events of the type, in order; the inbox's unit of work)
+    handler: Callable[[Sequence[Any], Any], Awaitable[None]]
 
 
 class EventConsumer:
@@ -121,16 +124,8 @@ class EventConsumer:
                         for message, _, event_id in fresh
                     ],
                 )
-            for message, subscription, _ in fresh:
-                event = self._decoders[message.event_type].decode(message.payload)
-                context = CallContext(correlation_id=message.correlation_id or new_correlation_id())
-                trace = message.trace_headers()  # the writer's trace goes on: a child of the publish span
-                with (
-                    call_context(context),
-                    consumer_span(message.event_type, message.event_id, self.module, trace),
-                ):
-                    await subscription.handler(event, unit)  # its effect commits with the inbox row
-                applied.append((message, event))
+            for run in _runs(fresh):
+                applied += await self._handle(run, unit)  # its effects commit with the inbox rows
         crash_point("inbox.after_commit")
         for message in duplicates:
             log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
@@ -141,9 +136,34 @@ class EventConsumer:
             delay = (now - event.occurred_at).total_seconds()
             EVENT_HANDLING_DELAY.labels(self.module).observe(max(0.0, delay))
 
+    async def _handle(
+        self, run: list[tuple[EventMessage, Subscription, uuid.UUID]], unit: UnitOfWork
+    ) -> list[tuple[EventMessage, IntegrationEvent]]:
+        """One handler call for a run of one type: in the first event's call context, each event's span."""
+        first, subscription, _ = run[0]
+        decoder = self._decoders[first.event_type]
+        events = [(message, decoder.decode(message.payload)) for message, _, _ in run]
+        context = CallContext(correlation_id=first.correlation_id or new_correlation_id())
+        with call_context(context), contextlib.ExitStack() as spans:
+            if tracing_provider() is None:  # no span is recorded: logs still name the writer's trace
+                spans.enter_context(continue_trace(first.trace_headers()))
+            else:  # the writer's trace goes on: each event's span a child of its publish span
+                module = self.module
+                for m, _ in events:
+                    spans.enter_context(consumer_span(m.event_type, m.event_id, module, m.trace_headers()))
+            await subscription.handler([event for _, event in events], unit)
+        return events
+
     async def prune(self, retention: timedelta, *, now: datetime | None = None) -> int:
         """Forget events handled longer than ``retention`` ago; how many there were."""
         cutoff = (now or utcnow()) - retention
         async with self._units.write() as unit:
             handled = await unit.connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff))
         return int(handled.rowcount or 0)
+
+
+def _runs(
+    fresh: list[tuple[EventMessage, Subscription, uuid.UUID]],
+) -> list[list[tuple[EventMessage, Subscription, uuid.UUID]]]:
+    """Consecutive events of one type, together: a handler applies each run in one call."""
+    return [list(run) for _, run in itertools.groupby(fresh, key=lambda entry: entry[0].event_type)]

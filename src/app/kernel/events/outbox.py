@@ -44,7 +44,7 @@ from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage, NotHan
 from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import RELAY_BATCH_DURATION, RELAY_PUBLISHED
-from app.kernel.telemetry.tracing import current_trace_headers, producer_span
+from app.kernel.telemetry.tracing import current_trace_headers, producer_span, tracing_provider
 from contracts import IntegrationEvent
 
 if TYPE_CHECKING:
@@ -285,20 +285,13 @@ class OutboxRelay:
         return len(claimed)
 
     async def _publish(self, claimed: list[_Claimed]) -> list[Outcome]:
-        with contextlib.ExitStack() as spans:  # each a child of the work that wrote its event
-            messages = []
-            for row in claimed:
-                crash_point("relay.before_publish")  # (counted per event)
-                message = row.message
-                spans.enter_context(
-                    producer_span(message.event_type, message.event_id, self.module, message.trace_headers())
-                )
-                trace = current_trace_headers()  # the consumer's span is a child of this one
-                messages.append(
-                    msgspec.structs.replace(
-                        message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
-                    )
-                )
+        for _ in claimed:
+            crash_point("relay.before_publish")  # (counted per event)
+        with contextlib.ExitStack() as spans:
+            if tracing_provider() is None:  # no span is recorded: the writer's trace context goes on
+                messages = [row.message for row in claimed]
+            else:
+                messages = [self._in_span(row.message, spans) for row in claimed]
             try:
                 outcomes = await asyncio.wait_for(
                     self._bus.publish_batch(messages), timeout=self._settings.publish_timeout_seconds
@@ -310,6 +303,16 @@ class OutboxRelay:
         return [
             BusUnavailable(str(o) or type(o).__name__) if isinstance(o, TimeoutError) else o for o in outcomes
         ]
+
+    def _in_span(self, message: EventMessage, spans: contextlib.ExitStack) -> EventMessage:
+        """``message`` under a publish span of its own, open in ``spans``: a child of its writer's."""
+        spans.enter_context(
+            producer_span(message.event_type, message.event_id, self.module, message.trace_headers())
+        )
+        trace = current_trace_headers()  # the consumer's span is a child of this one
+        return msgspec.structs.replace(
+            message, traceparent=trace.get("traceparent"), tracestate=trace.get("tracestate")
+        )
 
     async def _claim(self) -> list[_Claimed]:
         """Mark up to ``relay_batch`` pending events as this relay's, oldest first.
