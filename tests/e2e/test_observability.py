@@ -86,7 +86,8 @@ def test_prometheus_scrapes_the_monolith_with_two_workers_and_each_request_is_lo
             _equals(prom, 'sum(tessera_inbox_events_total{consumer="notifications",outcome="handled"})', 1)
             _equals(prom, 'max(tessera_outbox_events{module="tasks",status="pending"})', 0)
             _equals(prom, "count(process_resident_memory_bytes)", 2)  # one series per worker
-            _equals(prom, 'sum(tessera_db_pool_size{module="tasks"})', 2 * 16)  # database.pool_size each
+            # Each worker: database.pool_size readers on the SQLite file, plus two for its writes.
+            _equals(prom, 'sum(tessera_db_pool_size{module="tasks"})', 2 * (16 + 2))
     reads_logged = [r for r in _request_lines(log) if r["route"] == TASK_ROUTE and r["method"] == "GET"]
     assert sorted(r["correlation_id"] for r in reads_logged) == sorted(f"read-{n}" for n in range(READS))
     # Tracing is off here: each line carries the trace its caller passed in (traceparent).

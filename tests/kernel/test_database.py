@@ -243,6 +243,23 @@ async def test_postgres_migrations_go_down_and_up_again(postgres_settings: Setti
         await composition.aclose()
 
 
+async def test_a_sqlite_file_holds_one_writer_and_a_scan_beside_its_readers_and_says_so(
+    settings: Settings,
+) -> None:
+    from prometheus_client import REGISTRY
+    from sqlalchemy.engine import make_url
+
+    path = Path(settings.data_dir) / "pools.db"
+    database = Database(module="pools", url=make_url(f"sqlite+aiosqlite:///{path}"), pool_size=16)
+    try:
+        # Writes queue for one connection; 14 more writer threads would only idle.
+        assert database.engine.pool.size() == 2  # type: ignore[attr-defined]
+        assert database.connections == 18
+        assert REGISTRY.get_sample_value("tessera_db_pool_size", {"module": "pools"}) == 18
+    finally:
+        await database.dispose()
+
+
 async def test_a_unit_of_work_that_cannot_get_a_connection_in_time_is_unavailable(settings: Settings) -> None:
     from sqlalchemy.engine import make_url
 

@@ -88,6 +88,9 @@ def pool_sizes(settings: Settings, modules: Sequence[str], *, processes: int) ->
     return {m: min(cap, share) if m in on_server else cap for m in modules}
 
 
+SQLITE_WRITE_CONNECTIONS = 2  # a SQLite file's writer, and one whole-table read beside it
+
+
 class Database:
     """One module's database.
 
@@ -108,7 +111,7 @@ class Database:
     :class:`~contracts.DependencyUnavailable` (503 with ``Retry-After`` at the edge).
     """
 
-    __slots__ = ("_reads", "_writer", "engine", "module", "pool_size", "schema", "url")
+    __slots__ = ("_reads", "_writer", "connections", "engine", "module", "pool_size", "schema", "url")
 
     def __init__(
         self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5, pool_timeout: float = 30.0
@@ -117,15 +120,20 @@ class Database:
         self.url = url
         self.pool_size = pool_size
         self.schema = module if url.get_backend_name() == "postgresql" else None
+        on_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        writers = min(pool_size, SQLITE_WRITE_CONNECTIONS) if on_file else pool_size
+        # The most connections the module holds: its pool, or on a SQLite file its two pools.
+        self.connections = writers + pool_size if on_file else pool_size
         self.engine = _create_engine(
             url,
             schema=self.schema,
             echo=echo,
-            pool_size=pool_size,
+            # A SQLite file's writes take one connection at a time (the lock below), and a
+            # whole-table read one more beside it: more would be idle aiosqlite threads.
+            pool_size=writers,
             pool_timeout=pool_timeout,
             application_name=f"tessera:{module}",
         )
-        on_file = self.dialect == "sqlite" and url.database not in (None, "", ":memory:")
         self._reads = (
             _inline_reader(url, echo=echo, pool_size=pool_size, pool_timeout=pool_timeout)
             if on_file
@@ -134,7 +142,7 @@ class Database:
         # SQLite has one writer at a time; writers queue here, in the event loop, instead
         # of spinning in SQLite's busy handler while holding a connection.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
-        DB_POOL_SIZE.labels(module).set(pool_size)
+        DB_POOL_SIZE.labels(module).set(self.connections)
         in_use = DB_POOL_IN_USE.labels(module)
         for engine in {self.engine, self._reads}:
             trace_queries(engine.sync_engine)
