@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Callable
@@ -116,7 +117,14 @@ def serve_app() -> Litestar:
             'set throttle.store = "redis" to share the counts',
             settings.server.workers,
         )
-    return create_app(compose(settings, group=group))
+    app = create_app(compose(settings, group=group))
+    # What start-up made (modules, routes, compiled statements, the API document) lives as
+    # long as the worker: out of the collector's sight, a full collection under load walks
+    # only what requests make. p99 of GET one task at 64 clients 151 -> 74-109 ms, the list
+    # 237-251 -> 150-229 ms (SQLite, one worker, interleaved runs).
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def _published_keys_route(composition: Composition) -> list[HTTPRouteHandler]:
