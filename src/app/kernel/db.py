@@ -111,7 +111,19 @@ class Database:
     :class:`~contracts.DependencyUnavailable` (503 with ``Retry-After`` at the edge).
     """
 
-    __slots__ = ("_reads", "_writer", "connections", "engine", "module", "pool_size", "schema", "url")
+    __slots__ = (
+        "_queue",
+        "_reads",
+        "_timeout",
+        "_writer",
+        "connections",
+        "engine",
+        "module",
+        "pool_size",
+        "schema",
+        "url",
+        "waiting",
+    )
 
     def __init__(
         self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5, pool_timeout: float = 30.0
@@ -142,6 +154,13 @@ class Database:
         # SQLite has one writer at a time; writers queue here, in the event loop, instead
         # of spinning in SQLite's busy handler while holding a connection.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        # On a server, units of work wait for a connection first come, first served.
+        # SQLAlchemy's asyncio pool lets a newcomer take a connection handed back while
+        # the waiter woken for it is still on its way, and that waiter queues again at the
+        # back: 64 requests on 16 connections had a p99 25 times their median.
+        self._queue = asyncio.Semaphore(pool_size) if self.dialect == "postgresql" else None
+        self._timeout = pool_timeout
+        self.waiting = 0  # units of work waiting for a connection now (on a server)
         DB_POOL_SIZE.labels(module).set(self.connections)
         in_use = DB_POOL_IN_USE.labels(module)
         for engine in {self.engine, self._reads}:
@@ -230,17 +249,39 @@ class Database:
     @asynccontextmanager
     async def _connect(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         """A pooled connection, or DependencyUnavailable when none comes in time."""
+        if self._queue is None:
+            async with self._pooled(engine) as connection:
+                yield connection
+            return
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._queue.acquire(), self._timeout)
+        except TimeoutError as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            self.waiting -= 1
+        try:
+            async with self._pooled(engine) as connection:
+                yield connection
+        finally:
+            self._queue.release()
+
+    @asynccontextmanager
+    async def _pooled(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         try:
             connection = await engine.connect()
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
-            if isinstance(exc, sa_exc.TimeoutError):
-                DB_POOL_TIMEOUTS.labels(self.module).inc()
-            log.warning("%s database: no connection (%s)", self.module, type(exc).__name__)
-            raise DependencyUnavailable(f"the {self.module} database is busy or unreachable") from exc
+            raise self._unavailable(exc) from exc
         try:
             yield connection
         finally:
             await connection.close()
+
+    def _unavailable(self, exc: BaseException) -> DependencyUnavailable:
+        if isinstance(exc, sa_exc.TimeoutError | TimeoutError):
+            DB_POOL_TIMEOUTS.labels(self.module).inc()
+        log.warning("%s database: no connection (%s)", self.module, type(exc).__name__)
+        return DependencyUnavailable(f"the {self.module} database is busy or unreachable")
 
     async def server_connection_limit(self) -> int | None:
         """How many connections the server accepts from ordinary roles; None for a SQLite file."""
