@@ -3,9 +3,9 @@
 The bus delivers at least once, in batches. :class:`EventConsumer` records each event id
 in the ``inbox`` table of the consuming module's database in the same transaction as the
 handlers' effects (one transaction per batch): a redelivered event finds its id there and
-is acknowledged without running the handler again; a handler that raises rolls both back, and the event comes
-again. Entries older than the retention are pruned: a broker redelivers within minutes,
-not weeks.
+is acknowledged without running the handler again; a handler that raises rolls both back,
+and the event comes again. Entries older than the retention are pruned: a broker
+redelivers within minutes, not weeks.
 """
 
 from __future__ import annotations

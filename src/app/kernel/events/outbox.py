@@ -300,9 +300,7 @@ class OutboxRelay:
                 raise BusUnavailable(str(exc) or type(exc).__name__) from exc
         for _ in claimed:
             crash_point("relay.after_publish")
-        return [
-            BusUnavailable(str(o) or type(o).__name__) if isinstance(o, TimeoutError) else o for o in outcomes
-        ]
+        return outcomes
 
     def _in_span(self, message: EventMessage, spans: contextlib.ExitStack) -> EventMessage:
         """``message`` under a publish span of its own, open in ``spans``: a child of its writer's."""
