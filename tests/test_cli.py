@@ -15,6 +15,7 @@ from app.composition.catalog import MODULES
 from app.composition.cli import main
 from app.composition.container import compose
 from contracts.identity import IDENTITY
+from contracts.tasks import TASKS
 from tests.conftest import SIGNING_KEY
 
 
@@ -34,11 +35,17 @@ def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:
     assert "identity: at identity_0004" in first.output
     assert "tasks: at tasks_0003" in first.output
     assert "notifications: at notifications_0002" in first.output
+    assert "activity: at activity_0001" in first.output
     assert runner.invoke(main, ["db", "upgrade", "--module", "identity"]).exit_code == 0
     current = runner.invoke(main, ["db", "current"])
     assert current.exit_code == 0
     assert "identity: identity_0004  up to date" in current.output
-    assert sorted(p.name for p in env.glob("*.db")) == ["identity.db", "notifications.db", "tasks.db"]
+    assert sorted(p.name for p in env.glob("*.db")) == [
+        "activity.db",
+        "identity.db",
+        "notifications.db",
+        "tasks.db",
+    ]
 
 
 def test_db_current_shows_an_empty_database_as_behind(env: Path) -> None:
@@ -107,12 +114,14 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0].split() == ["module", "provides", "requires", "runs", "in", "summary"]
     assert lines[1].split()[:6] == ["identity", "identity", IDENTITY.version, "-", "this", "process"]
-    assert lines[2].split()[:6] == ["tasks", "tasks", "2.0", "identity", "this", "process"]
+    assert lines[2].split()[:6] == ["tasks", "tasks", TASKS.version, "identity", "this", "process"]
     assert lines[3].split()[:6] == ["notifications", "notifications", "1.0", "-", "this", "process"]
+    assert lines[4].split()[:5] == ["activity", "activity", "1.0", "tasks,", "identity"]
     assert f"tasks -->|identity {IDENTITY.version}| identity" in result.output
     # event edges: publisher -. event .-> consumer
     assert "identity -.->|UserDeactivated| tasks" in result.output
     assert "tasks -.->|TaskAssigned| notifications" in result.output
+    assert "tasks -.->|TaskEdited| activity" in result.output
     assert "```mermaid" in result.output
     assert "graph LR" in result.output
 
@@ -244,6 +253,6 @@ def test_a_budget_too_small_for_the_workers_is_refused_naming_the_key(
     result = CliRunner().invoke(main, ["serve", "--workers", "2"])
     assert result.exit_code == 1
     assert (
-        "database.max_connections: 4 cannot give a connection to each of 3 modules in 2 processes"
+        "database.max_connections: 4 cannot give a connection to each of 4 modules in 2 processes"
         in result.output
     )

@@ -14,6 +14,7 @@ __all__ = (
     "DISPLAY_NAME_MAX",
     "EMAIL_MAX",
     "IDENTITY",
+    "AdministratorGranted",
     "EmailAlreadyRegistered",
     "IdentityApi",
     "InvalidCredentials",
@@ -106,6 +107,11 @@ class IdentityApi(Protocol):
         ...
 
     @idempotent
+    async def require_administrator(self, user_id: UUID) -> UserProfile:
+        """The profile of an active administrator; raises NotPermittedOnUser otherwise (contract 1.4)."""
+        ...
+
+    @idempotent
     async def session_revocations(self, since: AwareDateTime) -> list[SessionRevocation]:
         """Users whose earlier access tokens were voided after ``since``, oldest first.
 
@@ -153,9 +159,20 @@ class UserReactivated(IntegrationEvent, frozen=True, kw_only=True, tag="identity
     reactivated_by: UUID
 
 
+class AdministratorGranted(
+    IntegrationEvent, frozen=True, kw_only=True, tag="identity.AdministratorGranted.v1"
+):
+    """The user became an administrator (contract 1.4). ``granted_by`` None: the command line."""
+
+    key_field = "user_id"
+
+    user_id: UUID
+    granted_by: UUID | None
+
+
 IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
-    version="1.3",
+    version="1.4",  # 1.4: require_administrator, AdministratorGranted
     api=IdentityApi,
     errors=(
         UserNotFound,
@@ -165,5 +182,5 @@ IDENTITY: Contract[IdentityApi] = Contract(
         InvalidRefreshToken,
         NotPermittedOnUser,
     ),
-    events=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated),
+    events=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated, AdministratorGranted),
 )

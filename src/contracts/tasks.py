@@ -41,6 +41,8 @@ __all__ = (
     "TaskAssigned",
     "TaskCreated",
     "TaskDeleted",
+    "TaskEdited",
+    "TaskFields",
     "TaskNotFound",
     "TaskPage",
     "TaskQuery",
@@ -165,10 +167,21 @@ class TasksApi(Protocol):
 
 
 class TaskCreated(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskCreated.v1"):
+    """A task came to be, created by its owner, with every field it was created with.
+
+    Contract 2.1 added the fields after ``title``; events published before have none of
+    them and decode with the defaults, which are what a task was created with then.
+    """
+
     task_id: UUID
     owner_id: UUID
     assignee_id: UUID | None
     title: str
+    description: str = ""
+    status: TaskStatus = TaskStatus.TODO
+    priority: Priority = Priority.NORMAL
+    due_at: datetime | None = None
+    labels: list[str] = msgspec.field(default_factory=list)
 
     key_field = "task_id"
 
@@ -202,17 +215,48 @@ class TaskStatusChanged(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.
 
 
 class TaskDeleted(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskDeleted.v1"):
+    """The task is gone. ``deleted_by`` (contract 2.1; None in earlier events): who deleted it."""
+
     key_field = "task_id"
 
     task_id: UUID
     owner_id: UUID
     assignee_id: UUID | None
+    deleted_by: UUID | None = None
+
+
+class TaskFields(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Some of a task's editable fields: those left out (``UNSET``) are not part of the change."""
+
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    due_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    labels: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class TaskEdited(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskEdited.v1"):
+    """Someone changed a task's title, description, priority, due date or labels (contract 2.1).
+
+    ``before`` and ``after`` hold the same fields: exactly those that changed, old and new.
+    The assignee and the status have events of their own.
+    """
+
+    key_field = "task_id"
+
+    task_id: UUID
+    owner_id: UUID
+    assignee_id: UUID | None
+    edited_by: UUID
+    title: str  # the title now, changed or not
+    before: TaskFields
+    after: TaskFields
 
 
 TASKS: Contract[TasksApi] = Contract(
     name="tasks",
-    version="2.0",
+    version="2.1",  # 2.1: TaskCreated's fields, TaskDeleted.deleted_by, TaskEdited
     api=TasksApi,
     errors=(TaskNotFound, InvalidTransition, NotPermittedOnTask, VersionMismatch, IdempotencyKeyReused),
-    events=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskDeleted),
+    events=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskEdited, TaskDeleted),
 )

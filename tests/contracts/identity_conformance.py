@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from app.kernel.clock import utcnow
-from contracts.identity import IdentityApi, UserInactive, UserNotFound, UserProfile
+from contracts.identity import IdentityApi, NotPermittedOnUser, UserInactive, UserNotFound, UserProfile
 
 
 class IdentityTarget(Protocol):
@@ -23,6 +23,8 @@ class IdentityTarget(Protocol):
     async def given_user(self, display_name: str, *, active: bool = True) -> UUID: ...
 
     async def deactivate(self, user_id: UUID) -> None: ...
+
+    async def make_admin(self, user_id: UUID) -> None: ...
 
 
 class IdentityApiConformance:
@@ -47,6 +49,23 @@ class IdentityApiConformance:
 
     async def test_get_users_of_nothing_is_nothing(self, target: IdentityTarget) -> None:
         assert await target.api.get_users([]) == []
+
+    async def test_require_administrator_returns_an_administrator(self, target: IdentityTarget) -> None:
+        admin = await target.given_user("Root")
+        await target.make_admin(admin)
+        assert (await target.api.require_administrator(admin)).id == admin
+
+    @pytest.mark.parametrize("who", ["a user", "a deactivated administrator", "nobody"])
+    async def test_require_administrator_refuses_everyone_else(
+        self, target: IdentityTarget, who: str
+    ) -> None:
+        user_id = uuid.uuid4() if who == "nobody" else await target.given_user("Someone")
+        if who == "a deactivated administrator":
+            await target.make_admin(user_id)
+            await target.deactivate(user_id)
+        with pytest.raises(NotPermittedOnUser) as raised:
+            await target.api.require_administrator(user_id)
+        assert raised.value.status == 403
 
     async def test_require_active_user_returns_an_active_user(self, target: IdentityTarget) -> None:
         user_id = await target.given_user("Ada")

@@ -44,6 +44,9 @@ class LocalIdentity:
     async def deactivate(self, user_id: UUID) -> None:
         await self.service.deactivate(Principal(user_id=user_id), user_id)  # as the user themself
 
+    async def make_admin(self, user_id: UUID) -> None:
+        await self.service.make_admin((await self.service.account(user_id)).email)
+
 
 class FakeTarget:
     def __init__(self) -> None:
@@ -55,6 +58,9 @@ class FakeTarget:
 
     async def deactivate(self, user_id: UUID) -> None:
         self.fake.deactivate(user_id)
+
+    async def make_admin(self, user_id: UUID) -> None:
+        self.fake.make_admin(user_id)
 
 
 class RemoteIdentity:
@@ -72,6 +78,9 @@ class RemoteIdentity:
 
     async def deactivate(self, user_id: UUID) -> None:
         await self._seed.deactivate(user_id)
+
+    async def make_admin(self, user_id: UUID) -> None:
+        await self._seed.make_admin(user_id)
 
 
 @pytest.fixture(scope="module")
@@ -101,5 +110,11 @@ class TestIdentityApi(IdentityApiConformance):
 
 
 def test_every_identity_read_is_marked_idempotent() -> None:
-    for name in ("get_user", "get_users", "require_active_user", "session_revocations"):
+    for name in (
+        "get_user",
+        "get_users",
+        "require_active_user",
+        "require_administrator",
+        "session_revocations",
+    ):
         assert is_idempotent(getattr(IDENTITY.api, name)), name

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.servers import TESSERA, TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 
-GROUPS = ("identity", "tasks", "notifications", "gateway")
+GROUPS = ("identity", "tasks", "notifications", "activity", "gateway")
 
 
 class Cluster:

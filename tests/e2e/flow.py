@@ -202,3 +202,49 @@ def run_public_flow(base: str) -> None:
         assert http.get("/api/v1/tasks").status_code == 401
         assert http.post("/internal/identity/get_user", json={"user_id": ada_id}).status_code == 404
         assert http.post("/internal/tasks/get_task", json={"task_id": ada_id}).status_code == 404
+
+
+def timeline_of(http: httpx.Client, auth: dict[str, str], task_id: str, count: int) -> list[Any] | None:
+    """The task's activity timeline once it holds ``count`` entries (None before)."""
+    items: list[Any] = _json(http.get(f"/api/v1/tasks/{task_id}/activity", headers=auth), 200)["items"]
+    return items if len(items) >= count else None
+
+
+def run_history_flow(base: str) -> None:
+    """The activity issue's flow: a task's five acts in its timeline within a second, and its past state."""
+    with httpx.Client(base_url=base, timeout=15) as http:
+        ada_id, ada = register_and_log_in(http, "Ada")
+        bob_id, bob = register_and_log_in(http, "Bob")
+        carol_id, carol = register_and_log_in(http, "Carol")
+        task = _json(http.post("/api/v1/tasks", json={"title": "Write history"}, headers=ada), 201)
+        url = f"/api/v1/tasks/{task['id']}"
+        _json(http.patch(url, json={"assignee_id": bob_id}, headers=ada), 200)
+        _json(http.patch(url, json={"status": "in_progress"}, headers=bob), 200)
+        _json(http.patch(url, json={"assignee_id": carol_id}, headers=ada), 200)
+        _json(http.patch(url, json={"status": "done"}, headers=carol), 200)
+
+        timeline = eventually(
+            lambda: timeline_of(http, carol, task["id"], 5), within=1.0, what="five entries in the timeline"
+        )
+        assert [(e["kind"], e["actor_id"]) for e in timeline] == [
+            ("task.status_changed", carol_id),
+            ("task.assigned", ada_id),
+            ("task.status_changed", bob_id),
+            ("task.assigned", ada_id),
+            ("task.created", ada_id),
+        ]
+        assert timeline[0]["data"]["status"] == "done"
+        assert timeline[1]["data"] == {
+            "title": "Write history",
+            "previous_assignee_id": bob_id,
+            "assignee_id": carol_id,
+        }
+        # Between the start and the reassignment: Bob's, in progress.
+        started, reassigned = timeline[2]["occurred_at"], timeline[1]["occurred_at"]
+        assert started < reassigned
+        past = _json(http.get(f"{url}/activity", params={"as_of": started}, headers=ada), 200)
+        assert past["state"]["status"] == "in_progress"
+        assert past["state"]["assignee_id"] == bob_id
+        assert [e["kind"] for e in past["items"]] == ["task.status_changed", "task.assigned", "task.created"]
+        # Bob is no longer on the task: its history is not his to read.
+        assert _json(http.get(f"{url}/activity", headers=bob), 404)["code"] == "activity.task_not_found"

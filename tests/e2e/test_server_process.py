@@ -43,6 +43,11 @@ def test_register_log_in_and_read_me_over_real_http(server: str, tmp_path: Path)
         assert me.json()["email"] == "ada@example.com"
         assert me.headers["x-request-id"]
     data_dir = tmp_path / "data"
-    assert sorted(p.name for p in data_dir.glob("*.db")) == ["identity.db", "notifications.db", "tasks.db"]
+    assert sorted(p.name for p in data_dir.glob("*.db")) == [
+        "activity.db",
+        "identity.db",
+        "notifications.db",
+        "tasks.db",
+    ]
     # The development key was generated into the data dir, never the repository.
     assert (data_dir / "secrets" / "signing.key").stat().st_mode & 0o077 == 0

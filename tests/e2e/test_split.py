@@ -1,4 +1,4 @@
-"""Four processes — identity, tasks, notifications, gateway — pass the same public flow as the monolith."""
+"""Five processes — identity, tasks, notifications, activity, gateway — pass the monolith's public flow."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.composition.openapi import document
 from app.kernel.signing_keys import SigningKeys, service_tokens_of
 from contracts.identity import IDENTITY
 from tests.e2e.cluster import GROUPS, Cluster, monolith, split_cluster
-from tests.e2e.flow import register_and_log_in, run_public_flow
+from tests.e2e.flow import register_and_log_in, run_history_flow, run_public_flow
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +24,13 @@ pytestmark = pytest.mark.slow
 def test_the_monolith_passes_the_public_flow(tmp_path: Path) -> None:
     with monolith(tmp_path) as base:
         run_public_flow(base)
+        run_history_flow(base)
 
 
 def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> None:
     with split_cluster(tmp_path) as cluster:
         run_public_flow(cluster.gateway)
+        run_history_flow(cluster.gateway)
         # The gateway documents every route it serves or proxies: the same document as the monolith.
         served = httpx.get(f"{cluster.gateway}/schema/openapi.json", timeout=15).json()
         assert served["paths"] == document(MODULES)["paths"]
@@ -42,6 +44,7 @@ def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> N
             assert header["kid"] in {key["kid"] for key in published}
             assert http.get("/api/v1/tasks", headers=auth).status_code == 200  # verified by tasks
         assert sorted(p.name for p in (tmp_path / "data").glob("*.db")) == [
+            "activity.db",
             "identity.db",
             "notifications.db",
             "tasks.db",
@@ -57,7 +60,7 @@ def _each_group_signs_its_own_calls(cluster: Cluster, data_dir: Path) -> None:
         }
         for group in GROUPS
     }
-    assert len(set().union(*published.values())) == len(GROUPS)  # four groups, four key pairs
+    assert len(set().union(*published.values())) == len(GROUPS)  # a key pair per group
     # What a compromised gateway holds: its own secret (each group made its own in development).
     secret = (data_dir / "secrets" / "service-gateway.key").read_text().strip()
     gateway_keys = SigningKeys(secret, derivation=service_tokens_of("gateway"))

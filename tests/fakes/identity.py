@@ -13,7 +13,14 @@ from uuid import UUID
 import msgspec
 
 from app.kernel.clock import utcnow
-from contracts.identity import IdentityApi, SessionRevocation, UserInactive, UserNotFound, UserProfile
+from contracts.identity import (
+    IdentityApi,
+    NotPermittedOnUser,
+    SessionRevocation,
+    UserInactive,
+    UserNotFound,
+    UserProfile,
+)
 
 __all__ = ("FakeIdentity",)
 
@@ -22,6 +29,7 @@ class FakeIdentity(IdentityApi):
     def __init__(self) -> None:
         self._profiles: dict[UUID, UserProfile] = {}
         self._revocations: dict[UUID, SessionRevocation] = {}
+        self._administrators: set[UUID] = set()
         self.calls: list[str] = []  # contract methods called by requests, in order
 
     def add_user(
@@ -37,6 +45,9 @@ class FakeIdentity(IdentityApi):
         self._revocations[user_id] = SessionRevocation(
             user_id=user_id, epoch=earlier.epoch + 1 if earlier else 1, revoked_at=utcnow()
         )
+
+    def make_admin(self, user_id: UUID) -> None:
+        self._administrators.add(self._find(user_id).id)
 
     def remove_user(self, user_id: UUID) -> None:
         del self._profiles[user_id]
@@ -54,6 +65,13 @@ class FakeIdentity(IdentityApi):
         profile = self._find(user_id)
         if not profile.active:
             raise UserInactive(f"user {user_id} is deactivated")
+        return profile
+
+    async def require_administrator(self, user_id: UUID) -> UserProfile:
+        self.calls.append("require_administrator")
+        profile = self._profiles.get(user_id)
+        if profile is None or not profile.active or user_id not in self._administrators:
+            raise NotPermittedOnUser("only an administrator may do that")
         return profile
 
     async def session_revocations(self, since: datetime) -> list[SessionRevocation]:

@@ -9,6 +9,8 @@ import uuid
 from datetime import UTC, datetime
 from uuid import UUID
 
+import msgspec
+
 from contracts import FieldError, InvalidInput, Principal
 from contracts.tasks import (
     Priority,
@@ -54,6 +56,9 @@ class FakeTasks(TasksApi):
         )
         self._tasks[task.id] = task
         return task.id
+
+    def reassign(self, task_id: UUID, assignee_id: UUID | None) -> None:
+        self._tasks[task_id] = msgspec.structs.replace(self._tasks[task_id], assignee_id=assignee_id)
 
     async def get_task(self, principal: Principal, task_id: UUID) -> Task:
         task = self._tasks.get(task_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import modules.activity
 import modules.identity
 import modules.notifications
 import modules.tasks
@@ -17,4 +18,5 @@ MODULES: tuple[Module, ...] = (
     modules.identity.module,
     modules.tasks.module,
     modules.notifications.module,
+    modules.activity.module,
 )

@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 import msgspec
 import rich_click as click
 from rich.console import Console, RenderableType
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from app.composition.container import Composition, CompositionError, compose
 from app.kernel.config import ConfigError, GroupSettings, Settings, load_settings
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
+from app.kernel.events.projections import ProjectionStatus
 from app.kernel.security import resolve_signing_key, service_keys
 from app.kernel.telemetry.metrics import prepare_multiprocess, serve_on_port
 
@@ -352,6 +353,63 @@ def events_retry(module_name: str | None, event_id: uuid.UUID | None) -> None:
         raise click.ClickException(f"no module named {module_name!r}") from None
     for module, count in resubmitted.items():
         click.echo(f"{module}: {count} resubmitted")
+
+
+@main.group()
+def projections() -> None:
+    """Read models built from event stores: how far behind each is, and rebuilding one."""
+
+
+@projections.command("status")
+@_reports_errors
+def projections_status() -> None:
+    """Each projection's checkpoint, its store's head, how many events behind it is, its rows."""
+
+    async def work(composition: Composition) -> list[ProjectionStatus]:
+        return [status for projector in composition.projectors for status in await projector.status()]
+
+    rows = [
+        (s.module, s.name, str(s.position), str(s.head), str(s.lag), str(s.rows))
+        for s in _with_composition(load_settings(), work)
+    ]
+    _print(_table(("module", "projection", "position", "head", "behind", "rows"), rows))
+
+
+@projections.command("rebuild")
+@click.argument("name", required=False)
+@_reports_errors
+def projections_rebuild(name: str | None) -> None:
+    """Rebuild projection NAME (every projection without it) from its whole event store.
+
+    Built beside the live one and swapped in at once: readers see the old model or the new,
+    never half of one. Safe while the server keeps serving.
+    """
+
+    async def work(composition: Composition) -> list[tuple[str, str, int]]:
+        chosen = [
+            (projector, projection)
+            for projector in composition.projectors
+            for projection in projector.names
+            if name in (None, projection)
+        ]
+        if not chosen:
+            known = [p for projector in composition.projectors for p in projector.names]
+            raise click.ClickException(f"no projection named {name!r} (projections: {', '.join(known)})")
+        done = []
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            for projector, projection in chosen:
+                bar = progress.add_task(f"rebuilding {projection}", total=None)
+
+                def advanced(position: int, head: int, bar: TaskID = bar) -> None:
+                    progress.update(bar, completed=position, total=head)
+
+                read = await projector.rebuild(projection, progress=advanced)
+                progress.update(bar, description=f"rebuilt {projection}")
+                done.append((projector.module, projection, read))
+        return done
+
+    for module, projection, read in _with_composition(load_settings(), work):
+        click.echo(f"{module}: {projection} rebuilt from {read} events")
 
 
 @main.command()

@@ -15,6 +15,7 @@ from app.kernel.config import ConfigError, Settings
 from app.kernel.db import Database, pool_sizes
 from app.kernel.deployment import record_deployment, recorded_deployment
 from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, Subscription, bus_for
+from app.kernel.events.projections import Projector
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
 from app.kernel.security import AccessTokens, RevokedSessions
@@ -162,15 +163,24 @@ class Composition:
                     on_migrated(composed.name)
         return deployment
 
+    @property
+    def projectors(self) -> list[Projector]:
+        """The projectors of the local modules that keep an event store."""
+        return [m.provider(m.module.projector, "projector")() for m in self.modules if m.module.projector]
+
     async def start(self) -> None:
-        """This process's background work: event relays and consumers, the revocation poll."""
+        """This process's background work: event relays and consumers, projections, the revocation poll."""
         if self.published_keys is not None and self.modules:  # a pure gateway checks no user's token
             await self.published_keys.start()
         if self.revoked_sessions is not None:
             await self.revoked_sessions.start()
         await self.events.start()
+        for projector in self.projectors:
+            await projector.start()
 
     async def aclose(self) -> None:
+        for projector in self.projectors:
+            await projector.stop()
         if self.revoked_sessions is not None:
             await self.revoked_sessions.stop()
         if self.published_keys is not None:
@@ -353,12 +363,14 @@ def _event_runtime(
             module=m.name,
             units=m.provider(m.module.units, "units")(),
             subscriptions={
-                event_class.type_name(): Subscription(event_class, _handler(m, method))
+                event_class.type_name(): Subscription(event_class, handlers[method])
                 for event_class, method in m.module.consumes.items()
             },
         )
         for m in composed
         if m.module.consumes
+        # one handler per method: a run of consecutive events for the same method is one call
+        for handlers in [{method: _handler(m, method) for method in set(m.module.consumes.values())}]
     ]
     declared = {
         module.name: sorted(e.type_name() for e in module.consumes) for module in catalog if module.consumes

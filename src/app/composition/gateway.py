@@ -66,25 +66,38 @@ def proxy_routes(
     http: httpx.AsyncClient,
     timeout: float,
 ) -> list[HTTPRouteHandler]:
-    """One catch-all route per public path prefix of each remote module."""
+    """One route per public path of each remote module, proxied to its owner.
+
+    Path by path, not a catch-all per prefix: one module's paths may nest in another's
+    (activity's ``/tasks/{task_id}/activity`` under tasks' ``/tasks``), and a catch-all
+    would take what is not its own.
+    """
     handlers: list[HTTPRouteHandler] = []
     for module in remote_modules:
-        owner = owners[module.name]
-        for controller in module.routes:
-            prefix = f"{API_PREFIX}{getattr(controller, 'path', '')}".rstrip("/")
-            handlers.append(_proxy(prefix, owner, http, timeout, module.name))
+        paths = sorted({path for controller in module.routes for path in _public_paths(controller)})
+        handlers.append(_proxy(paths, owners[module.name], http, timeout, module.name))
     return handlers
+
+
+def _public_paths(controller: Any) -> list[str]:
+    """The full paths a module's controller (or route handler) serves."""
+    base = f"{API_PREFIX}{getattr(controller, 'path', '')}".rstrip("/")
+    found = (
+        [getattr(controller, name, None) for name in dir(controller)] if isinstance(controller, type) else []
+    )
+    handlers = [h for h in found if isinstance(h, HTTPRouteHandler)] or [controller]
+    return [f"{base}{path}".rstrip("/") or "/" for handler in handlers for path in handler.paths]
 
 
 def proxy_route(
     path: str, owner: RemoteGroup, http: httpx.AsyncClient, *, timeout: float
 ) -> HTTPRouteHandler:
     """One path (and those under it) proxied to the group that owns it."""
-    return _proxy(path, owner, http, timeout, owner.name)
+    return _proxy([path, f"{path}/{{rest:path}}"], owner, http, timeout, owner.name)
 
 
 def _proxy(
-    prefix: str, owner: RemoteGroup, http: httpx.AsyncClient, timeout: float, module: str
+    paths: list[str], owner: RemoteGroup, http: httpx.AsyncClient, timeout: float, module: str
 ) -> HTTPRouteHandler:
     async def forward(request: Request[Any, Any, Any]) -> Response[Any]:
         _refuse_a_body_announced_too_large(request)
@@ -113,9 +126,9 @@ def _proxy(
         return Stream(_relay(answer), status_code=answer.status_code, headers=passed_on)
 
     return route(
-        [prefix, f"{prefix}/{{rest:path}}"],
+        paths,
         http_method=METHODS,
-        name=f"proxy:{prefix}",
+        name=f"proxy:{module}:{paths[0]}",
         opt=public(f"the owning group ({owner.name}) authenticates the user itself"),
         include_in_schema=False,
     )(forward)

@@ -154,11 +154,12 @@ class Database:
         # SQLite has one writer at a time; writers queue here, in the event loop, instead
         # of spinning in SQLite's busy handler while holding a connection.
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
-        # On a server, units of work wait for a connection first come, first served.
-        # SQLAlchemy's asyncio pool lets a newcomer take a connection handed back while
-        # the waiter woken for it is still on its way, and that waiter queues again at the
-        # back: 64 requests on 16 connections had a p99 25 times their median.
-        self._queue = asyncio.Semaphore(pool_size) if self.dialect == "postgresql" else None
+        # Units of work wait for a server's connection, or a SQLite file's reader, first come,
+        # first served. SQLAlchemy's asyncio pool lets a newcomer take a connection handed
+        # back while the waiter woken for it is still on its way, and that waiter queues
+        # again at the back: 64 requests on 16 connections had a p99 25 times their median.
+        # (A SQLite file's writers queue on the lock above.)
+        self._queue = asyncio.Semaphore(pool_size)
         self._timeout = pool_timeout
         self.waiting = 0  # units of work waiting for a connection now (on a server)
         DB_POOL_SIZE.labels(module).set(self.connections)
@@ -249,17 +250,20 @@ class Database:
     @asynccontextmanager
     async def _connect(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         """A pooled connection, or DependencyUnavailable when none comes in time."""
-        if self._queue is None:
+        if engine is not self._reads:  # a SQLite file's writer or whole-table read
             async with self._pooled(engine) as connection:
                 yield connection
             return
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(self._queue.acquire(), self._timeout)
-        except TimeoutError as exc:
-            raise self._unavailable(exc) from exc
-        finally:
-            self.waiting -= 1
+        if self._queue.locked():  # wait in line (wait_for costs a task: only when waiting)
+            self.waiting += 1
+            try:
+                await asyncio.wait_for(self._queue.acquire(), self._timeout)
+            except TimeoutError as exc:
+                raise self._unavailable(exc) from exc
+            finally:
+                self.waiting -= 1
+        else:
+            await self._queue.acquire()  # free: taken at once
         try:
             async with self._pooled(engine) as connection:
                 yield connection
@@ -302,6 +306,20 @@ class Database:
         """Raise unless the database answers."""
         async with self._reads.connect() as connection:
             await connection.execute(select(1))
+
+    async def expunge(self, table: str) -> None:
+        """Leave no older copy of ``table``'s deleted rows in the database's files.
+
+        SQLite: deleted bytes are overwritten in place (``secure_delete``); this checkpoints the
+        write-ahead log, which still holds the pages as they were, and truncates it.
+        PostgreSQL: ``VACUUM`` of the table, so its dead row versions are gone from its pages.
+        """
+        async with self.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "sqlite":
+                await autocommit.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                await autocommit.exec_driver_sql(f'VACUUM "{table}"')
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -365,9 +383,15 @@ def _make_room_for(path: str) -> None:
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the writer; busy_timeout waits for the lock instead of failing.
+    # WAL lets readers run beside the writer; busy_timeout waits for the lock instead of failing;
+    # secure_delete overwrites what is deleted, so erased personal data leaves no bytes behind.
     _pragmas(
-        dbapi_connection, "journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"
+        dbapi_connection,
+        "journal_mode=WAL",
+        "busy_timeout=5000",
+        "foreign_keys=ON",
+        "synchronous=NORMAL",
+        "secure_delete=ON",
     )
 
 

@@ -19,8 +19,9 @@ __all__ = ("API_PREFIX", "EventHandler", "Module", "ModuleCommands")
 API_PREFIX = "/api/v1"
 
 # A method of the class a module's ``handlers`` provider makes: (self, events, unit of work).
-# It gets a run of consecutive events of its type from one delivered batch, in their order,
-# and applies them in the unit of work that records them in the module's inbox.
+# It gets a run of consecutive events from one delivered batch, in their order — of its type,
+# or of every type the manifest maps to it — and applies them in the unit of work that
+# records them in the module's inbox.
 EventHandler = Callable[[Any, Sequence[Any], Any], Awaitable[None]]
 
 T = TypeVar("T")
@@ -39,7 +40,10 @@ class Module:
     - ``route_dependencies``: what its route handlers receive, by parameter name;
     - ``units``: its units of work; an event's handler runs in the one the inbox opened;
     - ``handlers`` and ``consumes``: the object whose methods apply other modules' events,
-      and the method that applies each event type.
+      and the method that applies each event type;
+    - ``projector``: for a module with an event store, the
+      :class:`~app.kernel.events.projections.Projector` of its read models, which the
+      composition runs in the background and ``tessera projections`` inspects and rebuilds.
 
     The kernel services a container needs (``Settings``, ``Database``, ``Outbox``,
     ``AccessTokens``) are ``providers.Dependency(instance_of=...)`` and are given by type.
@@ -59,6 +63,7 @@ class Module:
     publishes: tuple[type[IntegrationEvent], ...] = ()
     handlers: Provider[Any] | None = None
     consumes: Mapping[type[IntegrationEvent], EventHandler] = field(default_factory=dict)
+    projector: Provider[Any] | None = None
     commands: Sequence[Any] = ()  # click commands; the kernel itself does not import click
 
 

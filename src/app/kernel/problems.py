@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -25,7 +26,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.utils.scope.state import ScopeState
 
 from app.kernel.context import current_context
-from contracts import ContractError, DependencyUnavailable, FieldError, Throttled
+from contracts import AwareDateTime, ContractError, DependencyUnavailable, FieldError, Throttled, in_utc
 
 if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
@@ -36,6 +37,7 @@ __all__ = (
     "exception_handlers",
     "problem_response",
     "problem_responses",
+    "query_moment",
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -281,3 +283,18 @@ def _parameter_description(request: Request[Any, Any, Any], name: str) -> str | 
     kwarg = getattr(parameter, "kwarg_definition", None)
     description = getattr(kwarg, "description", None)
     return description if isinstance(description, str) else None
+
+
+def query_moment(text: str, *, field: str) -> datetime:
+    """A query parameter's date-time, read as the API document says: RFC 3339, with its offset.
+
+    (Litestar would read a datetime parameter from a bare number too, and without its offset.)
+    Anything else is a 422 naming ``field``.
+    """
+    try:
+        return in_utc(msgspec.convert(text, AwareDateTime), field=field)
+    except msgspec.ValidationError:
+        message = "Expected an RFC 3339 date-time with its UTC offset (Z or +hh:mm)"
+    except ValueError as overflow:
+        message = str(overflow).partition(": ")[2]
+    raise ValidationException(message, extra=[{"key": field, "message": message}])

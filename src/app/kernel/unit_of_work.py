@@ -68,6 +68,10 @@ class UnitsOfWork(Generic[U]):
         async with self._database.read() as connection:
             yield self._unit(connection, writable=False)
 
+    async def expunge(self, table: str) -> None:
+        """Leave no older copy of ``table``'s deleted rows in the files (after an erasure commits)."""
+        await self._database.expunge(table)
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[U]:
         """Committed with its events when the block ends; rolled back, events and all, if it raises."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.kernel.module import Module
 from contracts.identity import (
     IDENTITY,
+    AdministratorGranted,
     UserDeactivated,
     UserProfileChanged,
     UserReactivated,
@@ -25,6 +26,6 @@ module = Module(
     routes=(UsersController, AuthController, AdminUsersController),
     route_dependencies={"identity": IdentityContainer.service},
     units=IdentityContainer.units,
-    publishes=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated),
+    publishes=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated, AdministratorGranted),
     commands=(users,),
 )

@@ -12,6 +12,7 @@ import msgspec
 from app.kernel.clock import Clock, utcnow
 from contracts import FieldError, InvalidInput, Principal, in_utc
 from contracts.identity import (
+    AdministratorGranted,
     IdentityApi,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -69,6 +70,11 @@ class IdentityService(IdentityApi):
             user = await unit.accounts.user_by_id(user_id)
         if user is None:
             raise UserNotFound(f"no user {user_id}")
+        return user.profile()
+
+    async def require_administrator(self, user_id: UUID) -> UserProfile:
+        async with self._units.read() as unit:
+            user = await self._administrator(unit.accounts, Principal(user_id=user_id))
         return user.profile()
 
     async def get_users(self, user_ids: list[UUID]) -> list[UserProfile]:
@@ -224,7 +230,13 @@ class IdentityService(IdentityApi):
             user = await accounts.user_by_email(email)
             if user is None:
                 raise UserNotFound(f"no user with e-mail {email!r}")
-            await accounts.grant_admin(user.id)
+            if not user.is_admin:
+                await accounts.grant_admin(user.id)
+                unit.publish(
+                    AdministratorGranted(
+                        event_id=uuid.uuid4(), occurred_at=self._clock(), user_id=user.id, granted_by=None
+                    )
+                )
         return msgspec.structs.replace(user, is_admin=True)
 
     async def account(self, user_id: UUID) -> User:

@@ -24,6 +24,8 @@ from contracts.tasks import (
     TaskAssigned,
     TaskCreated,
     TaskDeleted,
+    TaskEdited,
+    TaskFields,
     TaskStatus,
     TaskStatusChanged,
     Title,
@@ -165,17 +167,44 @@ def events_of_creation(task: Task) -> list[TaskCreated | TaskAssigned]:
         owner_id=task.owner_id,
         assignee_id=task.assignee_id,
         title=task.title,
+        description=task.description,
+        status=task.status,
+        priority=task.priority,
+        due_at=task.due_at,
+        labels=task.labels,
     )
     if task.assignee_id is None:
         return [created]
     return [created, _assigned(None, task, by=task.owner_id)]
 
 
+# The fields a TaskEdited tells of, old and new.
+_EDITABLE = tuple(TaskFields.__struct_fields__)
+
+
 def events_of_change(
     before: Task, after: Task, *, actor: UUID | None
-) -> list[TaskAssigned | TaskStatusChanged]:
-    """What other modules hear of an update: a new assignee, a new status (``actor`` None: the system)."""
-    events: list[TaskAssigned | TaskStatusChanged] = []
+) -> list[TaskEdited | TaskAssigned | TaskStatusChanged]:
+    """What other modules hear of an update: edited fields, a new assignee, a new status.
+
+    ``actor`` None: the system changed the task (it only ever unassigns).
+    """
+    events: list[TaskEdited | TaskAssigned | TaskStatusChanged] = []
+    edited = [name for name in _EDITABLE if getattr(before, name) != getattr(after, name)]
+    if edited and actor is not None:
+        events.append(
+            TaskEdited(
+                event_id=uuid.uuid4(),
+                occurred_at=after.updated_at,
+                task_id=after.id,
+                owner_id=after.owner_id,
+                assignee_id=after.assignee_id,
+                edited_by=actor,
+                title=after.title,
+                before=TaskFields(**{name: getattr(before, name) for name in edited}),
+                after=TaskFields(**{name: getattr(after, name) for name in edited}),
+            )
+        )
     if after.assignee_id != before.assignee_id:
         events.append(_assigned(before.assignee_id, after, by=actor))
     if after.status != before.status and actor is not None:
@@ -195,7 +224,7 @@ def events_of_change(
     return events
 
 
-def events_of_deletion(task: Task, *, now: datetime) -> list[TaskDeleted]:
+def events_of_deletion(task: Task, *, by: UUID, now: datetime) -> list[TaskDeleted]:
     return [
         TaskDeleted(
             event_id=uuid.uuid4(),
@@ -203,6 +232,7 @@ def events_of_deletion(task: Task, *, now: datetime) -> list[TaskDeleted]:
             task_id=task.id,
             owner_id=task.owner_id,
             assignee_id=task.assignee_id,
+            deleted_by=by,
         )
     ]
 

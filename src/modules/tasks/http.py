@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -11,22 +10,19 @@ import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.kernel.module import API_PREFIX
-from app.kernel.problems import problem_responses
+from app.kernel.problems import problem_responses, query_moment
 from contracts import (
     NO_CONTROL_CHARACTERS,
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
-    AwareDateTime,
     DependencyUnavailable,
     FieldError,
     InvalidInput,
     Principal,
-    in_utc,
 )
 from contracts.identity import UserProfile
 from contracts.tasks import (
@@ -143,7 +139,7 @@ class TasksController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
         cursor: Annotated[str | None, QueryParameter(max_length=512, required=False)] = None,
     ) -> TaskList:
-        due = _moment(due_before, field="due_before") if due_before is not None else None
+        due = query_moment(due_before, field="due_before") if due_before is not None else None
         page = await tasks.list_tasks(
             principal,
             TaskQuery(
@@ -237,20 +233,6 @@ async def _views(found: list[Task], profiles: Profiles) -> list[TaskView]:
         )
         for task in found
     ]
-
-
-def _moment(text: str, *, field: str) -> datetime:
-    """A query parameter's date-time, read as the API document says: RFC 3339, with its offset.
-
-    (Litestar would read a datetime parameter from a bare number too, and without its offset.)
-    """
-    try:
-        return in_utc(msgspec.convert(text, AwareDateTime), field=field)
-    except msgspec.ValidationError:
-        message = "Expected an RFC 3339 date-time with its UTC offset (Z or +hh:mm)"
-    except ValueError as overflow:
-        message = str(overflow).partition(": ")[2]
-    raise ValidationException(message, extra=[{"key": field, "message": message}])
 
 
 def _etag(task: Task) -> str:

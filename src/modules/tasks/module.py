@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.kernel.module import Module
 from contracts.identity import IDENTITY, UserDeactivated, UserProfileChanged, UserReactivated
-from contracts.tasks import TASKS, TaskAssigned, TaskCreated, TaskDeleted, TaskStatusChanged
+from contracts.tasks import TASKS, TaskAssigned, TaskCreated, TaskDeleted, TaskEdited, TaskStatusChanged
 from modules.tasks.container import TasksContainer
 from modules.tasks.handlers import TasksHandlers
 from modules.tasks.http import TasksController
@@ -21,7 +21,7 @@ module = Module(
     routes=(TasksController,),
     route_dependencies={"tasks": TasksContainer.service, "profiles": TasksContainer.profiles},
     units=TasksContainer.units,
-    publishes=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskDeleted),
+    publishes=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskEdited, TaskDeleted),
     handlers=TasksContainer.handlers,
     consumes={
         UserDeactivated: TasksHandlers.on_user_deactivated,

@@ -148,7 +148,7 @@ class TasksService(TasksApi):
             raise NotPermittedOnTask("only the owner may delete a task")
         async with self._units.write() as unit:
             await unit.tasks.remove(task_id)
-            unit.publish(*events_of_deletion(task, now=self._clock()))
+            unit.publish(*events_of_deletion(task, by=principal.user_id, now=self._clock()))
 
     async def unassign_user(self, user_id: UUID, *, unit: TasksUnit) -> int:
         """Take a deactivated user off every open task, in ``unit``; how many tasks that was."""

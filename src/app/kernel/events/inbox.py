@@ -139,10 +139,11 @@ class EventConsumer:
     async def _handle(
         self, run: list[tuple[EventMessage, Subscription, uuid.UUID]], unit: UnitOfWork
     ) -> list[tuple[EventMessage, IntegrationEvent]]:
-        """One handler call for a run of one type: in the first event's call context, each event's span."""
+        """One handler call for a run: in the first event's call context, each event's span."""
         first, subscription, _ = run[0]
-        decoder = self._decoders[first.event_type]
-        events = [(message, decoder.decode(message.payload)) for message, _, _ in run]
+        events = [
+            (message, self._decoders[message.event_type].decode(message.payload)) for message, _, _ in run
+        ]
         context = CallContext(correlation_id=first.correlation_id or new_correlation_id())
         with call_context(context), contextlib.ExitStack() as spans:
             if tracing_provider() is None:  # no span is recorded: logs still name the writer's trace
@@ -165,5 +166,8 @@ class EventConsumer:
 def _runs(
     fresh: list[tuple[EventMessage, Subscription, uuid.UUID]],
 ) -> list[list[tuple[EventMessage, Subscription, uuid.UUID]]]:
-    """Consecutive events of one type, together: a handler applies each run in one call."""
-    return [list(run) for _, run in itertools.groupby(fresh, key=lambda entry: entry[0].event_type)]
+    """Consecutive events for one handler, together: it applies each run in one call.
+
+    One type's events, or those of every type a module maps to the same method.
+    """
+    return [list(run) for _, run in itertools.groupby(fresh, key=lambda entry: id(entry[1].handler))]

@@ -1,7 +1,10 @@
-"""The outbox (for a module that publishes events) and the inbox (for one that consumes them).
+"""The kernel's event tables, made in a module's own database by the module's migrations.
 
-The same two tables live in each such module's own database (its SQLite file, or its
-PostgreSQL schema through ``search_path``), so one pair of Table objects serves all.
+The outbox (for a module that publishes events) and the inbox (for one that consumes
+them); and for a module whose history is its data (event sourcing), the event store,
+the data keys that make personal data in it erasable, and its projections' checkpoints.
+The same tables live in each such module's own database (its SQLite file, or its
+PostgreSQL schema through ``search_path``), so one set of Table objects serves all.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -27,9 +31,12 @@ __all__ = (
     "PENDING",
     "PUBLISHED",
     "add_outbox_trace_context",
+    "checkpoints",
+    "create_event_store_v1",
     "create_event_tables",
     "create_inbox_v1",
     "create_outbox_v1",
+    "drop_event_store",
     "drop_event_tables",
     "drop_inbox",
     "drop_outbox",
@@ -37,6 +44,8 @@ __all__ = (
     "inbox",
     "metadata",
     "outbox",
+    "stored_events",
+    "subject_keys",
 )
 
 PENDING = "pending"
@@ -84,6 +93,41 @@ inbox = Table(
     Column("handled_at", UtcDateTime, nullable=False, index=True),
 )
 
+# The event store: append-only streams. ``position`` orders every event of the store (a
+# projection's checkpoint is one), ``version`` orders one stream's (1, 2, ...; an append
+# names the version it expects to follow).
+stored_events = Table(
+    "stored_events",
+    metadata,
+    Column("position", _Position, primary_key=True, autoincrement=True),
+    Column("stream", String(120), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("event_type", String(120), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),  # when the fact happened, as its source says
+    Column("recorded_at", UtcDateTime, nullable=False),  # when the store took it
+    Column("data", Text, nullable=False),  # JSON; personal values sealed (app.kernel.events.shredding)
+    UniqueConstraint("stream", "version"),
+)
+
+# One data key per person whose personal data the store holds sealed. Deleting the row
+# erases that data everywhere it was copied: events, projections and backups keep ciphertext.
+subject_keys = Table(
+    "subject_keys",
+    metadata,
+    Column("subject", Uuid, primary_key=True),
+    Column("key", LargeBinary(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# How far each projection has read the store: written in the transaction of its effects.
+checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", _Position, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
 
 # Migration steps, called from a module's Alembic revisions. Each makes one version of a
 # table and is never edited afterwards: a change is a new step here and a new revision in
@@ -170,3 +214,45 @@ def create_event_tables() -> None:
 def drop_event_tables() -> None:
     drop_inbox()
     drop_outbox()
+
+
+def create_event_store_v1() -> None:
+    """Version 1 of the event store, its subjects' data keys and its projections' checkpoints."""
+    from alembic import op
+
+    op.create_table(
+        "stored_events",
+        Column("position", _Position, primary_key=True, autoincrement=True),
+        Column("stream", String(120), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("event_id", Uuid, nullable=False),
+        Column("event_type", String(120), nullable=False),
+        Column("occurred_at", UtcDateTime, nullable=False),
+        Column("recorded_at", UtcDateTime, nullable=False),
+        Column("data", Text, nullable=False),
+        PrimaryKeyConstraint("position", name="pk_stored_events"),
+        UniqueConstraint("event_id", name="uq_stored_events_event_id"),
+        UniqueConstraint("stream", "version", name="uq_stored_events_stream_version"),
+    )
+    op.create_table(
+        "subject_keys",
+        Column("subject", Uuid, nullable=False),
+        Column("key", LargeBinary(32), nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        PrimaryKeyConstraint("subject", name="pk_subject_keys"),
+    )
+    op.create_table(
+        "projection_checkpoints",
+        Column("name", String(64), nullable=False),
+        Column("position", _Position, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+        PrimaryKeyConstraint("name", name="pk_projection_checkpoints"),
+    )
+
+
+def drop_event_store() -> None:
+    from alembic import op
+
+    op.drop_table("projection_checkpoints")
+    op.drop_table("subject_keys")
+    op.drop_table("stored_events")

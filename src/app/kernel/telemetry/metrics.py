@@ -48,6 +48,8 @@ __all__ = (
     "INBOX_EVENTS",
     "OUTBOX_EVENTS",
     "OUTBOX_OLDEST_PENDING_AGE",
+    "PROJECTION_EVENTS",
+    "PROJECTION_LAG",
     "RELAY_BATCH_DURATION",
     "RELAY_PUBLISHED",
     "RPC_CALLS",
@@ -160,6 +162,17 @@ BUS_CONNECTED = Gauge(
     "1 while this process's event bus is connected and its consumers subscribed, else 0.",
     ("bus",),
     multiprocess_mode="livemin",
+)
+PROJECTION_LAG = Gauge(
+    "tessera_projection_lag_events",
+    "Events in a module's event store that a projection has not applied yet, as last seen.",
+    ("module", "projection"),
+    multiprocess_mode="mostrecent",
+)
+PROJECTION_EVENTS = Counter(
+    "tessera_projection_events",
+    "Events a projection has read from its module's event store (a rebuild's under NAME__rebuild).",
+    ("module", "projection"),
 )
 
 # Databases.

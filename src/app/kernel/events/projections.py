@@ -1,0 +1,288 @@
+"""Projections: read models built from an event store, each with its own checkpoint.
+
+A :class:`Projection` turns a batch of stored events into writes to its own tables. A
+:class:`Projector` runs a module's projections as catch-up subscriptions over the store's
+positions: each round reads the events after the projection's checkpoint and applies them
+*in the transaction that moves the checkpoint*, so a crash never applies an event twice
+nor skips one. It wakes when an append commits in this process and polls for appends made
+by others.
+
+A rebuild builds a projection afresh from position 0 into *shadow* tables beside the live
+ones, then, in one transaction, catches the shadow up to the store's head, copies it over
+the live tables and moves the checkpoint: readers see the old model or the new one, never
+half of one, and the server keeps serving (and projecting) throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Self
+
+import msgspec
+from sqlalchemy import Column, Index, MetaData, Table, UniqueConstraint, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.kernel.clock import utcnow
+from app.kernel.events.store import EventStore, StoredEvent
+from app.kernel.events.tables import checkpoints
+from app.kernel.telemetry.metrics import PROJECTION_EVENTS, PROJECTION_LAG
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from app.kernel.db import Database
+
+__all__ = ("Projection", "ProjectionStatus", "Projector")
+
+log = logging.getLogger("tessera.events.projections")
+
+_SHADOW = "__rebuild"
+
+
+class Projection:
+    """One read model. A subclass names itself, takes its tables and applies events to them.
+
+    ``tables`` maps a name of the subclass's choosing to the Table it writes; a rebuild makes
+    the same projection over shadow copies (:meth:`shadow`), so the subclass must write to
+    ``self.tables[...]`` only, never to a module-level Table directly.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, tables: Mapping[str, Table]) -> None:
+        self.tables = dict(tables)
+
+    async def apply(self, connection: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        """Apply ``events`` (in position order; of every type: skip those it does not use)."""
+        raise NotImplementedError
+
+    def shadow(self) -> Self:
+        """The same projection, writing to empty copies of its tables (a rebuild's)."""
+        metadata = MetaData()
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.tables = {name: _shadow_of(table, metadata) for name, table in self.tables.items()}
+        return copy
+
+
+class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
+    module: str
+    name: str
+    position: int  # the checkpoint: the last position applied
+    head: int  # the store's last position
+    rows: int  # rows in the projection's tables
+
+    @property
+    def lag(self) -> int:
+        return self.head - self.position
+
+
+class Projector:
+    """Runs one module's projections over its event store."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        store: EventStore,
+        projections: Sequence[Projection],
+        batch: int = 500,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._database = database
+        self._projections = {p.name: p for p in projections}
+        self._batch = batch
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        store.on_append(self._wake.set)
+
+    @property
+    def module(self) -> str:
+        return self._database.module
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._projections)
+
+    def projection(self, name: str) -> Projection:
+        try:
+            return self._projections[name]
+        except KeyError:
+            raise KeyError(f"no projection {name!r} (projections: {', '.join(self._projections)})") from None
+
+    # -- live -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"tessera-projector-{self.module}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def catch_up(self, name: str | None = None) -> int:
+        """Apply every event the projection (or each) has not seen yet; how many events were read."""
+        total = 0
+        for projection in [self.projection(name)] if name else self._projections.values():
+            total += await self._catch_up(projection, projection.name)
+        return total
+
+    async def status(self) -> list[ProjectionStatus]:
+        async with self._database.read(scan=True) as connection:
+            head = await EventStore.head(connection)
+            found = dict((await connection.execute(select(checkpoints.c.name, checkpoints.c.position))).all())
+            statuses = []
+            for name, projection in self._projections.items():
+                rows = 0
+                for table in projection.tables.values():
+                    rows += int(
+                        (await connection.execute(select(func.count()).select_from(table))).scalar_one()
+                    )
+                statuses.append(
+                    ProjectionStatus(
+                        module=self.module, name=name, position=int(found.get(name, 0)), head=head, rows=rows
+                    )
+                )
+        for status in statuses:
+            PROJECTION_LAG.labels(self.module, status.name).set(status.lag)
+        return statuses
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # before the round: an append committed during it wakes the next
+            try:
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad event or an unreachable database: log, wait, try again
+                log.exception("%s projections: catching up failed; retrying", self.module)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def _catch_up(self, projection: Projection, checkpoint: str) -> int:
+        """Apply batches to ``projection`` from the position ``checkpoint`` holds until none is left."""
+        total = 0
+        while True:
+            async with self._database.transaction() as connection:
+                position = await _hold_checkpoint(connection, checkpoint)
+                events = await EventStore.read_all(connection, after=position, limit=self._batch)
+                if events:
+                    await projection.apply(connection, events)
+                    position = events[-1].position
+                    await _move_checkpoint(connection, checkpoint, position)
+                head = await EventStore.head(connection)
+            PROJECTION_LAG.labels(self.module, checkpoint).set(head - position)
+            PROJECTION_EVENTS.labels(self.module, checkpoint).inc(len(events))
+            total += len(events)
+            if len(events) < self._batch:
+                return total
+
+    # -- rebuild ----------------------------------------------------------------------
+
+    async def rebuild(self, name: str, *, progress: Callable[[int, int], None] | None = None) -> int:
+        """Build ``name`` afresh from the whole store and swap it in; how many events it read.
+
+        ``progress`` is told (position reached, head) after each batch.
+        """
+        live = self.projection(name)
+        shadow = live.shadow()
+        marker = f"{name}{_SHADOW}"
+        async with self._database.transaction() as connection:
+            await _drop(connection, shadow)  # a rebuild that died half way
+            await connection.execute(delete(checkpoints).where(checkpoints.c.name == marker))
+            tables = list(shadow.tables.values())
+            await connection.run_sync(lambda sync: tables[0].metadata.create_all(sync, tables=tables))
+        total = 0
+        while True:  # the bulk, in batches, beside live traffic
+            read = await self._catch_up(shadow, marker)
+            total += read
+            if progress is not None:
+                async with self._database.read() as connection:
+                    head = await EventStore.head(connection)
+                    position = await _checkpoint(connection, marker)
+                progress(position, head)
+            if read < self._batch:
+                break
+        async with self._database.transaction() as connection:  # the swap: all or nothing
+            await _hold_checkpoint(connection, name)  # the live projector waits here meanwhile
+            position = await _hold_checkpoint(connection, marker)
+            while events := await EventStore.read_all(connection, after=position, limit=self._batch):
+                await shadow.apply(connection, events)
+                position = events[-1].position
+                total += len(events)
+            for key, table in live.tables.items():
+                await connection.execute(delete(table))
+                columns = [c.name for c in table.columns]
+                source = shadow.tables[key]
+                await connection.execute(
+                    insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
+                )
+            await _move_checkpoint(connection, name, position)
+            await connection.execute(delete(checkpoints).where(checkpoints.c.name == marker))
+            await _drop(connection, shadow)
+        log.info("%s projection %s rebuilt from %d events", self.module, name, total)
+        return total
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+
+async def _hold_checkpoint(connection: AsyncConnection, name: str) -> int:
+    """The checkpoint of ``name``, locked until this transaction ends (made at 0 if new).
+
+    A write first: on PostgreSQL it locks the row, on SQLite it takes the file's write lock,
+    so two projectors (two workers, or a rebuild and the server) never apply the same events.
+    """
+    now = utcnow()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    await connection.execute(
+        dialect.insert(checkpoints).values(name=name, position=0, updated_at=now).on_conflict_do_nothing()
+    )
+    held = await connection.execute(
+        update(checkpoints)
+        .where(checkpoints.c.name == name)
+        .values(updated_at=now)
+        .returning(checkpoints.c.position)
+    )
+    return int(held.scalar_one())
+
+
+async def _move_checkpoint(connection: AsyncConnection, name: str, position: int) -> None:
+    await connection.execute(update(checkpoints).where(checkpoints.c.name == name).values(position=position))
+
+
+async def _checkpoint(connection: AsyncConnection, name: str) -> int:
+    found = await connection.execute(select(checkpoints.c.position).where(checkpoints.c.name == name))
+    return int(found.scalar_one_or_none() or 0)
+
+
+# -- shadow tables --------------------------------------------------------------------
+
+
+def _shadow_of(table: Table, metadata: MetaData) -> Table:
+    """An empty copy of ``table`` (columns, keys, indexes) under names of its own."""
+    columns = [
+        Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, autoincrement=c.autoincrement)
+        for c in table.columns
+    ]
+    shadow = Table(f"{table.name}{_SHADOW}", metadata, *columns)
+    for index in table.indexes:
+        Index(f"{index.name}{_SHADOW}", *(shadow.c[c.name] for c in index.columns), unique=bool(index.unique))
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint):
+            shadow.append_constraint(
+                UniqueConstraint(*(c.name for c in constraint.columns), name=f"{constraint.name}{_SHADOW}")
+            )
+    return shadow
+
+
+async def _drop(connection: AsyncConnection, projection: Projection) -> None:
+    tables = list(projection.tables.values())
+    await connection.run_sync(lambda sync: tables[0].metadata.drop_all(sync, tables=tables, checkfirst=True))
