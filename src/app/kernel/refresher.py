@@ -65,6 +65,7 @@ class Refresher:
         if wait_first:
             await self._wait(wanted, failing)
         while True:
+            wanted.clear()  # before the call: a wake() while it runs calls again at once
             try:
                 await self._refresh()
             except Exception as exc:  # the owner is away, or answered badly: keep what is known
@@ -78,7 +79,6 @@ class Refresher:
             await self._wait(wanted, failing)
 
     async def _wait(self, wanted: asyncio.Event, failing: bool) -> None:
-        wanted.clear()
         if self._min_gap:
             await asyncio.sleep(self._min_gap)
         with contextlib.suppress(TimeoutError):

@@ -15,8 +15,6 @@ half of one, and the server keeps serving (and projecting) throughout.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Self
@@ -28,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.kernel.clock import utcnow
 from app.kernel.events.store import EventStore, StoredEvent
 from app.kernel.events.tables import checkpoints
+from app.kernel.refresher import Refresher
 from app.kernel.telemetry.metrics import PROJECTION_EVENTS, PROJECTION_LAG
 
 if TYPE_CHECKING:
@@ -95,10 +94,12 @@ class Projector:
         self._database = database
         self._projections = {p.name: p for p in projections}
         self._batch = batch
-        self._poll = poll_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        store.on_append(self._wake.set)
+        # Catching up runs at once, every poll (another process's appends), and as soon as an
+        # append commits here.
+        self._refresher = Refresher(
+            f"{database.module} projections", self.catch_up, interval=lambda _failing: poll_seconds
+        )
+        store.on_append(self._refresher.wake)
 
     @property
     def module(self) -> str:
@@ -117,15 +118,10 @@ class Projector:
     # -- live -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"tessera-projector-{self.module}")
+        await self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._refresher.stop()
 
     async def catch_up(self, name: str | None = None) -> int:
         """Apply every event the projection (or each) has not seen yet; how many events were read."""
@@ -153,18 +149,6 @@ class Projector:
         for status in statuses:
             PROJECTION_LAG.labels(self.module, status.name).set(status.lag)
         return statuses
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()  # before the round: an append committed during it wakes the next
-            try:
-                await self.catch_up()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bad event or an unreachable database: log, wait, try again
-                log.exception("%s projections: catching up failed; retrying", self.module)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def _catch_up(self, projection: Projection, checkpoint: str) -> int:
         """Apply batches to ``projection`` from the position ``checkpoint`` holds until none is left."""
