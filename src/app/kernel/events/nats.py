@@ -10,11 +10,18 @@ Names, all derived from ``EventSettings.namespace`` (see the helpers below):
 - a consumer module is a durable pull consumer ``<namespace>_<consumer>`` filtered on the
   subjects of its event types.
 
-Order: a consumer fetches up to ``consume_batch`` messages at once (its ``max_ack_pending``),
-hands them to its handler as one batch in stream order, and fetches again only once every
-one is applied: a message its handler refused is kept and tried again after
-``redelivery_delay_seconds`` with the ones behind it still waiting: per-key order survives
-failures.
+Order: a consumer waits for one message, then takes what else is ready up to
+``consume_batch`` (its ``max_ack_pending``), hands them to its handler as one batch in
+stream order, and fetches again only once every one is applied: a message its handler
+refused is kept and tried again after ``redelivery_delay_seconds`` with the ones behind it
+still waiting: per-key order survives failures.
+
+Why one, then the rest: nats-py's ``fetch(n)`` shares one reply subject between all of a
+consumer's pull requests, so a request it gave up on (its expiry racing the client's
+timer) stays open on the server and takes the next message; a later ``fetch(n)`` then gets
+that message and waits out its whole timeout for the other ``n - 1`` (nats-io/nats.py#933:
+seen here as a notification 1.8 s late). ``fetch(1)`` returns on the first message
+whichever request it came by, and the top-up's requests live ``TOP_UP_SECONDS`` at most.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ log = logging.getLogger("tessera.events.nats")
 
 DUPLICATE_WINDOW_SECONDS = 120.0  # Nats-Msg-Id de-duplication
 FETCH_SECONDS = 2.0  # one pull request's lifetime; an idle consumer asks again after it
+TOP_UP_SECONDS = 0.02  # after the first message, how long a batch waits for more
 RETRY_PAUSE_SECONDS = 0.5  # after an unexpected error in the fetch loop
 CONSUMER_CHECK_SECONDS = 15.0  # an idle consumer checks this often that the server still has it
 CLOSE_SECONDS = 2.0  # every step of close() is bounded by this
@@ -356,7 +364,7 @@ class NatsBus:
         checked = loop.time()
         while not self._closing:
             try:
-                batch = await subscription.fetch(self._settings.consume_batch, timeout=FETCH_SECONDS)
+                batch = await subscription.fetch(1, timeout=FETCH_SECONDS)
             except TimeoutError:
                 # Nothing new, or the server is away (nats-py is reconnecting), or the consumer
                 # is gone (a server that lost its state answers a pull on it with silence).
@@ -373,11 +381,25 @@ class NatsBus:
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
                 continue
             checked = loop.time()
+            batch += await self._top_up(consumer, subscription)
             self._handling.add(consumer)
             try:
                 await self._deliver(consumer, event_types, handler, batch)
             finally:
                 self._handling.discard(consumer)
+
+    async def _top_up(self, consumer: str, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """What else is ready to go with a batch's first message (nothing, if none comes at once)."""
+        more = self._settings.consume_batch - 1
+        if more <= 0:
+            return []
+        try:
+            return await subscription.fetch(more, timeout=TOP_UP_SECONDS)
+        except TimeoutError:
+            return []
+        except Exception as exc:  # the first message goes on alone; the next fetch sees the trouble
+            log.debug("NATS top-up fetch for %s failed: %r", consumer, exc)
+            return []
 
     async def _recover_consumer(self, consumer: str, event_types: frozenset[str]) -> None:
         """Make the consumer (and its stream) again if the server lost them."""
