@@ -16,6 +16,8 @@ __all__ = ("Refresher",)
 
 log = logging.getLogger("tessera.refresh")
 
+STOP_GRACE_SECONDS = 10.0  # stop(): how long a refresh under way may take to finish
+
 
 class Refresher:
     """Calls ``refresh`` at once, then every ``interval(failing)`` seconds, and soon after
@@ -25,7 +27,7 @@ class Refresher:
     A failing refresh keeps what was known: the failure is logged once, and its end once.
     """
 
-    __slots__ = ("_interval", "_min_gap", "_name", "_refresh", "_task", "_wanted")
+    __slots__ = ("_busy", "_interval", "_min_gap", "_name", "_refresh", "_stopping", "_task", "_wanted")
 
     def __init__(
         self,
@@ -41,6 +43,8 @@ class Refresher:
         self._min_gap = min_gap
         self._wanted: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # in the middle of a refresh
+        self._stopping = False
 
     def wake(self) -> None:
         """Refresh soon: something asked for what is not known yet."""
@@ -50,15 +54,27 @@ class Refresher:
     async def start(self, *, wait_first: bool = False) -> None:
         """Refresh now and from then on; with ``wait_first``, one interval from now (just refreshed)."""
         if self._task is None:
+            self._stopping = False
             self._wanted = asyncio.Event()
             self._task = asyncio.create_task(self._run(self._wanted, wait_first), name=self._name)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Stop refreshing. A refresh under way finishes first (for ``grace_seconds`` at most):
+        cancelled in the middle of a query, a database connection can be left half-closed,
+        and awaiting its task would then never end."""
+        if self._task is None:
+            return
+        self._stopping = True
+        task, self._task = self._task, None
+        if not self._busy:
+            task.cancel()
+        _, late = await asyncio.wait([task], timeout=grace_seconds)
+        if late:
+            log.warning("%s: a refresh did not end within %.0fs; cancelled", self._name, grace_seconds)
+            task.cancel()
+            await asyncio.wait([task], timeout=grace_seconds)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
     async def _run(self, wanted: asyncio.Event, wait_first: bool) -> None:
         failing = False
@@ -66,6 +82,7 @@ class Refresher:
             await self._wait(wanted, failing)
         while True:
             wanted.clear()  # before the call: a wake() while it runs calls again at once
+            self._busy = True
             try:
                 await self._refresh()
             except Exception as exc:  # the owner is away, or answered badly: keep what is known
@@ -76,6 +93,10 @@ class Refresher:
                 if failing:
                     log.info("%s are refreshed again", self._name)
                 failing = False
+            finally:
+                self._busy = False
+            if self._stopping:  # stop() waited for this refresh to end
+                return
             await self._wait(wanted, failing)
 
     async def _wait(self, wanted: asyncio.Event, failing: bool) -> None:
