@@ -40,11 +40,11 @@ STOP_GRACE = 10.0
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_BENCH_DB = "tessera_bench"
 POSTGRES_BENCH_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{POSTGRES_BENCH_DB}"
-MODULE_SCHEMAS = ("identity", "tasks", "notifications", "activity")
+MODULE_SCHEMAS = ("identity", "tasks", "notifications", "activity", "accounts")
 # The split topology: one process per group, started in this order (the gateway is public).
 GROUPS = ("identity", "tasks", "notifications", "activity", "gateway")
 GROUP_MODULES = {
-    "identity": ("identity",),
+    "identity": ("identity", "accounts"),
     "tasks": ("tasks",),
     "notifications": ("notifications",),
     "activity": ("activity",),

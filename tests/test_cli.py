@@ -14,7 +14,10 @@ from click.testing import CliRunner
 from app.composition.catalog import MODULES
 from app.composition.cli import main
 from app.composition.container import compose
+from contracts.accounts import ACCOUNTS
+from contracts.activity import ACTIVITY
 from contracts.identity import IDENTITY
+from contracts.notifications import NOTIFICATIONS
 from contracts.tasks import TASKS
 from tests.conftest import SIGNING_KEY
 
@@ -32,15 +35,17 @@ def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "upgrade"])
     assert first.exit_code == 0, first.output
-    assert "identity: at identity_0004" in first.output
-    assert "tasks: at tasks_0003" in first.output
+    assert "identity: at identity_0005" in first.output
+    assert "tasks: at tasks_0004" in first.output
     assert "notifications: at notifications_0002" in first.output
     assert "activity: at activity_0001" in first.output
+    assert "accounts: at accounts_0001" in first.output
     assert runner.invoke(main, ["db", "upgrade", "--module", "identity"]).exit_code == 0
     current = runner.invoke(main, ["db", "current"])
     assert current.exit_code == 0
-    assert "identity: identity_0004  up to date" in current.output
+    assert "identity: identity_0005  up to date" in current.output
     assert sorted(p.name for p in env.glob("*.db")) == [
+        "accounts.db",
         "activity.db",
         "identity.db",
         "notifications.db",
@@ -62,7 +67,7 @@ def test_db_upgrade_of_an_unknown_module_is_refused(env: Path) -> None:
 def test_serve_refuses_to_start_while_a_database_is_behind(env: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 1
-    assert "identity: at nothing, code expects identity_0004" in result.output
+    assert "identity: at nothing, code expects identity_0005" in result.output
     assert "tessera db upgrade" in result.output
 
 
@@ -115,8 +120,24 @@ def test_modules_prints_a_table_and_a_mermaid_graph(env: Path) -> None:
     assert lines[0].split() == ["module", "provides", "requires", "runs", "in", "summary"]
     assert lines[1].split()[:6] == ["identity", "identity", IDENTITY.version, "-", "this", "process"]
     assert lines[2].split()[:6] == ["tasks", "tasks", TASKS.version, "identity", "this", "process"]
-    assert lines[3].split()[:6] == ["notifications", "notifications", "1.0", "-", "this", "process"]
-    assert lines[4].split()[:5] == ["activity", "activity", "1.0", "tasks,", "identity"]
+    assert lines[3].split()[:6] == [
+        "notifications",
+        "notifications",
+        NOTIFICATIONS.version,
+        "-",
+        "this",
+        "process",
+    ]
+    assert lines[4].split()[:5] == ["activity", "activity", ACTIVITY.version, "tasks,", "identity"]
+    assert lines[5].split()[:7] == [
+        "accounts",
+        "accounts",
+        ACCOUNTS.version,
+        "identity,",
+        "tasks,",
+        "notifications,",
+        "activity",
+    ]
     assert f"tasks -->|identity {IDENTITY.version}| identity" in result.output
     # event edges: publisher -. event .-> consumer
     assert "identity -.->|UserDeactivated| tasks" in result.output
@@ -253,6 +274,64 @@ def test_a_budget_too_small_for_the_workers_is_refused_naming_the_key(
     result = CliRunner().invoke(main, ["serve", "--workers", "2"])
     assert result.exit_code == 1
     assert (
-        "database.max_connections: 4 cannot give a connection to each of 4 modules in 2 processes"
+        "database.max_connections: 4 cannot give a connection to each of 5 modules in 2 processes"
         in result.output
     )
+
+
+def _closure_of_a_new_user(successor_active: bool) -> str:
+    """Ada registers and closes her account naming Bob (deactivated, or not); the saga is driven."""
+    from app.kernel.config import load_settings
+    from contracts import Principal
+    from contracts.accounts import ClosureRequest
+
+    async def work() -> str:
+        composition = compose(load_settings())
+        try:
+            identity = composition.module("identity").container.service()
+            ada, bob = [
+                await identity.register(
+                    email=f"{n}@example.com", password="correct horse battery", display_name=n
+                )
+                for n in ("ada", "bob")
+            ]
+            if not successor_active:
+                await identity.deactivate(Principal(user_id=bob.id), bob.id)
+            accounts = composition.module("accounts").container.service()
+            closure = await accounts.close_account(
+                Principal(user_id=ada.id), ClosureRequest(successor_id=bob.id)
+            )
+            await composition.orchestrators[0].drive(closure.id)
+            return str(closure.id)
+        finally:
+            await composition.aclose()
+
+    return asyncio.run(work())
+
+
+def test_sagas_list_show_and_retry(env: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    closure_id = _closure_of_a_new_user(successor_active=False)
+
+    listed = runner.invoke(main, ["sagas", "list"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line for line in listed.output.splitlines() if line.startswith(closure_id)]
+    assert row.split()[1:4] == ["account-closure", row.split()[2], "compensated"]
+    assert "tasks.successor_unavailable" in row
+    assert runner.invoke(main, ["sagas", "list", "--state", "stuck"]).output.count(closure_id) == 0
+
+    shown = runner.invoke(main, ["sagas", "show", closure_id])
+    assert shown.exit_code == 0, shown.output
+    assert f"account-closure {closure_id}" in shown.output
+    steps = {line.split()[0]: line.split()[1:3] for line in shown.output.splitlines()[2:] if line.strip()}
+    assert steps["close_account"] == ["compensated", "2"]
+    assert steps["hand_over_tasks"] == ["failed", "1"]
+    assert steps["erase_account"] == ["pending", "0"]
+
+    retried = runner.invoke(main, ["sagas", "retry", closure_id])  # ended: nothing to retry
+    assert retried.exit_code == 0, retried.output
+    assert "compensated; nothing is due now" in retried.output
+    unknown = runner.invoke(main, ["sagas", "show", "00000000-0000-0000-0000-000000000000"])
+    assert unknown.exit_code == 1
+    assert "no saga run" in unknown.output

@@ -52,11 +52,13 @@ class ActivityKind(enum.StrEnum):
     TASK_ASSIGNED = "task.assigned"
     TASK_STATUS_CHANGED = "task.status_changed"
     TASK_DELETED = "task.deleted"
+    TASK_OWNER_CHANGED = "task.owner_changed"  # contract 1.1
     USER_REGISTERED = "user.registered"
     USER_PROFILE_CHANGED = "user.profile_changed"
     USER_DEACTIVATED = "user.deactivated"
     USER_REACTIVATED = "user.reactivated"
     ADMINISTRATOR_GRANTED = "user.administrator_granted"
+    ACCOUNT_CLOSED = "user.account_closed"  # contract 1.1
 
 
 class ActivityEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -175,14 +177,18 @@ class ActivityApi(Protocol):
         ...
 
     @idempotent
-    async def erase_user(self, user_id: UUID) -> Erasure:
-        """Forget the user's personal data in every event and read model. Safe to repeat."""
+    async def erase_user(self, user_id: UUID, step_key: str | None = None) -> Erasure:
+        """Forget the user's personal data in every event and read model. Safe to repeat.
+
+        ``step_key`` (contract 1.1): the saga step asking; the erasure is idempotent anyway, and
+        what reaches activity about the user after it stays erased.
+        """
         ...
 
 
 ACTIVITY: Contract[ActivityApi] = Contract(
     name="activity",
-    version="1.0",
+    version="1.1",  # 1.1: erase_user's step_key, the task.owner_changed and user.account_closed kinds
     api=ActivityApi,
     errors=(TaskActivityNotFound, NotPermittedOnActivity),
 )

@@ -13,7 +13,12 @@ from contracts._base import AwareDateTime, Contract, ContractError, IntegrationE
 __all__ = (
     "DISPLAY_NAME_MAX",
     "EMAIL_MAX",
+    "ERASED_DISPLAY_NAME",
     "IDENTITY",
+    "AccountClosed",
+    "AccountClosing",
+    "AccountErased",
+    "AccountRecord",
     "AdministratorGranted",
     "EmailAlreadyRegistered",
     "IdentityApi",
@@ -34,6 +39,8 @@ __all__ = (
 # An account's fields, as the decoders, the OpenAPI document and the tables see them.
 EMAIL_MAX = 254  # RFC 5321's path limit
 DISPLAY_NAME_MAX = 100
+# What others see of a closed account, in identity and in every copy made of its name.
+ERASED_DISPLAY_NAME = "Former user"
 
 
 class UserProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -50,6 +57,34 @@ class SessionRevocation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     user_id: UUID
     epoch: int
     revoked_at: datetime
+
+
+class AccountClosing(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An account's closure state (contract 1.5): ``closing_since`` None once reopened."""
+
+    user_id: UUID
+    closing_since: datetime | None
+    erased: bool
+
+
+class AccountRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything identity holds about a user but their credentials (contract 1.5): for their
+    own data export, never for other users."""
+
+    id: UUID
+    email: str
+    display_name: str
+    active: bool
+    is_admin: bool
+    created_at: datetime
+
+
+class AccountErased(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What erasing an account did (contract 1.5)."""
+
+    user_id: UUID
+    erased_at: datetime
+    redacted_events: int
 
 
 class UserNotFound(ContractError):
@@ -112,6 +147,34 @@ class IdentityApi(Protocol):
         ...
 
     @idempotent
+    async def account_record(self, user_id: UUID) -> AccountRecord:
+        """What identity holds about the user (contract 1.5), for their data export; UserNotFound."""
+        ...
+
+    @idempotent
+    async def close_account(self, user_id: UUID, step_key: str) -> AccountClosing:
+        """Mark the account *closing* (contract 1.5): no sign-in, no refresh, its access tokens void.
+
+        Closing a closing account changes nothing. A closing user is not active to other
+        modules. Raises UserNotFound.
+        """
+        ...
+
+    @idempotent
+    async def reopen_account(self, user_id: UUID, step_key: str) -> AccountClosing:
+        """Undo :meth:`close_account` (contract 1.5); the user signs in afresh. Erased: nothing to do."""
+        ...
+
+    @idempotent
+    async def erase_account(self, user_id: UUID, closed_by: UUID, step_key: str) -> AccountErased:
+        """Erase the account's personal data for good (contract 1.5).
+
+        The e-mail and display name are tombstoned, every token revoked, and the user's rows
+        still kept in identity's outbox redacted; publishes AccountClosed once.
+        """
+        ...
+
+    @idempotent
     async def session_revocations(self, since: AwareDateTime) -> list[SessionRevocation]:
         """Users whose earlier access tokens were voided after ``since``, oldest first.
 
@@ -170,9 +233,18 @@ class AdministratorGranted(
     granted_by: UUID | None
 
 
+class AccountClosed(IntegrationEvent, frozen=True, kw_only=True, tag="identity.AccountClosed.v1"):
+    """The account was closed and its personal data erased (contract 1.5); ``closed_by`` asked."""
+
+    key_field = "user_id"
+
+    user_id: UUID
+    closed_by: UUID
+
+
 IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
-    version="1.4",  # 1.4: require_administrator, AdministratorGranted
+    version="1.5",  # 1.5: close_account, reopen_account, erase_account, AccountClosed
     api=IdentityApi,
     errors=(
         UserNotFound,
@@ -182,5 +254,12 @@ IDENTITY: Contract[IdentityApi] = Contract(
         InvalidRefreshToken,
         NotPermittedOnUser,
     ),
-    events=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated, AdministratorGranted),
+    events=(
+        UserRegistered,
+        UserDeactivated,
+        UserProfileChanged,
+        UserReactivated,
+        AdministratorGranted,
+        AccountClosed,
+    ),
 )

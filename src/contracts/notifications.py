@@ -17,6 +17,7 @@ __all__ = (
     "NotificationKind",
     "NotificationNotFound",
     "NotificationPage",
+    "InboxDeleted",
     "NotificationQuery",
     "NotificationsApi",
     "UnreadCount",
@@ -27,6 +28,7 @@ class NotificationKind(enum.StrEnum):
     TASK_ASSIGNED = "task_assigned"
     TASK_STATUS_CHANGED = "task_status_changed"
     TASK_COMPLETED = "task_completed"
+    TASK_HANDED_OVER = "task_handed_over"  # contract 1.1: a closed account's task is yours now
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -60,6 +62,13 @@ class UnreadCount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     unread: int
 
 
+class InboxDeleted(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What deleting a user's inbox removed (contract 1.1)."""
+
+    user_id: UUID
+    deleted: int
+
+
 class NotificationNotFound(ContractError):
     """No such notification, or one of another user's: the two look the same."""
 
@@ -80,10 +89,15 @@ class NotificationsApi(Protocol):
         """How many of the principal's notifications are not yet read."""
         ...
 
+    @idempotent
+    async def delete_inbox(self, user_id: UUID, step_key: str) -> InboxDeleted:
+        """Delete every notification of ``user_id`` (contract 1.1): their account closed."""
+        ...
+
 
 NOTIFICATIONS: Contract[NotificationsApi] = Contract(
     name="notifications",
-    version="1.0",
+    version="1.1",  # 1.1: delete_inbox, the task_handed_over kind
     api=NotificationsApi,
     errors=(NotificationNotFound,),
 )

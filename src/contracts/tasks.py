@@ -27,7 +27,10 @@ __all__ = (
     "LABEL_MAX",
     "TASKS",
     "TITLE_MAX",
+    "SuccessorUnavailable",
     "Description",
+    "HandBack",
+    "HandOver",
     "Label",
     "Labels",
     "TaskSort",
@@ -44,6 +47,7 @@ __all__ = (
     "TaskEdited",
     "TaskFields",
     "TaskNotFound",
+    "TaskOwnerChanged",
     "TaskPage",
     "TaskQuery",
     "TaskStatus",
@@ -150,6 +154,31 @@ class IdempotencyKeyReused(ContractError):
     title = "That Idempotency-Key was used for a different request"
 
 
+class HandOver(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What handing a user's work over moved (contract 2.2): tasks given to the successor,
+    and tasks the user was taken off."""
+
+    user_id: UUID
+    successor_id: UUID
+    handed_over: list[UUID]
+    unassigned: list[UUID]
+
+
+class HandBack(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What undoing a hand-over restored, and what it could not because it changed since."""
+
+    restored: list[UUID]
+    not_restored: list[UUID]
+
+
+class SuccessorUnavailable(ContractError):
+    """The user named to take work over does not exist or is not active (contract 2.2)."""
+
+    code = "tasks.successor_unavailable"
+    status = 409
+    title = "The successor cannot take work over"
+
+
 @runtime_checkable
 class TasksApi(Protocol):
     @idempotent
@@ -160,6 +189,20 @@ class TasksApi(Protocol):
     @idempotent
     async def list_tasks(self, principal: Principal, query: TaskQuery) -> TaskPage:
         """The principal's tasks (owned or assigned), filtered, sorted, one page at a time."""
+        ...
+
+    @idempotent
+    async def hand_over(self, user_id: UUID, successor_id: UUID, step_key: str) -> HandOver:
+        """Give every open task ``user_id`` owns to ``successor_id`` and take them off every
+        task they are assigned (contract 2.2); recorded under ``step_key``, which a repeat
+        answers from. Raises SuccessorUnavailable unless the successor is an active user.
+        """
+        ...
+
+    @idempotent
+    async def hand_back(self, step_key: str) -> HandBack:
+        """Undo the hand-over recorded under ``step_key``, as far as nobody changed its tasks
+        since (contract 2.2). Nothing recorded: nothing to undo."""
         ...
 
 
@@ -253,10 +296,31 @@ class TaskEdited(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskEdi
     after: TaskFields
 
 
+class TaskOwnerChanged(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.TaskOwnerChanged.v1"):
+    """The task has a new owner (contract 2.2): its owner's account closed, and it went to their
+    successor — or, the closure undone, back. ``changed_by`` None: the system moved it."""
+
+    key_field = "task_id"
+
+    task_id: UUID
+    owner_id: UUID
+    previous_owner_id: UUID
+    assignee_id: UUID | None
+    changed_by: UUID | None
+    title: str
+
+
 TASKS: Contract[TasksApi] = Contract(
     name="tasks",
-    version="2.1",  # 2.1: TaskCreated's fields, TaskDeleted.deleted_by, TaskEdited
+    version="2.2",  # 2.1: TaskCreated's fields, TaskDeleted.deleted_by, TaskEdited; 2.2: hand-overs
     api=TasksApi,
-    errors=(TaskNotFound, InvalidTransition, NotPermittedOnTask, VersionMismatch, IdempotencyKeyReused),
-    events=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskEdited, TaskDeleted),
+    errors=(
+        TaskNotFound,
+        InvalidTransition,
+        NotPermittedOnTask,
+        VersionMismatch,
+        IdempotencyKeyReused,
+        SuccessorUnavailable,
+    ),
+    events=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskEdited, TaskDeleted, TaskOwnerChanged),
 )

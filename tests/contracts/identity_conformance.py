@@ -14,7 +14,14 @@ import msgspec
 import pytest
 
 from app.kernel.clock import utcnow
-from contracts.identity import IdentityApi, NotPermittedOnUser, UserInactive, UserNotFound, UserProfile
+from contracts.identity import (
+    ERASED_DISPLAY_NAME,
+    IdentityApi,
+    NotPermittedOnUser,
+    UserInactive,
+    UserNotFound,
+    UserProfile,
+)
 
 
 class IdentityTarget(Protocol):
@@ -103,3 +110,50 @@ class IdentityApiConformance:
         assert by_user[gone].revoked_at > before
         assert [r.revoked_at for r in revocations] == sorted(r.revoked_at for r in revocations)
         assert await target.api.session_revocations(utcnow() + timedelta(seconds=1)) == []
+
+    # -- account closure (contract 1.5): each step idempotent under its step key ----------
+
+    async def test_a_closing_account_is_inactive_to_others_and_its_sessions_void(
+        self, target: IdentityTarget
+    ) -> None:
+        before = utcnow() - timedelta(seconds=1)
+        ada = await target.given_user("Ada")
+        first = await target.api.close_account(ada, "saga-1:close")
+        again = await target.api.close_account(ada, "saga-1:close")
+        assert first.closing_since is not None
+        assert again.closing_since == first.closing_since
+        assert not first.erased
+        assert (await target.api.get_user(ada)).active is False
+        with pytest.raises(UserInactive):
+            await target.api.require_active_user(ada)
+        assert ada in {r.user_id for r in await target.api.session_revocations(before)}
+
+    async def test_a_reopened_account_is_active_again(self, target: IdentityTarget) -> None:
+        ada = await target.given_user("Ada")
+        await target.api.close_account(ada, "saga-2:close")
+        reopened = await target.api.reopen_account(ada, "saga-2:close")
+        assert reopened.closing_since is None
+        assert await target.api.reopen_account(ada, "saga-2:close") == reopened
+        assert (await target.api.require_active_user(ada)).display_name == "Ada"
+
+    async def test_an_erased_account_keeps_no_name_and_stays_closed(self, target: IdentityTarget) -> None:
+        ada, admin = await target.given_user("Ada Lovelace"), await target.given_user("Admin")
+        await target.api.close_account(ada, "saga-3:close")
+        erased = await target.api.erase_account(ada, admin, "saga-3:erase")
+        assert (await target.api.erase_account(ada, admin, "saga-3:erase")).erased_at == erased.erased_at
+        profile = await target.api.get_user(ada)
+        assert (profile.display_name, profile.active) == (ERASED_DISPLAY_NAME, False)
+        assert (await target.api.reopen_account(ada, "saga-3:close")).erased is True
+        assert (await target.api.get_user(ada)).active is False
+
+    async def test_account_record_holds_what_the_user_may_take_home(self, target: IdentityTarget) -> None:
+        ada = await target.given_user("Ada")
+        record = await target.api.account_record(ada)
+        assert (record.id, record.display_name, record.active, record.is_admin) == (ada, "Ada", True, False)
+        assert "@" in record.email
+        with pytest.raises(UserNotFound):
+            await target.api.account_record(uuid.uuid4())
+
+    async def test_closing_an_unknown_account_is_user_not_found(self, target: IdentityTarget) -> None:
+        with pytest.raises(UserNotFound):
+            await target.api.close_account(uuid.uuid4(), "saga-4:close")

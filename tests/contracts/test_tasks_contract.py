@@ -45,6 +45,12 @@ class LocalTasks:
             await self.service.update_task(principal, created.task.id, TaskChanges(status=status))
         return created.task.id
 
+    async def given_user(self, *, active: bool = True) -> UUID:
+        return self._identity.add_user("Someone", active=active)
+
+    async def edit(self, owner: UUID, task_id: UUID) -> None:
+        await self.service.update_task(Principal(user_id=owner), task_id, TaskChanges(title="Edited"))
+
 
 @pytest.fixture(scope="module")
 def tasks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str, FakeIdentity]]:
@@ -58,8 +64,15 @@ def tasks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Set
 
 class FakeTarget:
     def __init__(self) -> None:
-        self.fake = FakeTasks()
+        self.identity = FakeIdentity()
+        self.fake = FakeTasks(identity=self.identity)
         self.api: TasksApi = self.fake
+
+    async def given_user(self, *, active: bool = True) -> UUID:
+        return self.identity.add_user("Someone", active=active)
+
+    async def edit(self, owner: UUID, task_id: UUID) -> None:
+        self.fake.edit(task_id, "Edited")
 
     async def given_task(
         self,
@@ -100,5 +113,5 @@ class TestTasksApi(TasksApiConformance):
 def test_every_tasks_read_is_marked_idempotent() -> None:
     from contracts import is_idempotent
 
-    for name in ("get_task", "list_tasks"):
+    for name in ("get_task", "list_tasks", "hand_over", "hand_back"):
         assert is_idempotent(getattr(TASKS.api, name)), name

@@ -15,6 +15,14 @@ from pathlib import Path
 from tests.servers import TESSERA, TEST_SERVER_CONFIG, clean_env, free_port, server_process, wait_until_ready
 
 GROUPS = ("identity", "tasks", "notifications", "activity", "gateway")
+# As the sample topology (config/split.toml) places them: accounts beside identity.
+GROUP_MODULES = {
+    "identity": ("identity", "accounts"),
+    "tasks": ("tasks",),
+    "notifications": ("notifications",),
+    "activity": ("activity",),
+    "gateway": (),
+}
 
 
 class Cluster:
@@ -59,7 +67,7 @@ def write_config(
     urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()}
     if identity_url:
         urls["identity"] = identity_url  # how the others reach identity (through a proxy, say)
-    modules = {g: "[]" if g == "gateway" else f'["{g}"]' for g in GROUPS}
+    modules = {g: "[" + ", ".join(f'"{m}"' for m in GROUP_MODULES[g]) + "]" for g in GROUPS}
     groups = "\n".join(f'[topology.groups.{g}]\nmodules = {modules[g]}\nurl = "{urls[g]}"\n' for g in GROUPS)
     events = events or f'[events]\nbus = "nats"\nnamespace = "t{uuid.uuid4().hex[:12]}"\n'
     path.write_text(

@@ -127,11 +127,13 @@ class Processes:
 
 
 @contextmanager
-def monolith(tmp_path: Path, events: str) -> Iterator[Processes]:
+def monolith(tmp_path: Path, events: str, *, database_url: str | None = None) -> Iterator[Processes]:
     config = tmp_path / "monolith.toml"
     config.write_text(TEST_SERVER_CONFIG + events)
     data_dir = tmp_path / "data"
     env = clean_env(TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(data_dir))
+    if database_url:
+        env["TESSERA_DATABASE__URL"] = database_url
     migrate(env)
     with ExitStack() as stack:
         yield Processes(env, {"monolith": free_port()}, data_dir, stack)

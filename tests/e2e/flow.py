@@ -248,3 +248,126 @@ def run_history_flow(base: str) -> None:
         assert [e["kind"] for e in past["items"]] == ["task.status_changed", "task.assigned", "task.created"]
         # Bob is no longer on the task: its history is not his to read.
         assert _json(http.get(f"{url}/activity", headers=bob), 404)["code"] == "activity.task_not_found"
+
+
+def closure_of(
+    http: httpx.Client, auth: dict[str, str], location: str, *states: str
+) -> dict[str, Any] | None:
+    """The closure at ``location`` once its state is one of ``states``; None before."""
+    closure = _json(http.get(location, headers=auth), 200)
+    return closure if closure["state"] in states else None
+
+
+# One route of each module that took the closing user's token before: none takes it after.
+REFUSED_AFTER_CLOSING = ("/api/v1/tasks", "/api/v1/users/me", "/api/v1/notifications", "/api/v1/activity")
+
+
+def export_with_activity(http: httpx.Client, auth: dict[str, str], kinds: set[str]) -> dict[str, Any] | None:
+    """The caller's export once their activity holds entries of every one of ``kinds``."""
+    exported = _json(http.get("/api/v1/account/export", headers=auth), 200)
+    return exported if kinds <= {e["kind"] for e in exported["activity"]} else None
+
+
+def run_closure_flow(base: str, *, within: float = 10.0) -> None:
+    """The saga issue's flow: Ada closes her account naming Bob; her work goes to him, her data goes.
+
+    Then Carol names someone who is deactivated meanwhile: her closure turns back.
+    """
+    with httpx.Client(base_url=base, timeout=15) as http:
+        ada_id, ada = register_and_log_in(http, "Ada")
+        bob_id, bob = register_and_log_in(http, "Bob")
+        _, carol = register_and_log_in(http, "Carol")
+        email = _json(http.get("/api/v1/users/me", headers=ada), 200)["email"]
+        mine = _json(
+            http.post("/api/v1/tasks", json={"title": "Ada's plan", "labels": ["ada"]}, headers=ada), 201
+        )
+        theirs = _json(
+            http.post("/api/v1/tasks", json={"title": "Carol's", "assignee_id": ada_id}, headers=carol), 201
+        )
+        eventually(
+            lambda: notifications_of(http, ada, theirs["id"], "task_assigned"),
+            within=within,
+            what="Ada's inbox",
+        )
+        exported = eventually(  # before she goes; activity's feed follows the events in a moment
+            lambda: export_with_activity(http, ada, {"task.created", "task.assigned"}),
+            within=within,
+            what="Ada's export with her activity",
+        )
+        assert (exported["account"]["id"], exported["account"]["email"]) == (ada_id, email)
+        assert {t["id"] for t in exported["tasks"]} == {mine["id"], theirs["id"]}
+        assert [n["task_id"] for n in exported["notifications"]] == [theirs["id"]]
+        assert (
+            _json(http.post("/api/v1/account/closure", json={"successor_id": ada_id}, headers=ada), 422)[
+                "code"
+            ]
+            == "accounts.successor_is_the_user"
+        )
+
+        started = http.post("/api/v1/account/closure", json={"successor_id": bob_id}, headers=ada)
+        closure = _json(started, 202)
+        location = started.headers["location"]
+        assert location == f"/api/v1/account/closure/{closure['id']}"
+        assert (closure["user_id"], closure["successor_id"]) == (ada_id, bob_id)
+        # Ada follows it to its end with her old token, refused everywhere else from step 1.
+        ended = eventually(
+            lambda: closure_of(http, ada, location, "completed", "compensated", "stuck"),
+            within=within,
+            what="Ada's closure ends",
+        )
+        assert ended["state"] == "completed", ended
+        assert [s["state"] for s in ended["steps"]] == ["done"] * 5
+        assert _json(http.get(location, headers=bob), 404)["code"] == "accounts.closure_not_found"
+
+        # ... while every other use of her token is refused, by every module, within a poll
+        eventually(
+            lambda: (
+                all(http.get(path, headers=ada).status_code == 401 for path in REFUSED_AFTER_CLOSING) or None
+            ),
+            within=within,
+            what="Ada's old token refused by every module",
+        )
+        assert _json(http.get(location, headers=ada), 200)["state"] == "completed"
+        login = http.post("/api/v1/auth/token", json={"email": email, "password": "correct horse battery"})
+        assert login.status_code == 401
+        assert _json(http.get(f"/api/v1/tasks/{mine['id']}", headers=bob), 200)["owner"]["id"] == bob_id
+        assert _json(http.get(f"/api/v1/tasks/{theirs['id']}", headers=carol), 200)["assignee"] is None
+        (handed,) = eventually(
+            lambda: notifications_of(http, bob, mine["id"], "task_handed_over"),
+            within=within,
+            what="Bob is told the task is his",
+        )
+        assert handed["actor_id"] is None
+        history = eventually(
+            lambda: timeline_of(http, bob, mine["id"], 2), within=within, what="the hand-over in the timeline"
+        )
+        assert history[0]["kind"] == "task.owner_changed"
+        assert history[0]["data"]["owner_id"] == bob_id
+
+        # Carol names Dave, who is deactivated: the POST accepts it (the saga, not the POST,
+        # decides, since it may change while the saga runs), and the saga turns back.
+        carol_email = _json(http.get("/api/v1/users/me", headers=carol), 200)["email"]
+        _, dave = register_and_log_in(http, "Dave")
+        dave_id = _json(http.get("/api/v1/users/me", headers=dave), 200)["id"]
+        _json(http.post(f"/api/v1/users/{dave_id}/deactivate", headers=dave), 200)
+        started = http.post("/api/v1/account/closure", json={"successor_id": dave_id}, headers=carol)
+        _json(started, 202)
+        location = started.headers["location"]
+        turned = eventually(
+            lambda: closure_of(http, carol, location, "completed", "compensated", "stuck"),
+            within=within,
+            what="Carol's closure ends",
+        )
+        assert turned["state"] == "compensated", turned
+        assert turned["reason"].startswith("hand_over_tasks: tasks.successor_unavailable")
+        assert [s["state"] for s in turned["steps"]][:2] == ["compensated", "failed"]
+        eventually(  # her old session stays void
+            lambda: http.get("/api/v1/tasks", headers=carol).status_code == 401 or None,
+            within=within,
+            what="Carol's old token refused",
+        )
+        again = http.post(
+            "/api/v1/auth/token", json={"email": carol_email, "password": "correct horse battery"}
+        )
+        carol = {"Authorization": f"Bearer {_json(again, 200)['access_token']}"}  # her account is open again
+        assert _json(http.get(f"/api/v1/tasks/{theirs['id']}", headers=carol), 200)["owner"]["id"] != ada_id

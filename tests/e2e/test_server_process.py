@@ -44,6 +44,7 @@ def test_register_log_in_and_read_me_over_real_http(server: str, tmp_path: Path)
         assert me.headers["x-request-id"]
     data_dir = tmp_path / "data"
     assert sorted(p.name for p in data_dir.glob("*.db")) == [
+        "accounts.db",
         "activity.db",
         "identity.db",
         "notifications.db",

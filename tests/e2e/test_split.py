@@ -16,7 +16,7 @@ from app.composition.openapi import document
 from app.kernel.signing_keys import SigningKeys, service_tokens_of
 from contracts.identity import IDENTITY
 from tests.e2e.cluster import GROUPS, Cluster, monolith, split_cluster
-from tests.e2e.flow import register_and_log_in, run_history_flow, run_public_flow
+from tests.e2e.flow import register_and_log_in, run_closure_flow, run_history_flow, run_public_flow
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +25,14 @@ def test_the_monolith_passes_the_public_flow(tmp_path: Path) -> None:
     with monolith(tmp_path) as base:
         run_public_flow(base)
         run_history_flow(base)
+        run_closure_flow(base)
 
 
 def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> None:
     with split_cluster(tmp_path) as cluster:
         run_public_flow(cluster.gateway)
         run_history_flow(cluster.gateway)
+        run_closure_flow(cluster.gateway)  # accounts, in identity's group, calls the others remotely
         # The gateway documents every route it serves or proxies: the same document as the monolith.
         served = httpx.get(f"{cluster.gateway}/schema/openapi.json", timeout=15).json()
         assert served["paths"] == document(MODULES)["paths"]
@@ -44,6 +46,7 @@ def test_the_split_passes_the_same_flow_through_the_gateway(tmp_path: Path) -> N
             assert header["kid"] in {key["kid"] for key in published}
             assert http.get("/api/v1/tasks", headers=auth).status_code == 200  # verified by tasks
         assert sorted(p.name for p in (tmp_path / "data").glob("*.db")) == [
+            "accounts.db",
             "activity.db",
             "identity.db",
             "notifications.db",
@@ -88,6 +91,7 @@ def _each_group_signs_its_own_calls(cluster: Cluster, data_dir: Path) -> None:
 def test_the_split_passes_the_same_flow_on_postgres(tmp_path: Path, postgres_url: str) -> None:
     with split_cluster(tmp_path, database_url=postgres_url) as cluster:
         run_public_flow(cluster.gateway)
+        run_closure_flow(cluster.gateway)  # the saga's happy path and its compensation, on PostgreSQL
 
 
 def test_a_body_over_the_limit_is_refused_at_the_gateway_and_logs_no_server_error(tmp_path: Path) -> None:

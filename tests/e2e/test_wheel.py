@@ -74,6 +74,7 @@ def test_the_wheel_installs_and_serves_from_any_directory(tmp_path: Path) -> Non
         server.terminate()
         server.wait(timeout=10)
     assert sorted(p.name for p in (elsewhere / "data").glob("*.db")) == [
+        "accounts.db",
         "activity.db",
         "identity.db",
         "notifications.db",

@@ -14,6 +14,10 @@ import msgspec
 
 from app.kernel.clock import utcnow
 from contracts.identity import (
+    ERASED_DISPLAY_NAME,
+    AccountClosing,
+    AccountErased,
+    AccountRecord,
     IdentityApi,
     NotPermittedOnUser,
     SessionRevocation,
@@ -30,6 +34,11 @@ class FakeIdentity(IdentityApi):
         self._profiles: dict[UUID, UserProfile] = {}
         self._revocations: dict[UUID, SessionRevocation] = {}
         self._administrators: set[UUID] = set()
+        self._closing: dict[UUID, datetime] = {}
+        self._erased: dict[UUID, datetime] = {}
+        self._inactive: set[UUID] = set()  # deactivated (not closing)
+        self.closed: list[UUID] = []  # AccountClosed, as it would be published
+        self._created: dict[UUID, datetime] = {}
         self.calls: list[str] = []  # contract methods called by requests, in order
 
     def add_user(
@@ -41,6 +50,10 @@ class FakeIdentity(IdentityApi):
 
     def deactivate(self, user_id: UUID) -> None:
         self._profiles[user_id] = msgspec.structs.replace(self._profiles[user_id], active=False)
+        self._inactive.add(user_id)
+        self._revoke(user_id)
+
+    def _revoke(self, user_id: UUID) -> None:
         earlier = self._revocations.get(user_id)
         self._revocations[user_id] = SessionRevocation(
             user_id=user_id, epoch=earlier.epoch + 1 if earlier else 1, revoked_at=utcnow()
@@ -78,6 +91,62 @@ class FakeIdentity(IdentityApi):
         # Not in ``calls``: every process polls it, whatever the requests do.
         found = [r for r in self._revocations.values() if r.revoked_at > since]
         return sorted(found, key=lambda r: r.revoked_at)
+
+    async def account_record(self, user_id: UUID) -> AccountRecord:
+        self.calls.append("account_record")
+        profile = self._find(user_id)
+        return AccountRecord(
+            id=user_id,
+            email=f"{user_id.hex[:8]}@example.com"
+            if user_id not in self._erased
+            else f"erased-{user_id}@invalid",
+            display_name=profile.display_name,
+            active=profile.active,
+            is_admin=user_id in self._administrators,
+            created_at=self._created.setdefault(user_id, utcnow()),
+        )
+
+    async def close_account(self, user_id: UUID, step_key: str) -> AccountClosing:
+        self.calls.append("close_account")
+        self._find(user_id)
+        if user_id not in self._closing and user_id not in self._erased:
+            self._closing[user_id] = utcnow()
+            self._set_active(user_id)
+            self._revoke(user_id)
+        return self._closing_of(user_id)
+
+    async def reopen_account(self, user_id: UUID, step_key: str) -> AccountClosing:
+        self.calls.append("reopen_account")
+        self._find(user_id)
+        if user_id not in self._erased:
+            self._closing.pop(user_id, None)
+            self._set_active(user_id)
+        return self._closing_of(user_id)
+
+    async def erase_account(self, user_id: UUID, closed_by: UUID, step_key: str) -> AccountErased:
+        self.calls.append("erase_account")
+        profile = self._find(user_id)
+        if user_id in self._erased:
+            return AccountErased(user_id=user_id, erased_at=self._erased[user_id], redacted_events=0)
+        self._erased[user_id] = utcnow()
+        self._profiles[user_id] = msgspec.structs.replace(
+            profile, display_name=ERASED_DISPLAY_NAME, active=False
+        )
+        self._administrators.discard(user_id)
+        self._revoke(user_id)
+        self.closed.append(user_id)
+        return AccountErased(user_id=user_id, erased_at=self._erased[user_id], redacted_events=0)
+
+    def _set_active(self, user_id: UUID) -> None:
+        active = (
+            user_id not in self._closing and user_id not in self._erased and user_id not in self._inactive
+        )
+        self._profiles[user_id] = msgspec.structs.replace(self._profiles[user_id], active=active)
+
+    def _closing_of(self, user_id: UUID) -> AccountClosing:
+        return AccountClosing(
+            user_id=user_id, closing_since=self._closing.get(user_id), erased=user_id in self._erased
+        )
 
     def _find(self, user_id: UUID) -> UserProfile:
         if user_id not in self._profiles:

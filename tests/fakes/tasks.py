@@ -12,8 +12,12 @@ from uuid import UUID
 import msgspec
 
 from contracts import FieldError, InvalidInput, Principal
+from contracts.identity import IdentityApi, UserInactive, UserNotFound
 from contracts.tasks import (
+    HandBack,
+    HandOver,
     Priority,
+    SuccessorUnavailable,
     Task,
     TaskNotFound,
     TaskPage,
@@ -28,8 +32,19 @@ _OPEN = (TaskStatus.TODO, TaskStatus.IN_PROGRESS)
 
 
 class FakeTasks(TasksApi):
-    def __init__(self) -> None:
+    def __init__(self, identity: IdentityApi | None = None) -> None:
         self._tasks: dict[UUID, Task] = {}
+        self._identity = identity  # who may take work over; None: anyone
+        self._hand_overs: dict[str, tuple[HandOver, dict[UUID, int], UUID]] = {}
+        self._handed_back: dict[str, HandBack] = {}
+        self.calls: list[str] = []
+
+    def tasks(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    def edit(self, task_id: UUID, title: str) -> None:
+        task = self._tasks[task_id]
+        self._tasks[task_id] = msgspec.structs.replace(task, title=title, version=task.version + 1)
 
     def add_task(
         self,
@@ -58,7 +73,61 @@ class FakeTasks(TasksApi):
         return task.id
 
     def reassign(self, task_id: UUID, assignee_id: UUID | None) -> None:
-        self._tasks[task_id] = msgspec.structs.replace(self._tasks[task_id], assignee_id=assignee_id)
+        task = self._tasks[task_id]
+        self._tasks[task_id] = msgspec.structs.replace(
+            task, assignee_id=assignee_id, version=task.version + 1
+        )
+
+    async def hand_over(self, user_id: UUID, successor_id: UUID, step_key: str) -> HandOver:
+        self.calls.append("hand_over")
+        if step_key in self._hand_overs:
+            return self._hand_overs[step_key][0]
+        if self._identity is not None:
+            try:
+                await self._identity.require_active_user(successor_id)
+            except (UserInactive, UserNotFound):
+                raise SuccessorUnavailable(f"user {successor_id} is not an active user") from None
+        versions: dict[UUID, int] = {}
+        moved, taken_off = [], []
+        for task in list(self._tasks.values()):
+            if task.status not in _OPEN:
+                continue
+            changed = task
+            if task.owner_id == user_id:
+                changed = msgspec.structs.replace(changed, owner_id=successor_id)
+                moved.append(task.id)
+            if task.assignee_id == user_id:
+                changed = msgspec.structs.replace(changed, assignee_id=None)
+                if task.owner_id != user_id:
+                    taken_off.append(task.id)
+            if changed is not task:
+                self._tasks[task.id] = msgspec.structs.replace(changed, version=task.version + 1)
+                versions[task.id] = task.version + 1
+        done = HandOver(user_id=user_id, successor_id=successor_id, handed_over=moved, unassigned=taken_off)
+        self._hand_overs[step_key] = (done, versions, user_id)
+        return done
+
+    async def hand_back(self, step_key: str) -> HandBack:
+        self.calls.append("hand_back")
+        if step_key in self._handed_back:
+            return self._handed_back[step_key]
+        if step_key not in self._hand_overs:
+            return HandBack(restored=[], not_restored=[])
+        done, versions, user_id = self._hand_overs[step_key]
+        restored, not_restored = [], []
+        for task_id in done.handed_over + done.unassigned:
+            task = self._tasks.get(task_id)
+            if task is None or task.version != versions[task_id]:
+                not_restored.append(task_id)
+                continue
+            if task_id in done.handed_over:
+                task = msgspec.structs.replace(task, owner_id=user_id)
+            else:
+                task = msgspec.structs.replace(task, assignee_id=user_id)
+            self._tasks[task_id] = msgspec.structs.replace(task, version=task.version + 1)
+            restored.append(task_id)
+        self._handed_back[step_key] = HandBack(restored=restored, not_restored=not_restored)
+        return self._handed_back[step_key]
 
     async def get_task(self, principal: Principal, task_id: UUID) -> Task:
         task = self._tasks.get(task_id)

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.asyncio
 async def test_each_module_gets_its_own_sqlite_file(migrated: Settings) -> None:
     data_dir = Path(migrated.data_dir)
     assert sorted(p.name for p in data_dir.glob("*.db")) == [
+        "accounts.db",
         "activity.db",
         "identity.db",
         "notifications.db",
@@ -33,7 +34,7 @@ async def test_each_module_gets_its_own_sqlite_file(migrated: Settings) -> None:
 async def test_upgrade_is_idempotent_and_reports_the_head(settings: Settings) -> None:
     composition = compose(settings)
     try:
-        assert [s.current for s in await composition.migration_states()] == [None] * 4
+        assert [s.current for s in await composition.migration_states()] == [None] * 5
         await composition.upgrade()
         await composition.upgrade()
         states = await composition.migration_states()
@@ -347,8 +348,8 @@ async def test_a_unit_of_work_that_cannot_get_a_connection_in_time_is_unavailabl
 @pytest.mark.parametrize(
     ("workers", "groups", "expected"),
     [
-        (1, 0, {"identity": 16, "tasks": 16, "notifications": 16, "activity": 16}),  # 80 / 4, capped
-        (2, 0, {"identity": 10, "tasks": 10, "notifications": 10, "activity": 10}),  # 80 / 2 / 4 modules
+        (1, 0, dict.fromkeys(("identity", "tasks", "notifications", "activity", "accounts"), 16)),  # 80 / 5
+        (2, 0, dict.fromkeys(("identity", "tasks", "notifications", "activity", "accounts"), 8)),  # / 2 / 5
         (2, 4, {"tasks": 10}),  # 80 / (2 workers x 4 groups with modules); the gateway holds none
     ],
 )
@@ -362,7 +363,10 @@ async def test_postgres_pools_share_the_connection_budget(
 
     topology = TopologySettings(
         groups={
-            name: GroupSettings(modules=[name], url=f"http://127.0.0.1:{8001 + i}")
+            name: GroupSettings(
+                modules=[name, *(["accounts"] if name == "identity" else [])],
+                url=f"http://127.0.0.1:{8001 + i}",
+            )
             for i, name in enumerate(("identity", "tasks", "notifications", "activity")[:groups])
         }
         | ({"gateway": GroupSettings(modules=[], url="http://127.0.0.1:8000")} if groups else {})

@@ -97,7 +97,13 @@ def test_readiness_reports_each_module_database(client: Client) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "modules": {"identity": "ok", "tasks": "ok", "notifications": "ok", "activity": "ok"},
+        "modules": {
+            "identity": "ok",
+            "tasks": "ok",
+            "notifications": "ok",
+            "activity": "ok",
+            "accounts": "ok",
+        },
     }
 
 
@@ -111,7 +117,13 @@ def test_readiness_fails_with_503_when_a_database_cannot_be_reached(
 
     monkeypatch.setattr(Database, "ping", unreachable)
     problem = _is_problem(client.get("/health/ready"), 503, "health.not_ready")
-    assert [e["field"] for e in problem["errors"]] == ["identity", "tasks", "notifications", "activity"]
+    assert [e["field"] for e in problem["errors"]] == [
+        "identity",
+        "tasks",
+        "notifications",
+        "activity",
+        "accounts",
+    ]
 
 
 def test_openapi_is_served(client: Client) -> None:

@@ -292,7 +292,14 @@ async def test_sealed_values_open_until_their_subject_is_erased(database: Databa
         keyring = await SubjectKeys.keyring(connection, sealed_subjects(data))
     assert keyring.open(data) == {"name": "deleted user", "labels": ["x", "y"], "plain": 1}
     assert Keyring({}).open(data)["labels"] is None  # sealed without a placeholder: nothing
+    # What comes about them after the erasure is sealed as erased, not under a new key.
+    async with database.transaction() as connection:
+        late = await SubjectKeys.keyring(connection, [ada])
+        sealed = late.seal(ada, "Ada again", erased_as="deleted user")
+        await SubjectKeys.keep(connection, late)
     async with database.read() as connection:
-        assert (
-            await connection.execute(select(func.count()).select_from(kernel_tables.tables["subject_keys"]))
-        ).scalar_one() == 1
+        assert (await SubjectKeys.keyring(connection, [ada])).open(sealed) == "deleted user"
+    keys = kernel_tables.tables["subject_keys"]
+    async with database.read() as connection:
+        rows = (await connection.execute(select(keys.c.subject, func.length(keys.c.key)))).all()
+    assert sorted(length for _, length in rows) == [0, 32]  # ada's tombstone, and the other's key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import modules.accounts
 import modules.activity
 import modules.identity
 import modules.notifications
@@ -19,4 +20,5 @@ MODULES: tuple[Module, ...] = (
     modules.tasks.module,
     modules.notifications.module,
     modules.activity.module,
+    modules.accounts.module,
 )

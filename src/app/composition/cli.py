@@ -25,6 +25,7 @@ from app.kernel.config import ConfigError, GroupSettings, Settings, load_setting
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
 from app.kernel.events.projections import ProjectionStatus
+from app.kernel.sagas import Orchestrator, SagaRun
 from app.kernel.security import resolve_signing_key, service_keys
 from app.kernel.telemetry.metrics import prepare_multiprocess, serve_on_port
 
@@ -410,6 +411,90 @@ def projections_rebuild(name: str | None) -> None:
 
     for module, projection, read in _with_composition(load_settings(), work):
         click.echo(f"{module}: {projection} rebuilt from {read} events")
+
+
+@main.group()
+def sagas() -> None:
+    """Work that spans modules (account closures): list the runs, show one, retry a stuck one."""
+
+
+def _sagas_of(composition: Composition) -> list[Orchestrator]:
+    if not composition.orchestrators:
+        raise click.ClickException("no module of this process orchestrates sagas")
+    return composition.orchestrators
+
+
+@sagas.command("list")
+@click.option("--state", "states", multiple=True, help="Only runs in this state (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@_reports_errors
+def sagas_list(states: tuple[str, ...], limit: int) -> None:
+    """The newest saga runs first: their state, the step in hand, why they turned back or stick."""
+
+    async def work(composition: Composition) -> list[SagaRun]:
+        found = [run for o in _sagas_of(composition) for run in await o.runs(states=states, limit=limit)]
+        return sorted(found, key=lambda run: run.created_at, reverse=True)[:limit]
+
+    rows = [
+        (
+            str(run.id),
+            run.saga,
+            run.key,
+            run.state,
+            run.step or "-",
+            f"{run.created_at:%Y-%m-%d %H:%M:%S}",
+            run.reason or "",
+        )
+        for run in _with_composition(load_settings(), work)
+    ]
+    _print(_table(("id", "saga", "key", "state", "step", "started", "reason"), rows))
+
+
+@sagas.command("show")
+@click.argument("saga_id", type=click.UUID)
+@_reports_errors
+def sagas_show(saga_id: uuid.UUID) -> None:
+    """One run, step by step: state, attempts, outcome, last error."""
+
+    async def work(composition: Composition) -> SagaRun | None:
+        for orchestrator in _sagas_of(composition):
+            if (run := await orchestrator.get(saga_id)) is not None:
+                return run
+        return None
+
+    run = _with_composition(load_settings(), work)
+    if run is None:
+        raise click.ClickException(f"no saga run {saga_id}")
+    click.echo(
+        f"{run.saga} {run.id} about {run.key}: {run.state}" + (f" ({run.reason})" if run.reason else "")
+    )
+    rows = [
+        (
+            s.name,
+            s.state,
+            str(s.attempts),
+            msgspec.json.encode(s.outcome).decode() if s.outcome else "",
+            s.error or "",
+        )
+        for s in run.steps
+    ]
+    _print(_table(("step", "state", "attempts", "outcome", "last error"), rows))
+
+
+@sagas.command("retry")
+@click.argument("saga_id", type=click.UUID)
+@_reports_errors
+def sagas_retry(saga_id: uuid.UUID) -> None:
+    """Try a waiting or stuck run's step now, its failures counted afresh (the server runs it)."""
+
+    async def work(composition: Composition) -> SagaRun:
+        for orchestrator in _sagas_of(composition):
+            if await orchestrator.get(saga_id) is not None:
+                return await orchestrator.retry(saga_id)
+        raise click.ClickException(f"no saga run {saga_id}")
+
+    run = _with_composition(load_settings(), work)
+    click.echo(f"{run.saga} {run.id}: {run.state}; {run.step or 'nothing'} is due now")
 
 
 @main.command()

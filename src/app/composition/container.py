@@ -18,6 +18,7 @@ from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, 
 from app.kernel.events.projections import Projector
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
+from app.kernel.sagas import Orchestrator
 from app.kernel.security import AccessTokens, RevokedSessions
 from app.kernel.signing_keys import JWKS_PATH, PublishedKeys
 from app.kernel.throttle import Throttles
@@ -168,8 +169,15 @@ class Composition:
         """The projectors of the local modules that keep an event store."""
         return [m.provider(m.module.projector, "projector")() for m in self.modules if m.module.projector]
 
+    @property
+    def orchestrators(self) -> list[Orchestrator]:
+        """The saga orchestrators of the local modules that run sagas."""
+        return [
+            m.provider(m.module.orchestrator, "orchestrator")() for m in self.modules if m.module.orchestrator
+        ]
+
     async def start(self) -> None:
-        """This process's background work: event relays and consumers, projections, the revocation poll."""
+        """Background work: event relays and consumers, projections, sagas, the revocation poll."""
         if self.published_keys is not None and self.modules:  # a pure gateway checks no user's token
             await self.published_keys.start()
         if self.revoked_sessions is not None:
@@ -177,8 +185,12 @@ class Composition:
         await self.events.start()
         for projector in self.projectors:
             await projector.start()
+        for orchestrator in self.orchestrators:
+            await orchestrator.start()
 
     async def aclose(self) -> None:
+        for orchestrator in self.orchestrators:
+            await orchestrator.stop()
         for projector in self.projectors:
             await projector.stop()
         if self.revoked_sessions is not None:

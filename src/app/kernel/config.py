@@ -33,6 +33,7 @@ __all__ = (
     "GroupSettings",
     "MetricsSettings",
     "RpcSettings",
+    "SagaSettings",
     "Secret",
     "SecuritySettings",
     "ThrottleSettings",
@@ -234,6 +235,15 @@ class CacheSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     profile_seconds: float = 5.0
 
 
+class SagaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The saga orchestrators of the modules that run sagas (account closures)."""
+
+    poll_seconds: float = 1.0  # how often due runs are looked for
+    # An orchestrator holds each run it drives this long, renewed while it drives it; a run
+    # whose orchestrator died is resumed by another once its lease has lapsed.
+    lease_seconds: float = 15.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     profile: str = "default"
     data_dir: str = "./data"
@@ -246,6 +256,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     throttle: ThrottleSettings = msgspec.field(default_factory=ThrottleSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    sagas: SagaSettings = msgspec.field(default_factory=SagaSettings)
 
 
 def load_settings(

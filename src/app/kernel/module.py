@@ -43,7 +43,10 @@ class Module:
       and the method that applies each event type;
     - ``projector``: for a module with an event store, the
       :class:`~app.kernel.events.projections.Projector` of its read models, which the
-      composition runs in the background and ``tessera projections`` inspects and rebuilds.
+      composition runs in the background and ``tessera projections`` inspects and rebuilds;
+    - ``orchestrator``: for a module that orchestrates sagas, its
+      :class:`~app.kernel.sagas.Orchestrator`, which the composition runs in the background
+      (resuming every unfinished saga) and ``tessera sagas`` lists, shows and retries.
 
     The kernel services a container needs (``Settings``, ``Database``, ``Outbox``,
     ``AccessTokens``) are ``providers.Dependency(instance_of=...)`` and are given by type.
@@ -64,6 +67,7 @@ class Module:
     handlers: Provider[Any] | None = None
     consumes: Mapping[type[IntegrationEvent], EventHandler] = field(default_factory=dict)
     projector: Provider[Any] | None = None
+    orchestrator: Provider[Any] | None = None
     commands: Sequence[Any] = ()  # click commands; the kernel itself does not import click
 
 

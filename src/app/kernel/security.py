@@ -44,6 +44,7 @@ __all__ = (
     "ServiceClaims",
     "ServiceTokens",
     "VerifiedTokens",
+    "after_revocation",
     "public",
     "resolve_signing_key",
     "service_keys",
@@ -60,6 +61,17 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 # Every open route says why with public() on the route itself; no path is open by pattern.
+
+
+_OPEN_TO_REVOKED = "open_to_revoked_sessions"
+
+
+def after_revocation(reason: str) -> dict[str, Any]:
+    """Route ``opt`` that still takes a user's validly signed token after their sessions were
+    revoked (the route must itself limit what such a caller sees); the reason is required."""
+    if not reason.strip():
+        raise ValueError("a route open to revoked sessions must say why")
+    return {_OPEN_TO_REVOKED: True, "open_to_revoked_because": reason}
 
 
 def public(reason: str) -> dict[str, Any]:
@@ -318,7 +330,11 @@ class RevokedSessions:
         known = self._epochs.get(user_id)
         return known is not None and epoch < known[0]
 
-    async def voids_token(self, token: Token, _connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    async def voids_token(self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+        if connection.scope.get("route_handler") is not None and connection.route_handler.opt.get(
+            _OPEN_TO_REVOKED
+        ):
+            return False  # the route itself decides (see after_revocation)
         try:
             user_id, epoch = uuid.UUID(token.sub), int(token.extras.get(SESSION_EPOCH_CLAIM, 0))
         except (TypeError, ValueError):

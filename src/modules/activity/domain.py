@@ -17,6 +17,7 @@ from uuid import UUID
 
 from contracts.activity import ERASED_USER, ActivityKind, TaskState, WeekStats
 from contracts.identity import (
+    AccountClosed,
     AdministratorGranted,
     UserDeactivated,
     UserProfileChanged,
@@ -29,6 +30,7 @@ from contracts.tasks import (
     TaskCreated,
     TaskDeleted,
     TaskEdited,
+    TaskOwnerChanged,
     TaskStatus,
     TaskStatusChanged,
 )
@@ -61,6 +63,8 @@ _KINDS: dict[str, ActivityKind] = {
     UserDeactivated.type_name(): ActivityKind.USER_DEACTIVATED,
     UserReactivated.type_name(): ActivityKind.USER_REACTIVATED,
     AdministratorGranted.type_name(): ActivityKind.ADMINISTRATOR_GRANTED,
+    TaskOwnerChanged.type_name(): ActivityKind.TASK_OWNER_CHANGED,
+    AccountClosed.type_name(): ActivityKind.ACCOUNT_CLOSED,
 }
 # Who acted, by event type: the field naming them (the task's owner creates it).
 _ACTOR: dict[ActivityKind, str] = {
@@ -74,6 +78,8 @@ _ACTOR: dict[ActivityKind, str] = {
     ActivityKind.USER_DEACTIVATED: "deactivated_by",
     ActivityKind.USER_REACTIVATED: "reactivated_by",
     ActivityKind.ADMINISTRATOR_GRANTED: "granted_by",
+    ActivityKind.TASK_OWNER_CHANGED: "changed_by",
+    ActivityKind.ACCOUNT_CLOSED: "closed_by",
 }
 # What an entry shows of its event, by kind.
 _SHOWN: dict[ActivityKind, tuple[str, ...]] = {
@@ -95,10 +101,19 @@ _SHOWN: dict[ActivityKind, tuple[str, ...]] = {
     ActivityKind.USER_DEACTIVATED: (),
     ActivityKind.USER_REACTIVATED: (),
     ActivityKind.ADMINISTRATOR_GRANTED: (),
+    ActivityKind.TASK_OWNER_CHANGED: ("title", "previous_owner_id", "owner_id"),
+    ActivityKind.ACCOUNT_CLOSED: (),
 }
 _ADMINISTRATIVE = frozenset(
-    {ActivityKind.USER_DEACTIVATED, ActivityKind.USER_REACTIVATED, ActivityKind.ADMINISTRATOR_GRANTED}
+    {
+        ActivityKind.USER_DEACTIVATED,
+        ActivityKind.USER_REACTIVATED,
+        ActivityKind.ADMINISTRATOR_GRANTED,
+        ActivityKind.ACCOUNT_CLOSED,
+    }
 )
+# Done to oneself, these are no administrative act; done by another (an administrator), they are.
+_SELF_SERVICE = frozenset({ActivityKind.USER_DEACTIVATED, ActivityKind.ACCOUNT_CLOSED})
 _OPEN = frozenset({TaskStatus.TODO.value, TaskStatus.IN_PROGRESS.value})
 
 
@@ -158,7 +173,10 @@ def entry_of(event_type: str, data: Mapping[str, Any]) -> Entry:
     involved = {
         actor,
         user_id,
-        *(_uuid(data.get(f)) for f in ("owner_id", "assignee_id", "previous_assignee_id")),
+        *(
+            _uuid(data.get(f))
+            for f in ("owner_id", "assignee_id", "previous_assignee_id", "previous_owner_id")
+        ),
     }
     return Entry(
         kind=kind,
@@ -167,8 +185,7 @@ def entry_of(event_type: str, data: Mapping[str, Any]) -> Entry:
         user_id=user_id,
         data={name: data[name] for name in _SHOWN[kind] if name in data},
         members=frozenset(m for m in involved if m is not None),
-        administrative=kind in _ADMINISTRATIVE
-        and not (kind is ActivityKind.USER_DEACTIVATED and actor == user_id),
+        administrative=kind in _ADMINISTRATIVE and not (kind in _SELF_SERVICE and actor == user_id),
     )
 
 
@@ -277,6 +294,8 @@ def fold_task(task_id: UUID, history: Iterable[tuple[str, datetime, Mapping[str,
             state["assignee_id"] = data["assignee_id"]
         elif kind is ActivityKind.TASK_STATUS_CHANGED:
             state["status"] = data["status"]
+        elif kind is ActivityKind.TASK_OWNER_CHANGED:
+            state["owner_id"] = data["owner_id"]
         elif kind is ActivityKind.TASK_DELETED:
             state["deleted"] = True
         if state is not None:

@@ -6,13 +6,22 @@ from app.kernel.module import Module
 from contracts.activity import ACTIVITY
 from contracts.identity import (
     IDENTITY,
+    AccountClosed,
     AdministratorGranted,
     UserDeactivated,
     UserProfileChanged,
     UserReactivated,
     UserRegistered,
 )
-from contracts.tasks import TASKS, TaskAssigned, TaskCreated, TaskDeleted, TaskEdited, TaskStatusChanged
+from contracts.tasks import (
+    TASKS,
+    TaskAssigned,
+    TaskCreated,
+    TaskDeleted,
+    TaskEdited,
+    TaskOwnerChanged,
+    TaskStatusChanged,
+)
 from modules.activity.container import ActivityContainer
 from modules.activity.handlers import ActivityHandlers
 from modules.activity.http import AuditController, FeedController, TaskActivityController
@@ -26,11 +35,13 @@ _HISTORY = (
     TaskAssigned,
     TaskStatusChanged,
     TaskDeleted,
+    TaskOwnerChanged,
     UserRegistered,
     UserProfileChanged,
     UserDeactivated,
     UserReactivated,
     AdministratorGranted,
+    AccountClosed,
 )
 
 module = Module(

@@ -115,7 +115,7 @@ class ActivityService(ActivityApi):
             keyring = await unit.history.keyring(r.data for r in page.rows)
         return ActivityPage(items=_entries(page, keyring), next_cursor=page.next_cursor)
 
-    async def erase_user(self, user_id: UUID) -> Erasure:
+    async def erase_user(self, user_id: UUID, step_key: str | None = None) -> Erasure:
         async with self._units.write() as unit:
             erased = await unit.history.erase(user_id)
         await self._units.expunge("subject_keys")  # no older copy of the key left in the files

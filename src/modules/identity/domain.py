@@ -35,17 +35,24 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     is_admin: bool = False
     session_epoch: int = 0  # access tokens of an earlier epoch are void
+    closing_since: datetime | None = None  # an account closure under way (see accounts)
+    erased_at: datetime | None = None  # closed for good: its personal data tombstoned
+
+    @property
+    def usable(self) -> bool:
+        """May sign in, refresh a session and be given work: active, and not closing."""
+        return self.active and self.closing_since is None
 
     def may_deactivate(self, user_id: UUID) -> bool:
         """An active administrator may deactivate anyone; anyone may deactivate themself."""
-        return self.active and (self.is_admin or self.id == user_id)
+        return self.usable and (self.is_admin or self.id == user_id)
 
     def may_administer(self) -> bool:
         """List every account, reactivate one: an active administrator only."""
-        return self.active and self.is_admin
+        return self.usable and self.is_admin
 
     def profile(self) -> UserProfile:
-        return UserProfile(id=self.id, display_name=self.display_name, active=self.active)
+        return UserProfile(id=self.id, display_name=self.display_name, active=self.usable)
 
 
 class RefreshTokenRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.kernel.module import Module
 from contracts.identity import (
     IDENTITY,
+    AccountClosed,
     AdministratorGranted,
     UserDeactivated,
     UserProfileChanged,
@@ -26,6 +27,13 @@ module = Module(
     routes=(UsersController, AuthController, AdminUsersController),
     route_dependencies={"identity": IdentityContainer.service},
     units=IdentityContainer.units,
-    publishes=(UserRegistered, UserDeactivated, UserProfileChanged, UserReactivated, AdministratorGranted),
+    publishes=(
+        UserRegistered,
+        UserDeactivated,
+        UserProfileChanged,
+        UserReactivated,
+        AdministratorGranted,
+        AccountClosed,
+    ),
     commands=(users,),
 )

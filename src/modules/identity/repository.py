@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, bindparam, func, insert, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from app.kernel.events.outbox import redact_outbox
 from app.kernel.pagination import decode_cursor, encode_cursor
 from app.kernel.unit_of_work import UnitOfWork
-from contracts.identity import EmailAlreadyRegistered, SessionRevocation
+from contracts.identity import ERASED_DISPLAY_NAME, EmailAlreadyRegistered, SessionRevocation
 from modules.identity.domain import (
     RefreshTokenRecord,
     User,
@@ -35,6 +36,8 @@ _USER_COLUMNS = (
     users.c.is_admin,
     users.c.created_at,
     users.c.session_epoch,
+    users.c.closing_since,
+    users.c.erased_at,
 )
 _TOKEN_COLUMNS = (
     refresh_tokens.c.id,
@@ -121,6 +124,7 @@ class IdentityRepository:
         name_key = func.lower(users.c.display_name)
         conditions: list[ColumnElement[bool]] = [
             users.c.active.is_(True),
+            users.c.closing_since.is_(None),
             name_key.contains(text.lower(), autoescape=True),
         ]
         if cursor is not None:
@@ -173,6 +177,30 @@ class IdentityRepository:
             update(refresh_tokens)
             .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
+        )
+
+    async def mark_closing(self, user_id: UUID, since: datetime | None) -> None:
+        await self._connection.execute(update(users).where(users.c.id == user_id).values(closing_since=since))
+
+    async def erase(self, user_id: UUID, at: datetime) -> int:
+        """Tombstone the user's personal data and credentials; redact their outbox rows (how many)."""
+        tombstone = f"erased-{user_id}@invalid"
+        await self._connection.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(
+                email=tombstone,
+                email_key=tombstone,
+                display_name=ERASED_DISPLAY_NAME,
+                password_hash="!",  # noqa: S106  (no password hashes to this: no sign-in)
+                active=False,
+                is_admin=False,
+                erased_at=at,
+            )
+        )
+        await self._connection.execute(delete(refresh_tokens).where(refresh_tokens.c.user_id == user_id))
+        return await redact_outbox(
+            self._connection, key=str(user_id), fields={"display_name": ERASED_DISPLAY_NAME}
         )
 
     async def session_revocations(self, since: datetime) -> list[SessionRevocation]:

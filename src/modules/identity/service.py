@@ -12,6 +12,10 @@ import msgspec
 from app.kernel.clock import Clock, utcnow
 from contracts import FieldError, InvalidInput, Principal, in_utc
 from contracts.identity import (
+    AccountClosed,
+    AccountClosing,
+    AccountErased,
+    AccountRecord,
     AdministratorGranted,
     IdentityApi,
     InvalidCredentials,
@@ -86,12 +90,55 @@ class IdentityService(IdentityApi):
     async def require_active_user(self, user_id: UUID) -> UserProfile:
         profile = await self.get_user(user_id)
         if not profile.active:
-            raise UserInactive(f"user {user_id} is deactivated")
+            raise UserInactive(f"user {user_id} is deactivated or closing their account")
         return profile
 
     async def session_revocations(self, since: datetime) -> list[SessionRevocation]:
         async with self._units.read() as unit:
             return await unit.accounts.session_revocations(in_utc(since, field="since"))
+
+    async def account_record(self, user_id: UUID) -> AccountRecord:
+        async with self._units.read() as unit:
+            user = await self._known(unit.accounts, user_id)
+        return AccountRecord(
+            id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            active=user.usable,
+            is_admin=user.is_admin,
+            created_at=user.created_at,
+        )
+
+    async def close_account(self, user_id: UUID, step_key: str) -> AccountClosing:
+        now = self._clock()
+        async with self._units.write() as unit:
+            user = await self._known(unit.accounts, user_id)
+            if user.closing_since is None and user.erased_at is None:
+                await unit.accounts.mark_closing(user_id, now)
+                await unit.accounts.revoke_sessions(user_id, now)
+                user = msgspec.structs.replace(user, closing_since=now)
+        return _closing(user)
+
+    async def reopen_account(self, user_id: UUID, step_key: str) -> AccountClosing:
+        async with self._units.write() as unit:
+            user = await self._known(unit.accounts, user_id)
+            if user.closing_since is not None and user.erased_at is None:
+                await unit.accounts.mark_closing(user_id, None)
+                user = msgspec.structs.replace(user, closing_since=None)
+        return _closing(user)
+
+    async def erase_account(self, user_id: UUID, closed_by: UUID, step_key: str) -> AccountErased:
+        now = self._clock()
+        async with self._units.write() as unit:
+            user = await self._known(unit.accounts, user_id)
+            if user.erased_at is not None:  # a replay: erased already, and AccountClosed went out
+                return AccountErased(user_id=user_id, erased_at=user.erased_at, redacted_events=0)
+            await unit.accounts.revoke_sessions(user_id, now)
+            redacted = await unit.accounts.erase(user_id, now)
+            unit.publish(
+                AccountClosed(event_id=uuid.uuid4(), occurred_at=now, user_id=user_id, closed_by=closed_by)
+            )
+        return AccountErased(user_id=user_id, erased_at=now, redacted_events=redacted)
 
     # -- accounts ----------------------------------------------------------------------
 
@@ -260,7 +307,7 @@ class IdentityService(IdentityApi):
         if not await self._passwords.verify(stored_hash, password):
             raise InvalidCredentials
         assert user is not None  # verify() is False without a hash
-        if not user.active:
+        if not user.usable:
             raise InvalidCredentials
         await self._failed_logins.forgive(account)
         async with self._units.write() as unit:
@@ -283,7 +330,7 @@ class IdentityService(IdentityApi):
                 await accounts.revoke_family(record.family_id, now)
             else:
                 user = await accounts.user_by_id(record.user_id)
-                if record.expires_at > now and user is not None and user.active:
+                if record.expires_at > now and user is not None and user.usable:
                     return await self._issue(accounts, user=user, family_id=record.family_id)
         # Leaving the block committed the revocation or the spent rotation; now refuse.
         raise InvalidRefreshToken
@@ -295,6 +342,13 @@ class IdentityService(IdentityApi):
             record = await accounts.refresh_token_by_hash(hash_refresh_token(refresh_token))
             if record is not None:
                 await accounts.revoke_family(record.family_id, self._clock())
+
+    @staticmethod
+    async def _known(accounts: IdentityRepository, user_id: UUID) -> User:
+        user = await accounts.user_by_id(user_id)
+        if user is None:
+            raise UserNotFound(f"no user {user_id}")
+        return user
 
     @staticmethod
     async def _administrator(accounts: IdentityRepository, principal: Principal) -> User:
@@ -316,3 +370,9 @@ class IdentityService(IdentityApi):
         )
         access = self._access_tokens.issue(Principal(user_id=user.id), session_epoch=user.session_epoch)
         return TokenPair(access_token=access.token, expires_in=access.expires_in, refresh_token=token)
+
+
+def _closing(user: User) -> AccountClosing:
+    return AccountClosing(
+        user_id=user.id, closing_since=user.closing_since, erased=user.erased_at is not None
+    )

@@ -28,6 +28,10 @@ users = Table(
     # everywhere, a new password) voids every earlier one, in every process, within a poll.
     Column("session_epoch", Integer, nullable=False, server_default="0"),
     Column("sessions_revoked_at", UtcDateTime, nullable=True, index=True),
+    # An account closure under way: refused as if inactive until it is reopened or erased.
+    Column("closing_since", UtcDateTime, nullable=True),
+    # Closed for good: e-mail and name tombstoned, credentials unusable.
+    Column("erased_at", UtcDateTime, nullable=True),
 )
 
 refresh_tokens = Table(

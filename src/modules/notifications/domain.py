@@ -10,9 +10,9 @@ import uuid
 from uuid import UUID
 
 from contracts.notifications import Notification, NotificationKind
-from contracts.tasks import TaskAssigned, TaskStatus, TaskStatusChanged
+from contracts.tasks import TaskAssigned, TaskOwnerChanged, TaskStatus, TaskStatusChanged
 
-__all__ = ("notifications_of_assignment", "notifications_of_status_change")
+__all__ = ("notifications_of_assignment", "notifications_of_owner_change", "notifications_of_status_change")
 
 
 def notifications_of_assignment(event: TaskAssigned) -> list[Notification]:
@@ -55,8 +55,24 @@ def notifications_of_status_change(event: TaskStatusChanged) -> list[Notificatio
     ]
 
 
+def notifications_of_owner_change(event: TaskOwnerChanged) -> list[Notification]:
+    """The new owner hears that a task is theirs now (a closed account's work, handed over)."""
+    if event.owner_id == event.changed_by:
+        return []
+    return [
+        _notification(
+            event,
+            user_id=event.owner_id,
+            kind=NotificationKind.TASK_HANDED_OVER,
+            task_id=event.task_id,
+            task_title=event.title,
+            actor_id=event.changed_by,
+        )
+    ]
+
+
 def _notification(
-    event: TaskAssigned | TaskStatusChanged,
+    event: TaskAssigned | TaskStatusChanged | TaskOwnerChanged,
     *,
     user_id: UUID,
     kind: NotificationKind,

@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from contracts.tasks import TaskAssigned, TaskStatusChanged
-from modules.notifications.domain import notifications_of_assignment, notifications_of_status_change
+from contracts.tasks import TaskAssigned, TaskOwnerChanged, TaskStatusChanged
+from modules.notifications.domain import (
+    notifications_of_assignment,
+    notifications_of_owner_change,
+    notifications_of_status_change,
+)
 
 if TYPE_CHECKING:
     from modules.notifications.repository import NotificationsUnit
@@ -35,4 +39,10 @@ class NotificationHandlers:
         self, events: Sequence[TaskStatusChanged], unit: NotificationsUnit
     ) -> None:
         found = [n for event in events for n in notifications_of_status_change(event)]
+        await self._service.deliver(found, unit=unit)
+
+    async def on_task_owner_changed(
+        self, events: Sequence[TaskOwnerChanged], unit: NotificationsUnit
+    ) -> None:
+        found = [n for event in events for n in notifications_of_owner_change(event)]
         await self._service.deliver(found, unit=unit)

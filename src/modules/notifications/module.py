@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.kernel.module import Module
 from contracts.notifications import NOTIFICATIONS
-from contracts.tasks import TaskAssigned, TaskStatusChanged
+from contracts.tasks import TaskAssigned, TaskOwnerChanged, TaskStatusChanged
 from modules.notifications.container import NotificationsContainer
 from modules.notifications.handlers import NotificationHandlers
 from modules.notifications.http import NotificationsController
@@ -24,5 +24,6 @@ module = Module(
     consumes={
         TaskAssigned: NotificationHandlers.on_task_assigned,
         TaskStatusChanged: NotificationHandlers.on_task_status_changed,
+        TaskOwnerChanged: NotificationHandlers.on_task_owner_changed,
     },
 )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, func, insert, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, insert, literal, select, tuple_, update
 
 from app.kernel.pagination import decode_cursor, encode_cursor
 from app.kernel.unit_of_work import UnitOfWork
@@ -88,6 +88,12 @@ class NotificationsRepository:
             .values(read_at=at)
         )
         return int(result.rowcount)
+
+    async def delete_all_of(self, user_id: UUID) -> int:
+        result = await self._connection.execute(
+            delete(notifications).where(notifications.c.user_id == user_id)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def count_unread(self, user_id: UUID) -> int:
         statement = select(func.count()).where(

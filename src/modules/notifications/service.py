@@ -9,6 +9,7 @@ from uuid import UUID
 from app.kernel.clock import Clock, utcnow
 from contracts import PAGE_LIMIT_MAX, FieldError, InvalidInput, Principal
 from contracts.notifications import (
+    InboxDeleted,
     Notification,
     NotificationNotFound,
     NotificationPage,
@@ -58,6 +59,12 @@ class NotificationsService(NotificationsApi):
         """Mark every unread notification of the principal read; how many there were."""
         async with self._units.write() as unit:
             return await unit.notifications.mark_all_read(principal.user_id, at=self._clock())
+
+    async def delete_inbox(self, user_id: UUID, step_key: str) -> InboxDeleted:
+        async with self._units.write() as unit:
+            deleted = await unit.notifications.delete_all_of(user_id)
+        await self._units.expunge("notifications")  # no older copy of them left in the files
+        return InboxDeleted(user_id=user_id, deleted=deleted)
 
     async def deliver(self, notifications: Sequence[Notification], *, unit: NotificationsUnit) -> None:
         """Put notifications in their users' inboxes, in the unit of work an event handler has open."""

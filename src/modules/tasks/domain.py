@@ -26,6 +26,7 @@ from contracts.tasks import (
     TaskDeleted,
     TaskEdited,
     TaskFields,
+    TaskOwnerChanged,
     TaskStatus,
     TaskStatusChanged,
     Title,
@@ -38,11 +39,14 @@ __all__ = (
     "TaskChanges",
     "TaskDraft",
     "apply_changes",
+    "assigned_to",
     "can_see",
     "events_of_change",
     "events_of_creation",
     "events_of_deletion",
     "new_task",
+    "owned_by",
+    "owner_changed",
     "unassigned",
 )
 
@@ -149,6 +153,29 @@ def reopens(task: Task, changes: TaskChanges) -> bool:
     and a task reopened after its assignee left goes back to nobody.
     """
     return task.status not in OPEN_STATUSES and changes.status in OPEN_STATUSES
+
+
+def owned_by(task: Task, owner_id: UUID, *, now: datetime) -> Task:
+    """The task given to another owner: a closing account's successor, or back."""
+    return msgspec.structs.replace(task, owner_id=owner_id, updated_at=now, version=task.version + 1)
+
+
+def assigned_to(task: Task, assignee_id: UUID, *, now: datetime) -> Task:
+    """The task given back to an assignee it was taken from (an undone hand-over)."""
+    return msgspec.structs.replace(task, assignee_id=assignee_id, updated_at=now, version=task.version + 1)
+
+
+def owner_changed(before: Task, after: Task) -> TaskOwnerChanged:
+    return TaskOwnerChanged(
+        event_id=uuid.uuid4(),
+        occurred_at=after.updated_at,
+        task_id=after.id,
+        owner_id=after.owner_id,
+        previous_owner_id=before.owner_id,
+        assignee_id=after.assignee_id,
+        changed_by=None,
+        title=after.title,
+    )
 
 
 def unassigned(task: Task, *, now: datetime) -> Task:

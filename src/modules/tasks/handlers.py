@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from contracts.identity import UserDeactivated, UserProfileChanged, UserReactivated
+    from contracts.identity import AccountClosed, UserDeactivated, UserProfileChanged, UserReactivated
     from modules.tasks.profiles import Profiles
     from modules.tasks.repository import TasksUnit
     from modules.tasks.service import TasksService
@@ -33,7 +33,7 @@ class TasksHandlers:
             log.info("unassigned %d open tasks of deactivated user %s", released, event.user_id)
 
     async def on_user_changed(
-        self, events: Sequence[UserProfileChanged | UserReactivated], unit: TasksUnit
+        self, events: Sequence[UserProfileChanged | UserReactivated | AccountClosed], unit: TasksUnit
     ) -> None:
         """What task views show of the user is asked of identity again."""
         for event in events:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from app.kernel.module import Module
-from contracts.identity import IDENTITY, UserDeactivated, UserProfileChanged, UserReactivated
-from contracts.tasks import TASKS, TaskAssigned, TaskCreated, TaskDeleted, TaskEdited, TaskStatusChanged
+from contracts.identity import IDENTITY, AccountClosed, UserDeactivated, UserProfileChanged, UserReactivated
+from contracts.tasks import (
+    TASKS,
+    TaskAssigned,
+    TaskCreated,
+    TaskDeleted,
+    TaskEdited,
+    TaskOwnerChanged,
+    TaskStatusChanged,
+)
 from modules.tasks.container import TasksContainer
 from modules.tasks.handlers import TasksHandlers
 from modules.tasks.http import TasksController
@@ -21,11 +29,12 @@ module = Module(
     routes=(TasksController,),
     route_dependencies={"tasks": TasksContainer.service, "profiles": TasksContainer.profiles},
     units=TasksContainer.units,
-    publishes=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskEdited, TaskDeleted),
+    publishes=(TaskCreated, TaskAssigned, TaskStatusChanged, TaskEdited, TaskDeleted, TaskOwnerChanged),
     handlers=TasksContainer.handlers,
     consumes={
         UserDeactivated: TasksHandlers.on_user_deactivated,
         UserProfileChanged: TasksHandlers.on_user_changed,
         UserReactivated: TasksHandlers.on_user_changed,
+        AccountClosed: TasksHandlers.on_user_changed,
     },
 )

@@ -31,14 +31,14 @@ from app.kernel.db import UtcDateTime
 from app.kernel.pagination import decode_cursor, encode_cursor
 from app.kernel.unit_of_work import UnitOfWork
 from contracts import FieldError, InvalidInput
-from contracts.tasks import Priority, Task, TaskQuery, TaskSort, TaskStatus
+from contracts.tasks import HandBack, Priority, Task, TaskQuery, TaskSort, TaskStatus
 from modules.tasks.domain import OPEN_STATUSES, PRIORITY_RANK
-from modules.tasks.tables import idempotency_keys, task_labels, tasks
+from modules.tasks.tables import hand_overs, idempotency_keys, task_labels, tasks
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ("IdempotencyRecord", "TasksRepository", "TasksUnit")
+__all__ = ("HandOverRecord", "IdempotencyRecord", "TasksRepository", "TasksUnit")
 
 _PRIORITY_OF_RANK = {rank: priority for priority, rank in PRIORITY_RANK.items()}
 # Tasks without a due date sort after every dated one.
@@ -60,6 +60,17 @@ _LABELS_OF = (
     .where(task_labels.c.task_id.in_(bindparam("task_ids", expanding=True)))
     .order_by(task_labels.c.task_id, task_labels.c.position)
 )
+
+
+class HandOverRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A hand-over as recorded: each task moved, with its version just after the move."""
+
+    step_key: str
+    user_id: UUID
+    successor_id: UUID
+    moved: list[tuple[UUID, int]]
+    unassigned: list[tuple[UUID, int]]
+    handed_back: HandBack | None = None
 
 
 class IdempotencyRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,12 +118,57 @@ class TasksRepository:
         return True
 
     async def open_assigned_to(self, user_id: UUID) -> list[Task]:
+        return await self._open_where(tasks.c.assignee_id == user_id)
+
+    async def open_owned_by(self, user_id: UUID) -> list[Task]:
+        return await self._open_where(tasks.c.owner_id == user_id)
+
+    async def many(self, task_ids: Sequence[UUID]) -> list[Task]:
+        if not task_ids:
+            return []
+        statement = select(*_TASK_COLUMNS).where(tasks.c.id.in_(list(task_ids)))
+        rows = (await self._connection.execute(statement)).all()
+        labels = await self._labels_of([row.id for row in rows])
+        return [_task(row._mapping, labels[row.id]) for row in rows]
+
+    async def hand_over_record(self, step_key: str) -> HandOverRecord | None:
+        row = (
+            await self._connection.execute(select(hand_overs).where(hand_overs.c.step_key == step_key))
+        ).first()
+        if row is None:
+            return None
+        return HandOverRecord(
+            step_key=row.step_key,
+            user_id=row.user_id,
+            successor_id=row.successor_id,
+            moved=msgspec.json.decode(row.moved, type=list[tuple[UUID, int]]),
+            unassigned=msgspec.json.decode(row.unassigned, type=list[tuple[UUID, int]]),
+            handed_back=msgspec.json.decode(row.handed_back, type=HandBack) if row.handed_back else None,
+        )
+
+    async def record_hand_over(self, record: HandOverRecord, *, at: datetime) -> None:
+        await self._connection.execute(
+            insert(hand_overs).values(
+                step_key=record.step_key,
+                user_id=record.user_id,
+                successor_id=record.successor_id,
+                moved=msgspec.json.encode(record.moved).decode(),
+                unassigned=msgspec.json.encode(record.unassigned).decode(),
+                created_at=at,
+            )
+        )
+
+    async def record_hand_back(self, step_key: str, result: HandBack) -> None:
+        await self._connection.execute(
+            update(hand_overs)
+            .where(hand_overs.c.step_key == step_key)
+            .values(handed_back=msgspec.json.encode(result).decode())
+        )
+
+    async def _open_where(self, condition: ColumnElement[bool]) -> list[Task]:
         statement = (
             select(*_TASK_COLUMNS)
-            .where(
-                tasks.c.assignee_id == user_id,
-                tasks.c.status.in_([s.value for s in OPEN_STATUSES]),
-            )
+            .where(condition, tasks.c.status.in_([s.value for s in OPEN_STATUSES]))
             .order_by(tasks.c.created_at, tasks.c.id)
         )
         rows = (await self._connection.execute(statement)).all()

@@ -13,8 +13,11 @@ from app.kernel.clock import Clock, utcnow
 from contracts import PAGE_LIMIT_MAX, FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserInactive, UserNotFound
 from contracts.tasks import (
+    HandBack,
+    HandOver,
     IdempotencyKeyReused,
     NotPermittedOnTask,
+    SuccessorUnavailable,
     Task,
     TaskNotFound,
     TaskPage,
@@ -26,15 +29,18 @@ from modules.tasks.domain import (
     TaskChanges,
     TaskDraft,
     apply_changes,
+    assigned_to,
     can_see,
     events_of_change,
     events_of_creation,
     events_of_deletion,
     new_task,
+    owned_by,
+    owner_changed,
     reopens,
     unassigned,
 )
-from modules.tasks.repository import TasksUnit
+from modules.tasks.repository import HandOverRecord, TasksUnit
 
 if TYPE_CHECKING:
     from app.kernel.unit_of_work import UnitsOfWork
@@ -150,6 +156,81 @@ class TasksService(TasksApi):
             await unit.tasks.remove(task_id)
             unit.publish(*events_of_deletion(task, by=principal.user_id, now=self._clock()))
 
+    async def hand_over(self, user_id: UUID, successor_id: UUID, step_key: str) -> HandOver:
+        """See TasksApi.hand_over: the whole move is one transaction, recorded with it."""
+        async with self._units.read() as unit:
+            if (done := await unit.tasks.hand_over_record(step_key)) is not None:
+                return _hand_over(done)
+        if not await self._assignable(successor_id):
+            raise SuccessorUnavailable(f"user {successor_id} is not an active user")
+        now = self._clock()
+        async with self._units.write() as unit:
+            if (done := await unit.tasks.hand_over_record(step_key)) is not None:
+                return _hand_over(done)  # a concurrent repeat got there first
+            moved: list[tuple[UUID, int]] = []
+            for task in await unit.tasks.open_owned_by(user_id):
+                after = owned_by(task, successor_id, now=now)
+                if task.assignee_id == user_id:
+                    after = unassigned(after, now=now)
+                await self._replace(unit, task, after)
+                unit.publish(owner_changed(task, after), *events_of_change(task, after, actor=None))
+                moved.append((after.id, after.version))
+            taken_off: list[tuple[UUID, int]] = []
+            for task in await unit.tasks.open_assigned_to(user_id):
+                after = unassigned(task, now=now)
+                await self._replace(unit, task, after)
+                unit.publish(*events_of_change(task, after, actor=None))
+                taken_off.append((after.id, after.version))
+            record = HandOverRecord(
+                step_key=step_key,
+                user_id=user_id,
+                successor_id=successor_id,
+                moved=moved,
+                unassigned=taken_off,
+            )
+            await unit.tasks.record_hand_over(record, at=now)
+        return _hand_over(record)
+
+    async def hand_back(self, step_key: str) -> HandBack:
+        """See TasksApi.hand_back: a task changed since its move (its version moved on) stays."""
+        now = self._clock()
+        async with self._units.write() as unit:
+            record = await unit.tasks.hand_over_record(step_key)
+            if record is None:
+                return HandBack(restored=[], not_restored=[])
+            if record.handed_back is not None:
+                return record.handed_back
+            versions = dict(record.moved + record.unassigned)
+            current = {task.id: task for task in await unit.tasks.many(list(versions))}
+            restored: list[UUID] = []
+            not_restored: list[UUID] = []
+            for task_id, version in record.moved:
+                task = current.get(task_id)
+                if task is None or task.version != version:
+                    not_restored.append(task_id)
+                    continue
+                after = owned_by(task, record.user_id, now=now)
+                await self._replace(unit, task, after)
+                unit.publish(owner_changed(task, after))
+                restored.append(task_id)
+            for task_id, version in record.unassigned:
+                task = current.get(task_id)
+                if task is None or task.version != version or task.assignee_id is not None:
+                    not_restored.append(task_id)
+                    continue
+                after = assigned_to(task, record.user_id, now=now)
+                await self._replace(unit, task, after)
+                unit.publish(*events_of_change(task, after, actor=None))
+                restored.append(task_id)
+            result = HandBack(restored=restored, not_restored=not_restored)
+            await unit.tasks.record_hand_back(step_key, result)
+        return result
+
+    @staticmethod
+    async def _replace(unit: TasksUnit, before: Task, after: Task) -> None:
+        if not await unit.tasks.replace(after, expected_version=before.version):
+            raise VersionMismatch(f"task {before.id} changed meanwhile; try again")
+
     async def unassign_user(self, user_id: UUID, *, unit: TasksUnit) -> int:
         """Take a deactivated user off every open task, in ``unit``; how many tasks that was."""
         now = self._clock()
@@ -186,3 +267,12 @@ class TasksService(TasksApi):
             raise InvalidInput([FieldError(field="assignee_id", message="no such user")]) from None
         except UserInactive:
             raise InvalidInput([FieldError(field="assignee_id", message="the user is deactivated")]) from None
+
+
+def _hand_over(record: HandOverRecord) -> HandOver:
+    return HandOver(
+        user_id=record.user_id,
+        successor_id=record.successor_id,
+        handed_over=[task_id for task_id, _ in record.moved],
+        unassigned=[task_id for task_id, _ in record.unassigned],
+    )

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from app.kernel.db import UtcDateTime, module_metadata
 from contracts.tasks import LABEL_MAX, TITLE_MAX
 
-__all__ = ("idempotency_keys", "metadata", "task_labels", "tasks")
+__all__ = ("hand_overs", "idempotency_keys", "metadata", "task_labels", "tasks")
 
 metadata = module_metadata()
 
@@ -61,4 +61,19 @@ idempotency_keys = Table(
     Column("response", Text, nullable=False),  # the created task, as first returned
     Column("created_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("owner_id", "key"),
+)
+
+# Each hand-over of a closing account's work, by the saga step that asked: a repeat of the
+# step answers from here, and its compensation knows exactly what moved (and at which version).
+hand_overs = Table(
+    "hand_overs",
+    metadata,
+    Column("step_key", String(200), nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("successor_id", Uuid, nullable=False),
+    Column("moved", Text, nullable=False),  # JSON [[task_id, version after], ...]: given over
+    Column("unassigned", Text, nullable=False),  # JSON [[task_id, version after], ...]: taken off
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("handed_back", Text, nullable=True),  # JSON HandBack, once undone
+    PrimaryKeyConstraint("step_key"),
 )

@@ -51,3 +51,20 @@ async def test_a_page_size_out_of_range_is_invalid_input(composed: Composition) 
     with pytest.raises(InvalidInput) as raised:
         await _api(composed).list_notifications(Principal(user_id=uuid.uuid4()), NotificationQuery(limit=0))
     assert [e.field for e in raised.value.errors] == ["limit"]
+
+
+async def test_deleting_an_inbox_takes_the_users_notifications_only_and_is_safe_to_repeat(
+    composed: Composition,
+) -> None:
+    """Contract 1.1: the account-closure saga's step, across a strict boundary."""
+    leaving, staying = uuid.uuid4(), uuid.uuid4()
+    await deliver(composed, *(assigned(assignee=who, by=uuid.uuid4()) for who in (leaving, leaving, staying)))
+    api = strict(NOTIFICATIONS, _api(composed))
+
+    first = await api.delete_inbox(leaving, "saga-1:delete_inbox")
+    again = await api.delete_inbox(leaving, "saga-1:delete_inbox")
+
+    assert (first.deleted, again.deleted) == (2, 0)
+    assert await api.unread_count(Principal(user_id=leaving)) == UnreadCount(unread=0)
+    assert await api.unread_count(Principal(user_id=staying)) == UnreadCount(unread=1)
+    assert is_idempotent(NOTIFICATIONS.api.delete_inbox)

@@ -42,7 +42,9 @@ def _message(event: IntegrationEvent) -> EventMessage:
 
 
 def test_the_module_consumes_exactly_the_task_events_it_has_rules_for(composed: Composition) -> None:
-    assert _consumer(composed).event_types == sorted(["tasks.TaskAssigned.v1", "tasks.TaskStatusChanged.v1"])
+    assert _consumer(composed).event_types == sorted(
+        ["tasks.TaskAssigned.v1", "tasks.TaskStatusChanged.v1", "tasks.TaskOwnerChanged.v1"]
+    )
 
 
 async def test_an_event_delivered_twice_makes_its_notification_once(composed: Composition) -> None:

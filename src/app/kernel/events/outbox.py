@@ -31,7 +31,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,15 @@ if TYPE_CHECKING:
     from app.kernel.config import EventSettings
     from app.kernel.db import Database
 
-__all__ = ("Outbox", "OutboxRelay", "OutboxStatus", "UndeclaredEvent", "backoff_delay", "wait_for_event")
+__all__ = (
+    "Outbox",
+    "OutboxRelay",
+    "OutboxStatus",
+    "UndeclaredEvent",
+    "backoff_delay",
+    "redact_outbox",
+    "wait_for_event",
+)
 
 log = logging.getLogger("tessera.events")
 _encoder = msgspec.json.Encoder()
@@ -409,6 +417,26 @@ class OutboxRelay:
             )
         async with self._database.transaction() as connection:
             await connection.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+
+
+async def redact_outbox(connection: AsyncConnection, *, key: str, fields: Mapping[str, Any]) -> int:
+    """Overwrite ``fields`` in the payloads of the outbox rows about ``key`` (an erasure).
+
+    Pending rows still go out, redacted; published ones are kept for a while (the relay's
+    retention) and must not keep what was erased. Returns how many rows it changed.
+    """
+    rows = await connection.execute(select(outbox.c.id, outbox.c.payload).where(outbox.c.key == key))
+    changed = 0
+    for row_id, payload in rows.all():
+        document = msgspec.json.decode(payload)
+        if not isinstance(document, dict) or not fields.keys() & document.keys():
+            continue
+        document.update({name: value for name, value in fields.items() if name in document})
+        await connection.execute(
+            update(outbox).where(outbox.c.id == row_id).values(payload=msgspec.json.encode(document).decode())
+        )
+        changed += 1
+    return changed
 
 
 async def wait_for_event(event: asyncio.Event, seconds: float) -> None:

@@ -54,6 +54,9 @@ def sealed_subjects(value: Any) -> set[UUID]:
     return set()
 
 
+_ERASED = b""  # a subject's key after erasure: a tombstone
+
+
 class Keyring:
     """The data keys one unit of work has read or made: seals and opens values with them."""
 
@@ -66,6 +69,8 @@ class Keyring:
     def seal(self, subject: UUID, value: Any, *, erased_as: Any = None) -> dict[str, Any]:
         """``value`` (anything JSON can hold) sealed under ``subject``'s key, made if it has none."""
         key = self._keys.get(subject)
+        if key == _ERASED:  # erased already: what comes late about them is kept as erased
+            return {_SEALED: str(subject), "ct": "", "erased_as": erased_as}
         if key is None:
             key = self._keys[subject] = self._new[subject] = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(_NONCE)
@@ -80,7 +85,7 @@ class Keyring:
         """``value`` with every sealed value inside it opened, or its placeholder if erased."""
         if is_sealed(value):
             key = self._keys.get(UUID(value[_SEALED]))
-            if key is None:
+            if not key:  # no key, or its tombstone
                 return value.get("erased_as")
             raw = base64.b64decode(value["ct"])
             opened = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], UUID(value[_SEALED]).bytes)
@@ -125,9 +130,21 @@ class SubjectKeys:
     async def erase(connection: AsyncConnection, subject: UUID) -> bool:
         """Delete ``subject``'s key: their sealed values can never be opened again. Idempotent.
 
+        True if there was a key to delete; a tombstone stays, so that nothing sealed later
+        under ``subject`` can be opened either.
+
         SQLite overwrites deleted bytes (every module's file has ``secure_delete`` on); once
         this has committed, :meth:`Database.expunge` pushes older copies out of the
         write-ahead log (SQLite) or of dead row versions (PostgreSQL).
         """
-        result = await connection.execute(delete(subject_keys).where(subject_keys.c.subject == subject))
+        result = await connection.execute(
+            delete(subject_keys).where(subject_keys.c.subject == subject, subject_keys.c.key != _ERASED)
+        )
+        # A tombstone in its place: an event about them that comes late is kept erased, not
+        # sealed under a new key that would open it again.
+        tombstone = select(subject_keys.c.subject).where(subject_keys.c.subject == subject)
+        if (await connection.execute(tombstone)).first() is None:
+            await connection.execute(
+                insert(subject_keys).values(subject=subject, key=_ERASED, created_at=utcnow())
+            )
         return bool(result.rowcount)

@@ -55,6 +55,11 @@ __all__ = (
     "RPC_CALLS",
     "RPC_CALL_DURATION",
     "RPC_ERRORS",
+    "SAGAS_ENDED",
+    "SAGAS_OPEN",
+    "SAGAS_STARTED",
+    "SAGAS_STUCK",
+    "SAGA_STEP_DURATION",
     "breaker_changed",
     "watch_breaker",
     "exposition",
@@ -173,6 +178,31 @@ PROJECTION_EVENTS = Counter(
     "tessera_projection_events",
     "Events a projection has read from its module's event store (a rebuild's under NAME__rebuild).",
     ("module", "projection"),
+)
+
+# Sagas (their orchestrating module's).
+SAGAS_STARTED = Counter("tessera_sagas_started", "Saga runs started, by saga.", ("saga",))
+SAGAS_ENDED = Counter(
+    "tessera_sagas_ended",
+    "Saga runs that ended, by saga and how (completed, compensated).",
+    ("saga", "state"),
+)
+SAGAS_STUCK = Counter(
+    "tessera_sagas_stuck",
+    "Times a saga run was flagged stuck: a step failed its bound of attempts and waits for an operator.",
+    ("saga",),
+)
+SAGAS_OPEN = Gauge(
+    "tessera_sagas_open",
+    "Unfinished saga runs by saga and state (running, compensating, stuck), as last counted.",
+    ("saga", "state"),
+    multiprocess_mode="mostrecent",
+)
+SAGA_STEP_DURATION = Histogram(
+    "tessera_saga_step_duration_seconds",
+    "Time a saga step's action (forward) or compensation (backward) took, by how it ended.",
+    ("saga", "step", "direction", "outcome"),
+    buckets=_LATENCY_BUCKETS,
 )
 
 # Databases.
