@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.kernel.clock import utcnow
@@ -19,7 +18,7 @@ from app.kernel.events.projections import Projection, Projector
 from app.kernel.events.shredding import Keyring, SubjectKeys, sealed_subjects
 from app.kernel.events.store import EventStore, NewEvent, StoredEvent, StreamConflict
 from app.kernel.events.tables import metadata as kernel_tables
-from tests.conftest import POSTGRES_URL, drop_schemas, run_async
+from tests.kernel.scratch import scratch_database
 
 SCHEMA = "store_test"
 
@@ -53,24 +52,8 @@ class Counting(Projection):
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db = Database(module=SCHEMA, url=make_url(f"sqlite+aiosqlite:///{tmp_path / 's.db'}"), pool_size=10)
-        async with db.engine.begin() as connection:
-            await connection.run_sync(kernel_tables.create_all)
-            await connection.run_sync(projected.create_all)
-        yield db
-        await db.dispose()
-        return
-    request.getfixturevalue("postgres_url")  # skips (fails under CI) without PostgreSQL
-    await asyncio.to_thread(run_async, drop_schemas(SCHEMA))
-    db = Database(module=SCHEMA, url=make_url(POSTGRES_URL), pool_size=10)
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
-        await connection.run_sync(kernel_tables.create_all)
-        await connection.run_sync(projected.create_all)
-    yield db
-    await db.dispose()
-    await asyncio.to_thread(run_async, drop_schemas(SCHEMA))
+    async with scratch_database(request, tmp_path, SCHEMA, kernel_tables, projected) as database:
+        yield database
 
 
 def new(n: int = 1, **data: Any) -> list[NewEvent]:

@@ -11,15 +11,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from app.kernel.clock import utcnow
 from app.kernel.db import Database
 from app.kernel.sagas import Orchestrator, Saga, Step, StepContext
 from app.kernel.sagas.tables import metadata as saga_tables
 from contracts import ContractError, DependencyUnavailable
-from tests.conftest import POSTGRES_URL, drop_schemas, run_async
+from tests.kernel.scratch import scratch_database
 
 SCHEMA = "saga_test"
 
@@ -101,22 +99,8 @@ class Clock:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db = Database(module=SCHEMA, url=make_url(f"sqlite+aiosqlite:///{tmp_path / 's.db'}"), pool_size=5)
-        async with db.engine.begin() as connection:
-            await connection.run_sync(saga_tables.create_all)
-        yield db
-        await db.dispose()
-        return
-    request.getfixturevalue("postgres_url")  # skips (fails under CI) without PostgreSQL
-    await asyncio.to_thread(run_async, drop_schemas(SCHEMA))
-    db = Database(module=SCHEMA, url=make_url(POSTGRES_URL), pool_size=5)
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
-        await connection.run_sync(saga_tables.create_all)
-    yield db
-    await db.dispose()
-    await asyncio.to_thread(run_async, drop_schemas(SCHEMA))
+    async with scratch_database(request, tmp_path, SCHEMA, saga_tables, pool_size=5) as database:
+        yield database
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from app.kernel.clock import Clock, utcnow
 from app.kernel.events.outbox import backoff_delay
 from app.kernel.faults import crash_point
 from app.kernel.refresher import Refresher
-from app.kernel.sagas.definition import Saga, Step, StepContext, is_transient
+from app.kernel.sagas.definition import Action, Saga, Step, StepContext, is_transient
 from app.kernel.sagas.tables import saga_runs, saga_steps
 from app.kernel.telemetry.metrics import (
     SAGA_STEP_DURATION,
@@ -379,18 +379,11 @@ class Orchestrator:
         position = row.position
         step = saga.steps[position]
         await self._begin_step(row, position, state="running")
-        crash_point(f"saga.{step.name}.before")
-        context = await self._context(saga, row, step.name)
-        began = time.perf_counter()
         try:
-            async with self._renewing(row.id):
-                outcome = await asyncio.wait_for(step.action(context), timeout=step.timeout_seconds)
+            outcome = await self._call(saga, row, step, step.action, "forward", f"saga.{step.name}")
         except Exception as exc:
-            _observe(saga, step, "forward", "failed", began)
             await self._forward_failed(saga, row, exc)
             return
-        _observe(saga, step, "forward", "done", began)
-        crash_point(f"saga.{step.name}.after")
         last = position + 1 == len(saga.steps)
         await self._end_step(
             row,
@@ -403,6 +396,24 @@ class Orchestrator:
         if last:
             SAGAS_ENDED.labels(saga.name, COMPLETED).inc()
             log.info("saga %s %s completed", saga.name, row.id)
+
+    async def _call(
+        self, saga: Saga[Any], row: Any, step: Step, call: Action, direction: str, points: str
+    ) -> Any:
+        """One call of a step's action or compensation, with its context, timeout, lease and
+        timing; ``points`` names its crash points (``.before`` and ``.after`` the callee's commit)."""
+        crash_point(f"{points}.before")
+        context = await self._context(saga, row, step.name)
+        began = time.perf_counter()
+        try:
+            async with self._renewing(row.id):
+                outcome = await asyncio.wait_for(call(context), timeout=step.timeout_seconds)
+        except Exception:
+            _observe(saga, step, direction, "failed", began)
+            raise
+        _observe(saga, step, direction, "done", began)
+        crash_point(f"{points}.after")
+        return outcome
 
     async def _forward_failed(self, saga: Saga[Any], row: Any, error: BaseException) -> None:
         position = row.position
@@ -446,20 +457,14 @@ class Orchestrator:
             await self._move(row, position=position - 1)
             return
         await self._begin_step(row, position, state="compensating")
-        crash_point(f"saga.{step.name}.compensation.before")
-        context = await self._context(saga, row, step.name)
-        began = time.perf_counter()
+        points = f"saga.{step.name}.compensation"
         try:
-            async with self._renewing(row.id):
-                outcome = await asyncio.wait_for(step.compensation(context), timeout=step.timeout_seconds)
+            outcome = await self._call(saga, row, step, step.compensation, "backward", points)
         except Exception as exc:
-            _observe(saga, step, "backward", "failed", began)
             await self._wait_to_retry(
                 saga, row, position, tries=row.tries + 1, error=_describe(exc), step_state="compensating"
             )
             return
-        _observe(saga, step, "backward", "done", began)
-        crash_point(f"saga.{step.name}.compensation.after")
         await self._end_step(
             row,
             position,
