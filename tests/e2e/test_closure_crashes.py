@@ -70,6 +70,13 @@ class Truth:
         finally:
             await connection.close()
 
+    def files(self, module: str) -> bytes | None:
+        """A SQLite module's database and write-ahead log, byte for byte (None on PostgreSQL)."""
+        if self._postgres is not None:
+            return None
+        base = self._processes.data_dir / f"{module}.db"
+        return b"".join(p.read_bytes() for p in (base, base.with_name(base.name + "-wal")) if p.exists())
+
     def one(self, module: str, sql: str, *args: object) -> tuple[object, ...]:
         (row,) = self.rows(module, sql, *args)
         return row
@@ -126,6 +133,9 @@ def _completed_once(truth: Truth, ada: User, bob: User, owned: list[str]) -> Non
     assert truth.count("identity", f"{OUTBOX_OF} 'identity.AccountClosed.v1'") == 1
     assert truth.count("identity", "SELECT count(*) FROM outbox WHERE payload LIKE '%Ada%'") == 0  # redacted
     assert truth.count("identity", "SELECT count(*) FROM refresh_tokens WHERE user_id = ?", ada_id) == 0
+    if (raw := truth.files("identity")) is not None:  # not even in free pages or the log
+        assert b"ada-" not in raw
+        assert b"Ada" not in raw
     assert dict(truth.rows("tasks", f"SELECT id, owner_id {ADAS_TASKS}")) == {
         truth.id(t): bob_id for t in owned
     }

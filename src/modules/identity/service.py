@@ -138,6 +138,7 @@ class IdentityService(IdentityApi):
             unit.publish(
                 AccountClosed(event_id=uuid.uuid4(), occurred_at=now, user_id=user_id, closed_by=closed_by)
             )
+        await self._units.expunge("users")  # no older copy of the e-mail or name left in the files
         return AccountErased(user_id=user_id, erased_at=now, redacted_events=redacted)
 
     # -- accounts ----------------------------------------------------------------------
