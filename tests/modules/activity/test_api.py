@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from contracts.identity import AdministratorGranted, UserDeactivated, UserReactivated
+from contracts.identity import AccountClosed, AdministratorGranted, UserDeactivated, UserReactivated
 from contracts.tasks import TaskStatus
 from tests.modules.activity.conftest import Api, World
 
@@ -154,9 +154,12 @@ def test_administrators_see_the_audit_feed_and_anyones_figures_others_do_not(wor
         UserDeactivated(event_id=uuid.uuid4(), occurred_at=at, user_id=ada, deactivated_by=ada),  # herself
         UserDeactivated(event_id=uuid.uuid4(), occurred_at=at, user_id=bob, deactivated_by=root),
         UserReactivated(event_id=uuid.uuid4(), occurred_at=at, user_id=bob, reactivated_by=root),
+        AccountClosed(event_id=uuid.uuid4(), occurred_at=at, user_id=ada, closed_by=ada),  # her own
+        AccountClosed(event_id=uuid.uuid4(), occurred_at=at, user_id=bob, closed_by=root),  # on his behalf
     )
     audit = api.get("/api/v1/admin/audit", root)["items"]
     assert [(e["kind"], e["actor_id"], e["user_id"]) for e in audit] == [
+        ("user.account_closed", str(root), str(bob)),
         ("user.reactivated", str(root), str(bob)),
         ("user.deactivated", str(root), str(bob)),
         ("user.administrator_granted", None, str(root)),
