@@ -43,13 +43,14 @@ def test_a_rebuild_while_the_server_serves_answers_the_same_json(
             task_ids.append(task["id"])
         for task_id in task_ids:
             eventually(lambda t=task_id: timeline_of(http, ada, t, 3), within=5.0, what="each task's history")
-        before = _answers(http, ada, task_ids)
-
         cli = clean_env(
             TESSERA_CONFIG=str(tmp_path / "monolith.toml"),
             TESSERA_DATA_DIR=str(tmp_path / "data"),
             **environment,
         )
+        # Every projection caught up (the timeline may lead the feed and the figures by a round).
+        eventually(lambda: _caught_up(cli), within=10.0, what="every projection caught up")
+        before = _answers(http, ada, task_ids)
         rebuilt = subprocess.run(
             [TESSERA, "projections", "rebuild"], env=cli, capture_output=True, text=True, timeout=120
         )
@@ -74,3 +75,11 @@ def test_a_rebuild_while_the_server_serves_answers_the_same_json(
         )
         assert unknown.returncode == 1
         assert "no projection named 'nonesuch'" in unknown.stderr
+
+
+def _caught_up(cli: dict[str, str]) -> bool | None:
+    status = subprocess.run(
+        [TESSERA, "projections", "status"], env=cli, capture_output=True, text=True, timeout=60
+    )
+    rows = [line.split() for line in status.stdout.splitlines()[1:]]
+    return (bool(rows) and all(row[4] == "0" for row in rows)) or None
