@@ -17,6 +17,7 @@ __all__ = (
     "IDENTITY",
     "AccountClosed",
     "AccountClosing",
+    "AccountNotClosing",
     "AccountErased",
     "AccountRecord",
     "AdministratorGranted",
@@ -91,6 +92,14 @@ class UserNotFound(ContractError):
     code = "identity.user_not_found"
     status = 404
     title = "No such user"
+
+
+class AccountNotClosing(ContractError):
+    """Only an account marked closing is erased (contract 1.5): one reopened meanwhile is kept."""
+
+    code = "identity.account_not_closing"
+    status = 409
+    title = "The account is not being closed"
 
 
 class UserInactive(ContractError):
@@ -170,7 +179,8 @@ class IdentityApi(Protocol):
         """Erase the account's personal data for good (contract 1.5).
 
         The e-mail and display name are tombstoned, every token revoked, and the user's rows
-        still kept in identity's outbox redacted; publishes AccountClosed once.
+        still kept in identity's outbox redacted; publishes AccountClosed once. Raises
+        AccountNotClosing unless close_account marked it first (and nobody reopened it since).
         """
         ...
 
@@ -247,6 +257,7 @@ IDENTITY: Contract[IdentityApi] = Contract(
     version="1.5",  # 1.5: close_account, reopen_account, erase_account, AccountClosed
     api=IdentityApi,
     errors=(
+        AccountNotClosing,
         UserNotFound,
         UserInactive,
         EmailAlreadyRegistered,

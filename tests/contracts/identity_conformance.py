@@ -16,6 +16,7 @@ import pytest
 from app.kernel.clock import utcnow
 from contracts.identity import (
     ERASED_DISPLAY_NAME,
+    AccountNotClosing,
     IdentityApi,
     NotPermittedOnUser,
     UserInactive,
@@ -153,6 +154,17 @@ class IdentityApiConformance:
         assert "@" in record.email
         with pytest.raises(UserNotFound):
             await target.api.account_record(uuid.uuid4())
+
+    async def test_an_account_not_marked_closing_is_not_erased(self, target: IdentityTarget) -> None:
+        ada, admin = await target.given_user("Ada"), await target.given_user("Admin")
+        with pytest.raises(AccountNotClosing) as refused:
+            await target.api.erase_account(ada, admin, "saga-5:erase")
+        assert refused.value.code == "identity.account_not_closing"
+        await target.api.close_account(ada, "saga-5:close")
+        await target.api.reopen_account(ada, "saga-5:close")  # reopened meanwhile: kept
+        with pytest.raises(AccountNotClosing):
+            await target.api.erase_account(ada, admin, "saga-5:erase")
+        assert (await target.api.get_user(ada)).display_name == "Ada"
 
     async def test_closing_an_unknown_account_is_user_not_found(self, target: IdentityTarget) -> None:
         with pytest.raises(UserNotFound):

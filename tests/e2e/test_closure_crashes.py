@@ -7,6 +7,7 @@ never from the API's answers.
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -227,3 +228,49 @@ def test_a_closure_killed_while_turning_back_reopens_once(tmp_path: Path, point:
         assert {owner for (owner,) in truth.rows("tasks", f"SELECT owner_id {ADAS_TASKS}")} == {ada_id}
         assert truth.count("tasks", "SELECT count(*) FROM hand_overs") == 0  # the refusal moved nothing
         assert len(owned) == 2
+
+
+@pytest.mark.parametrize(
+    "point", [f"saga.hand_over_tasks.compensation.{when}" for when in ("before", "after")]
+)
+def test_a_closure_killed_while_handing_the_work_back_ends_compensated_once(
+    tmp_path: Path, point: str
+) -> None:
+    """The pivot refused: Ada's account was reopened while the process was down after the
+    hand-over, so identity will not erase it; the saga hands the work back — killed there too."""
+    with monolith(tmp_path, events_section("inprocess") + SAGAS) as processes:
+        truth = Truth(processes)
+        processes.start(crash_at="saga.hand_over_tasks.after")
+        ada, bob, _, owned = _world(processes)
+        _start_closure(processes, ada, bob)
+        processes.wait_crashed("monolith")
+        with sqlite3.connect(processes.data_dir / "identity.db") as identity:  # an operator reopens it
+            identity.execute("UPDATE users SET closing_since = NULL WHERE id = ?", (hex_id(ada.id),))
+        processes.start(crash_at=point)
+        processes.wait_crashed("monolith")
+        processes.start()
+
+        state = wait_for(lambda: _closure_ended(truth, ada), seconds=20, what="the closure ends")
+        assert state == "compensated"
+        (reason,) = truth.one("accounts", "SELECT reason FROM saga_runs WHERE key = ?", ada.id)
+        assert str(reason).startswith("erase_account: identity.account_not_closing")
+        ada_id, bob_id = truth.id(ada.id), truth.id(bob.id)
+        assert dict(truth.rows("tasks", f"SELECT id, owner_id {ADAS_TASKS}")) == {
+            truth.id(t): ada_id for t in owned
+        }
+        assert truth.count("tasks", "SELECT count(*) FROM hand_overs WHERE handed_back IS NOT NULL") == 1
+        assert truth.count("tasks", f"{OUTBOX_OF} 'tasks.TaskOwnerChanged.v1'") == 4  # there and back, once
+        assert truth.one("identity", "SELECT erased_at FROM users WHERE id = ?", ada_id) == (None,)
+
+        def told_once_each_way() -> bool:
+            kinds = "SELECT count(*) FROM notifications WHERE user_id = ? AND kind = 'task_handed_over'"
+            bobs, adas = (
+                truth.count("notifications", kinds, bob_id),
+                truth.count("notifications", kinds, ada_id),
+            )
+            assert max(bobs, adas) <= 2, (bobs, adas)
+            return (bobs, adas) == (2, 2)
+
+        wait_for(
+            told_once_each_way, seconds=10, what="Bob told of each task once, and Ada of its return once"
+        )

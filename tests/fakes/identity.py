@@ -17,6 +17,7 @@ from contracts.identity import (
     ERASED_DISPLAY_NAME,
     AccountClosing,
     AccountErased,
+    AccountNotClosing,
     AccountRecord,
     IdentityApi,
     NotPermittedOnUser,
@@ -128,6 +129,8 @@ class FakeIdentity(IdentityApi):
         profile = self._find(user_id)
         if user_id in self._erased:
             return AccountErased(user_id=user_id, erased_at=self._erased[user_id], redacted_events=0)
+        if user_id not in self._closing:
+            raise AccountNotClosing(f"the account of {user_id} is not marked closing")
         self._erased[user_id] = utcnow()
         self._profiles[user_id] = msgspec.structs.replace(
             profile, display_name=ERASED_DISPLAY_NAME, active=False

@@ -15,6 +15,7 @@ from contracts.identity import (
     AccountClosed,
     AccountClosing,
     AccountErased,
+    AccountNotClosing,
     AccountRecord,
     AdministratorGranted,
     IdentityApi,
@@ -133,6 +134,8 @@ class IdentityService(IdentityApi):
             user = await self._known(unit.accounts, user_id)
             if user.erased_at is not None:  # a replay: erased already, and AccountClosed went out
                 return AccountErased(user_id=user_id, erased_at=user.erased_at, redacted_events=0)
+            if user.closing_since is None:
+                raise AccountNotClosing(f"the account of {user_id} is not marked closing")
             await unit.accounts.revoke_sessions(user_id, now)
             redacted = await unit.accounts.erase(user_id, now)
             unit.publish(

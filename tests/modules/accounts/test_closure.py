@@ -23,7 +23,7 @@ from app.kernel.sagas import Orchestrator
 from contracts import DependencyUnavailable, Principal
 from contracts.accounts import ClosureNotFound, ClosureRequest, NotPermittedOnAccount, SuccessorIsTheUser
 from contracts.identity import ERASED_DISPLAY_NAME, AccountClosing
-from contracts.tasks import TaskStatus
+from contracts.tasks import HandOver, TaskStatus
 from modules.accounts.service import AccountsService
 from tests.fakes.activity import FakeActivity
 from tests.fakes.identity import FakeIdentity
@@ -288,3 +288,33 @@ async def test_the_export_gathers_what_every_module_holds_about_the_user(account
     assert {t.id for t in export.tasks} == {owned, assigned}
     assert [n.id for n in export.notifications] == [told.id]
     assert [e.id for e in export.activity] == [did.id]
+
+
+async def test_a_refused_pivot_hands_the_work_back_and_reopens_the_account(accounts: Accounts) -> None:
+    """Someone reopened the account between the hand-over and the erasure: identity will not
+    erase an account that is not closing, and the saga undoes both steps, newest first."""
+    world = accounts.world
+    ada, bob = world.identity.add_user("Ada"), world.identity.add_user("Bob")
+    owned = world.tasks.add_task(ada)
+    handing_over = world.tasks.hand_over
+
+    async def hand_over_then_reopen(user_id: UUID, successor_id: UUID, step_key: str) -> HandOver:
+        handed = await handing_over(user_id, successor_id, step_key)
+        await world.identity.reopen_account(user_id, "an operator")
+        return handed
+
+    world.tasks.hand_over = hand_over_then_reopen  # type: ignore[method-assign]
+    run = await accounts.orchestrator.drive(await accounts.close(ada, bob))
+
+    assert run.state == "compensated"
+    assert run.reason is not None
+    assert run.reason.startswith("erase_account: identity.account_not_closing")
+    assert [(s.name, s.state) for s in run.steps][:3] == [
+        ("close_account", "compensated"),
+        ("hand_over_tasks", "compensated"),
+        ("erase_account", "failed"),
+    ]
+    assert run.steps[1].outcome == {"restored": [str(owned)], "not_restored": []}
+    assert world.tasks.tasks()[0].owner_id == ada
+    assert world.tasks.calls.count("hand_back") == 1
+    assert (await world.identity.require_active_user(ada)).id == ada
