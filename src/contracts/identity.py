@@ -8,7 +8,16 @@ from uuid import UUID
 
 import msgspec
 
-from contracts._base import AwareDateTime, Contract, ContractError, IntegrationEvent, NotPermitted, idempotent
+from contracts._base import (
+    AwareDateTime,
+    Contract,
+    ContractError,
+    IntegrationEvent,
+    NotPermitted,
+    Principal,
+    Throttled,
+    idempotent,
+)
 
 __all__ = (
     "DISPLAY_NAME_MAX",
@@ -26,6 +35,8 @@ __all__ = (
     "InvalidCredentials",
     "InvalidRefreshToken",
     "NotPermittedOnUser",
+    "PeoplePage",
+    "TokenPair",
     "SessionRevocation",
     "UserInactive",
     "UserDeactivated",
@@ -78,6 +89,23 @@ class AccountRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     active: bool
     is_admin: bool
     created_at: datetime
+
+
+class TokenPair(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A signed-in session (in the contract since 1.6): a short-lived access token and the
+    refresh token that renews it."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105  (the OAuth token type, not a secret)
+
+
+class PeoplePage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Active users whose display name holds the text asked for (contract 1.6), by name."""
+
+    items: list[UserProfile]
+    next_cursor: str | None
 
 
 class AccountErased(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -184,6 +212,43 @@ class IdentityApi(Protocol):
         """
         ...
 
+    # -- a user's own account (contract 1.6: the web UI calls these) -----------------------
+
+    async def register(self, *, email: str, password: str, display_name: str) -> AccountRecord:
+        """A new account; raises EmailAlreadyRegistered when the e-mail is taken."""
+        ...
+
+    async def log_in(self, *, email: str, password: str) -> TokenPair:
+        """A new session; unknown e-mail and wrong password both raise InvalidCredentials, and
+        too many failures on one account raise Throttled."""
+        ...
+
+    async def refresh(self, *, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token; a spent, expired or revoked one raises InvalidRefreshToken."""
+        ...
+
+    async def log_out(self, *, refresh_token: str) -> None:
+        """End the refresh token's session; an unknown token is ignored."""
+        ...
+
+    @idempotent
+    async def find_people(self, text: str, *, limit: int = 20, cursor: str | None = None) -> PeoplePage:
+        """Active users whose display name holds ``text`` (any case): whom work can be given to."""
+        ...
+
+    async def change_profile(self, principal: Principal, *, display_name: str) -> AccountRecord:
+        """Change what others see of the principal."""
+        ...
+
+    async def change_password(self, principal: Principal, *, current: str, new: str) -> TokenPair:
+        """A new password: every other session ends, the caller gets a fresh session. A wrong
+        ``current`` raises InvalidInput naming ``current_password``."""
+        ...
+
+    async def log_out_everywhere(self, principal: Principal) -> None:
+        """End every session of the principal: their access tokens stop counting within a poll."""
+        ...
+
     @idempotent
     async def session_revocations(self, since: AwareDateTime) -> list[SessionRevocation]:
         """Users whose earlier access tokens were voided after ``since``, oldest first.
@@ -254,7 +319,9 @@ class AccountClosed(IntegrationEvent, frozen=True, kw_only=True, tag="identity.A
 
 IDENTITY: Contract[IdentityApi] = Contract(
     name="identity",
-    version="1.5",  # 1.5: close_account, reopen_account, erase_account, AccountClosed
+    version="1.6",  # 1.5: close_account, reopen_account, erase_account, AccountClosed;
+    # 1.6: register, log_in, refresh, log_out, find_people, change_profile, change_password,
+    # log_out_everywhere (the web UI calls them)
     api=IdentityApi,
     errors=(
         AccountNotClosing,
@@ -264,6 +331,7 @@ IDENTITY: Contract[IdentityApi] = Contract(
         InvalidCredentials,
         InvalidRefreshToken,
         NotPermittedOnUser,
+        Throttled,
     ),
     events=(
         UserRegistered,

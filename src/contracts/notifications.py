@@ -18,6 +18,7 @@ __all__ = (
     "NotificationNotFound",
     "NotificationPage",
     "InboxDeleted",
+    "MarkedRead",
     "NotificationQuery",
     "NotificationsApi",
     "UnreadCount",
@@ -62,6 +63,12 @@ class UnreadCount(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     unread: int
 
 
+class MarkedRead(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What marking every notification read did (contract 1.2)."""
+
+    marked: int  # how many notifications were unread until now
+
+
 class InboxDeleted(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What deleting a user's inbox removed (contract 1.1)."""
 
@@ -90,6 +97,17 @@ class NotificationsApi(Protocol):
         ...
 
     @idempotent
+    async def mark_read(self, principal: Principal, notification_id: UUID) -> Notification:
+        """One of the principal's notifications, read (contract 1.2); reading it again keeps the
+        first ``read_at``. Raises NotificationNotFound for another user's."""
+        ...
+
+    @idempotent
+    async def mark_all_read(self, principal: Principal) -> MarkedRead:
+        """Mark every unread notification of the principal read (contract 1.2)."""
+        ...
+
+    @idempotent
     async def delete_inbox(self, user_id: UUID, step_key: str) -> InboxDeleted:
         """Delete every notification of ``user_id`` (contract 1.1): their account closed."""
         ...
@@ -97,7 +115,7 @@ class NotificationsApi(Protocol):
 
 NOTIFICATIONS: Contract[NotificationsApi] = Contract(
     name="notifications",
-    version="1.1",  # 1.1: delete_inbox, the task_handed_over kind
+    version="1.2",  # 1.1: delete_inbox, the task_handed_over kind; 1.2: mark_read, mark_all_read
     api=NotificationsApi,
     errors=(NotificationNotFound,),
 )

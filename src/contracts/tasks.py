@@ -19,6 +19,7 @@ from contracts._base import (
     PageLimit,
     Principal,
     idempotent,
+    in_utc,
 )
 
 __all__ = (
@@ -42,7 +43,10 @@ __all__ = (
     "Priority",
     "Task",
     "TaskAssigned",
+    "CreatedTask",
+    "TaskChanges",
     "TaskCreated",
+    "TaskDraft",
     "TaskDeleted",
     "TaskEdited",
     "TaskFields",
@@ -179,6 +183,45 @@ class SuccessorUnavailable(ContractError):
     title = "The successor cannot take work over"
 
 
+class TaskDraft(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks for when creating a task (in the contract since 2.3)."""
+
+    title: Title
+    description: Description = ""
+    priority: Priority = Priority.NORMAL
+    due_at: AwareDateTime | None = None
+    labels: Labels = msgspec.field(default_factory=list)
+    assignee_id: UUID | None = None
+
+    def __post_init__(self) -> None:
+        if self.due_at is not None:
+            in_utc(self.due_at, field="due_at")  # msgspec answers its ValueError as invalid input
+
+
+class TaskChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A partial update (in the contract since 2.3): fields left UNSET are not touched; ``None``
+    clears ``due_at`` or ``assignee_id``."""
+
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    due_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
+    labels: Labels | msgspec.UnsetType = msgspec.UNSET
+    assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.due_at, datetime):
+            in_utc(self.due_at, field="due_at")
+
+
+class CreatedTask(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new task (contract 2.3); ``replayed``: the answer to an earlier call with the same key."""
+
+    task: Task
+    replayed: bool
+
+
 @runtime_checkable
 class TasksApi(Protocol):
     @idempotent
@@ -189,6 +232,32 @@ class TasksApi(Protocol):
     @idempotent
     async def list_tasks(self, principal: Principal, query: TaskQuery) -> TaskPage:
         """The principal's tasks (owned or assigned), filtered, sorted, one page at a time."""
+        ...
+
+    async def create_task(
+        self, principal: Principal, draft: TaskDraft, *, idempotency_key: str | None = None
+    ) -> CreatedTask:
+        """A new task owned by the principal (contract 2.3). With ``idempotency_key``, a repeat
+        of the same draft answers the first call's task; another draft under it raises
+        IdempotencyKeyReused. The assignee, if any, must be an active user.
+        """
+        ...
+
+    async def update_task(
+        self,
+        principal: Principal,
+        task_id: UUID,
+        changes: TaskChanges,
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        """The task after ``changes`` (contract 2.3): its owner or assignee may edit, only its
+        owner reassign. ``expected_version`` other than the task's raises VersionMismatch.
+        """
+        ...
+
+    async def delete_task(self, principal: Principal, task_id: UUID) -> None:
+        """Delete a task (contract 2.3): its owner only (NotPermittedOnTask otherwise)."""
         ...
 
     @idempotent
@@ -312,7 +381,8 @@ class TaskOwnerChanged(IntegrationEvent, frozen=True, kw_only=True, tag="tasks.T
 
 TASKS: Contract[TasksApi] = Contract(
     name="tasks",
-    version="2.2",  # 2.1: TaskCreated's fields, TaskDeleted.deleted_by, TaskEdited; 2.2: hand-overs
+    version="2.3",  # 2.1: TaskCreated's fields, TaskDeleted.deleted_by, TaskEdited; 2.2: hand-overs;
+    # 2.3: create_task, update_task, delete_task (the web UI calls them)
     api=TasksApi,
     errors=(
         TaskNotFound,

@@ -14,10 +14,14 @@ import msgspec
 import pytest
 
 from app.kernel.clock import utcnow
+from contracts import InvalidInput, Principal
 from contracts.identity import (
     ERASED_DISPLAY_NAME,
     AccountNotClosing,
+    EmailAlreadyRegistered,
     IdentityApi,
+    InvalidCredentials,
+    InvalidRefreshToken,
     NotPermittedOnUser,
     UserInactive,
     UserNotFound,
@@ -37,6 +41,66 @@ class IdentityTarget(Protocol):
 
 class IdentityApiConformance:
     """Subclass in a test module that provides a ``target`` fixture."""
+
+    async def test_a_registered_user_signs_in_and_sees_their_account(self, target: IdentityTarget) -> None:
+        email = f"{uuid.uuid4().hex}@example.com"
+        record = await target.api.register(email=email, password="correct horse", display_name=" Ada ")
+        pair = await target.api.log_in(email=email, password="correct horse")
+        assert (record.email, record.display_name, record.active) == (email, "Ada", True)
+        assert pair.access_token
+        assert (await target.api.account_record(record.id)).email == email
+
+    async def test_an_email_registers_once(self, target: IdentityTarget) -> None:
+        email = f"{uuid.uuid4().hex}@example.com"
+        await target.api.register(email=email, password="correct horse", display_name="Ada")
+        with pytest.raises(EmailAlreadyRegistered):
+            await target.api.register(email=email, password="another horse", display_name="Eve")
+
+    async def test_a_wrong_password_is_invalid_credentials(self, target: IdentityTarget) -> None:
+        email = f"{uuid.uuid4().hex}@example.com"
+        await target.api.register(email=email, password="correct horse", display_name="Ada")
+        with pytest.raises(InvalidCredentials):
+            await target.api.log_in(email=email, password="wrong horse")
+
+    async def test_a_refresh_token_renews_once_and_log_out_ends_it(self, target: IdentityTarget) -> None:
+        email = f"{uuid.uuid4().hex}@example.com"
+        await target.api.register(email=email, password="correct horse", display_name="Ada")
+        first = await target.api.log_in(email=email, password="correct horse")
+        renewed = await target.api.refresh(refresh_token=first.refresh_token)
+        await target.api.log_out(refresh_token=renewed.refresh_token)
+        with pytest.raises(InvalidRefreshToken):
+            await target.api.refresh(refresh_token=renewed.refresh_token)
+
+    async def test_find_people_finds_active_users_by_part_of_their_name(self, target: IdentityTarget) -> None:
+        tag = uuid.uuid4().hex[:8]
+        wanted = await target.given_user(f"Grace {tag}")
+        await target.given_user(f"Gone {tag}", active=False)
+        found = await target.api.find_people(tag.upper())
+        assert [p.id for p in found.items] == [wanted]
+
+    async def test_change_profile_renames_the_principal(self, target: IdentityTarget) -> None:
+        record = await target.api.register(
+            email=f"{uuid.uuid4().hex}@example.com", password="correct horse", display_name="Ada"
+        )
+        changed = await target.api.change_profile(Principal(user_id=record.id), display_name="Ada L.")
+        assert changed.display_name == (await target.api.get_user(record.id)).display_name == "Ada L."
+
+    async def test_change_password_needs_the_current_one(self, target: IdentityTarget) -> None:
+        email = f"{uuid.uuid4().hex}@example.com"
+        record = await target.api.register(email=email, password="correct horse", display_name="Ada")
+        me = Principal(user_id=record.id)
+        with pytest.raises(InvalidInput):
+            await target.api.change_password(me, current="wrong horse", new="battery staple")
+        await target.api.change_password(me, current="correct horse", new="battery staple")
+        assert (await target.api.log_in(email=email, password="battery staple")).access_token
+
+    async def test_log_out_everywhere_ends_every_session(self, target: IdentityTarget) -> None:
+        email = f"{uuid.uuid4().hex}@example.com"
+        record = await target.api.register(email=email, password="correct horse", display_name="Ada")
+        pair = await target.api.log_in(email=email, password="correct horse")
+        await target.api.log_out_everywhere(Principal(user_id=record.id))
+        with pytest.raises(InvalidRefreshToken):
+            await target.api.refresh(refresh_token=pair.refresh_token)
 
     async def test_get_user_returns_the_public_profile(self, target: IdentityTarget) -> None:
         user_id = await target.given_user("Ada")

@@ -9,7 +9,19 @@ from uuid import UUID
 import pytest
 
 from contracts import Principal
-from contracts.tasks import HandBack, SuccessorUnavailable, TaskNotFound, TaskQuery, TasksApi, TaskStatus
+from contracts.tasks import (
+    HandBack,
+    IdempotencyKeyReused,
+    NotPermittedOnTask,
+    SuccessorUnavailable,
+    TaskChanges,
+    TaskDraft,
+    TaskNotFound,
+    TaskQuery,
+    TasksApi,
+    TaskStatus,
+    VersionMismatch,
+)
 
 
 class TasksTarget(Protocol):
@@ -34,6 +46,53 @@ def _as(user_id: UUID) -> Principal:
 
 
 class TasksApiConformance:
+    async def test_create_task_makes_a_task_the_principal_owns(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        created = await target.api.create_task(_as(owner), TaskDraft(title="Write", labels=["docs"]))
+        task = await target.api.get_task(_as(owner), created.task.id)
+        assert (task.title, task.labels, task.owner_id, created.replayed) == ("Write", ["docs"], owner, False)
+
+    async def test_create_task_with_a_key_twice_answers_the_first_task(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        first = await target.api.create_task(_as(owner), TaskDraft(title="Once"), idempotency_key="k1")
+        again = await target.api.create_task(_as(owner), TaskDraft(title="Once"), idempotency_key="k1")
+        assert (again.task.id, again.replayed) == (first.task.id, True)
+        with pytest.raises(IdempotencyKeyReused):
+            await target.api.create_task(_as(owner), TaskDraft(title="Other"), idempotency_key="k1")
+
+    async def test_update_task_changes_what_it_names(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        task_id = await target.given_task(owner, title="Draft")
+        before = await target.api.get_task(_as(owner), task_id)
+        after = await target.api.update_task(
+            _as(owner), task_id, TaskChanges(title="Final"), expected_version=before.version
+        )
+        assert (after.title, after.description, after.version) == (
+            "Final",
+            before.description,
+            before.version + 1,
+        )
+
+    async def test_update_task_of_a_stale_version_is_refused(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        task_id = await target.given_task(owner)
+        stale = (await target.api.get_task(_as(owner), task_id)).version
+        await target.edit(owner, task_id)
+        with pytest.raises(VersionMismatch):
+            await target.api.update_task(
+                _as(owner), task_id, TaskChanges(title="Lost"), expected_version=stale
+            )
+        assert (await target.api.get_task(_as(owner), task_id)).title != "Lost"
+
+    async def test_only_the_owner_deletes_a_task(self, target: TasksTarget) -> None:
+        owner, assignee = uuid.uuid4(), uuid.uuid4()
+        task_id = await target.given_task(owner, assignee=assignee)
+        with pytest.raises(NotPermittedOnTask):
+            await target.api.delete_task(_as(assignee), task_id)
+        await target.api.delete_task(_as(owner), task_id)
+        with pytest.raises(TaskNotFound):
+            await target.api.get_task(_as(owner), task_id)
+
     async def test_get_task_returns_a_task_to_its_owner(self, target: TasksTarget) -> None:
         owner = uuid.uuid4()
         task_id = await target.given_task(owner, title="Plan")

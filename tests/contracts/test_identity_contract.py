@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 from uuid import UUID
 
 import pytest
@@ -17,7 +18,7 @@ from contracts.identity import IDENTITY, IdentityApi
 from modules.identity.service import IdentityService
 from modules.identity.tables import users
 from tests.contracts.identity_conformance import IdentityApiConformance
-from tests.contracts.remote import remote_client, serve_group, split_settings
+from tests.contracts.remote import AsTheEdge, remote_client, serve_group, split_settings
 from tests.fakes.identity import FakeIdentity
 from tests.servers import free_port
 
@@ -99,7 +100,7 @@ async def target(request: pytest.FixtureRequest, composition: Composition) -> As
         settings, base = request.getfixturevalue("identity_server")
         seeding = compose(settings, group="identity")
         async with remote_client(IDENTITY, base, "identity") as api:
-            yield RemoteIdentity(LocalIdentity(seeding), api)
+            yield RemoteIdentity(LocalIdentity(seeding), cast(IdentityApi, AsTheEdge(IDENTITY, api)))
         await seeding.aclose()
     else:
         yield LocalIdentity(composition, strict_mode=request.param == "strict")

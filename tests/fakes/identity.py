@@ -13,15 +13,21 @@ from uuid import UUID
 import msgspec
 
 from app.kernel.clock import utcnow
+from contracts import FieldError, InvalidInput, Principal
 from contracts.identity import (
     ERASED_DISPLAY_NAME,
     AccountClosing,
     AccountErased,
     AccountNotClosing,
     AccountRecord,
+    EmailAlreadyRegistered,
     IdentityApi,
+    InvalidCredentials,
+    InvalidRefreshToken,
     NotPermittedOnUser,
+    PeoplePage,
     SessionRevocation,
+    TokenPair,
     UserInactive,
     UserNotFound,
     UserProfile,
@@ -41,6 +47,9 @@ class FakeIdentity(IdentityApi):
         self.closed: list[UUID] = []  # AccountClosed, as it would be published
         self._created: dict[UUID, datetime] = {}
         self.calls: list[str] = []  # contract methods called by requests, in order
+        self._emails: dict[UUID, str] = {}
+        self._passwords: dict[UUID, str] = {}  # a fake keeps them plain: it never leaves the test
+        self._sessions: dict[str, UUID] = {}  # refresh token -> user
 
     def add_user(
         self, display_name: str = "Someone", *, active: bool = True, user_id: UUID | None = None
@@ -98,7 +107,7 @@ class FakeIdentity(IdentityApi):
         profile = self._find(user_id)
         return AccountRecord(
             id=user_id,
-            email=f"{user_id.hex[:8]}@example.com"
+            email=self._emails.get(user_id, f"{user_id.hex[:8]}@example.com")
             if user_id not in self._erased
             else f"erased-{user_id}@invalid",
             display_name=profile.display_name,
@@ -155,3 +164,61 @@ class FakeIdentity(IdentityApi):
         if user_id not in self._profiles:
             raise UserNotFound(f"no user {user_id}")
         return self._profiles[user_id]
+
+    async def register(self, *, email: str, password: str, display_name: str) -> AccountRecord:
+        if email.strip().casefold() in {e.casefold() for e in self._emails.values()}:
+            raise EmailAlreadyRegistered(f"{email} is already registered")
+        user_id = self.add_user(display_name.strip())
+        self._emails[user_id], self._passwords[user_id] = email.strip(), password
+        return await self.account_record(user_id)
+
+    async def log_in(self, *, email: str, password: str) -> TokenPair:
+        for user_id, known in self._emails.items():
+            if (
+                known.casefold() == email.strip().casefold()
+                and self._passwords[user_id] == password
+                and self._profiles[user_id].active
+            ):
+                return self._session(user_id)
+        raise InvalidCredentials
+
+    async def refresh(self, *, refresh_token: str) -> TokenPair:
+        user_id = self._sessions.pop(refresh_token, None)
+        if user_id is None or not self._profiles[user_id].active:
+            raise InvalidRefreshToken
+        return self._session(user_id)
+
+    async def log_out(self, *, refresh_token: str) -> None:
+        self._sessions.pop(refresh_token, None)
+
+    async def find_people(self, text: str, *, limit: int = 20, cursor: str | None = None) -> PeoplePage:
+        found = sorted(
+            (p for p in self._profiles.values() if p.active and text.casefold() in p.display_name.casefold()),
+            key=lambda p: (p.display_name.casefold(), p.id),
+        )
+        start = int(cursor or 0)
+        more = start + limit < len(found)
+        return PeoplePage(
+            items=found[start : start + limit], next_cursor=str(start + limit) if more else None
+        )
+
+    async def change_profile(self, principal: Principal, *, display_name: str) -> AccountRecord:
+        profile = self._find(principal.user_id)
+        self._profiles[profile.id] = msgspec.structs.replace(profile, display_name=display_name.strip())
+        return await self.account_record(profile.id)
+
+    async def change_password(self, principal: Principal, *, current: str, new: str) -> TokenPair:
+        if self._passwords.get(principal.user_id) != current:
+            raise InvalidInput([FieldError(field="current_password", message="is not your password")])
+        self._passwords[principal.user_id] = new
+        await self.log_out_everywhere(principal)
+        return self._session(principal.user_id)
+
+    async def log_out_everywhere(self, principal: Principal) -> None:
+        self._sessions = {t: u for t, u in self._sessions.items() if u != principal.user_id}
+        self._revoke(principal.user_id)
+
+    def _session(self, user_id: UUID) -> TokenPair:
+        refresh_token = uuid.uuid4().hex
+        self._sessions[refresh_token] = user_id
+        return TokenPair(access_token=f"fake-{uuid.uuid4().hex}", expires_in=900, refresh_token=refresh_token)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 from uuid import UUID
 
+import msgspec
+
 from app.kernel.clock import utcnow
 from contracts import FieldError, InvalidInput, Principal
 from contracts.notifications import (
     InboxDeleted,
+    MarkedRead,
     Notification,
     NotificationKind,
+    NotificationNotFound,
     NotificationPage,
     NotificationQuery,
     NotificationsApi,
@@ -64,3 +68,17 @@ class FakeNotifications(NotificationsApi):
         deleted = len(self.of(user_id))
         self._inbox = [n for n in self._inbox if n.user_id != user_id]
         return InboxDeleted(user_id=user_id, deleted=deleted)
+
+    async def mark_read(self, principal: Principal, notification_id: UUID) -> Notification:
+        for i, n in enumerate(self._inbox):
+            if n.id == notification_id and n.user_id == principal.user_id:
+                if n.read_at is None:
+                    self._inbox[i] = msgspec.structs.replace(n, read_at=utcnow())
+                return self._inbox[i]
+        raise NotificationNotFound(f"no notification {notification_id}")
+
+    async def mark_all_read(self, principal: Principal) -> MarkedRead:
+        unread = [n.id for n in self.of(principal.user_id) if n.read_at is None]
+        for n_id in unread:
+            await self.mark_read(principal, n_id)
+        return MarkedRead(marked=len(unread))

@@ -14,16 +14,22 @@ import msgspec
 from contracts import FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserInactive, UserNotFound
 from contracts.tasks import (
+    CreatedTask,
     HandBack,
     HandOver,
+    IdempotencyKeyReused,
+    NotPermittedOnTask,
     Priority,
     SuccessorUnavailable,
     Task,
+    TaskChanges,
+    TaskDraft,
     TaskNotFound,
     TaskPage,
     TaskQuery,
     TasksApi,
     TaskStatus,
+    VersionMismatch,
 )
 
 __all__ = ("FakeTasks",)
@@ -37,6 +43,7 @@ class FakeTasks(TasksApi):
         self._identity = identity  # who may take work over; None: anyone
         self._hand_overs: dict[str, tuple[HandOver, dict[UUID, int], UUID]] = {}
         self._handed_back: dict[str, HandBack] = {}
+        self._keyed: dict[tuple[UUID, str], tuple[TaskDraft, UUID]] = {}
         self.calls: list[str] = []
 
     def tasks(self) -> list[Task]:
@@ -150,3 +157,59 @@ class FakeTasks(TasksApi):
         page = visible[start : start + query.limit]
         more = start + query.limit < len(visible)
         return TaskPage(items=page, next_cursor=str(start + query.limit) if more else None)
+
+    async def create_task(
+        self, principal: Principal, draft: TaskDraft, *, idempotency_key: str | None = None
+    ) -> CreatedTask:
+        key = (principal.user_id, idempotency_key) if idempotency_key is not None else None
+        if key is not None and key in self._keyed:
+            earlier, task_id = self._keyed[key]
+            if earlier != draft:
+                raise IdempotencyKeyReused("that key was used for another task")
+            return CreatedTask(task=self._tasks[task_id], replayed=True)
+        if draft.assignee_id is not None and self._identity is not None:
+            await self._identity.require_active_user(draft.assignee_id)
+        task_id = self.add_task(principal.user_id, title=draft.title, assignee_id=draft.assignee_id)
+        task = msgspec.structs.replace(
+            self._tasks[task_id],
+            description=draft.description,
+            priority=draft.priority,
+            due_at=draft.due_at,
+            labels=list(draft.labels),
+        )
+        self._tasks[task_id] = task
+        if key is not None:
+            self._keyed[key] = (draft, task_id)
+        return CreatedTask(task=task, replayed=False)
+
+    async def update_task(
+        self,
+        principal: Principal,
+        task_id: UUID,
+        changes: TaskChanges,
+        *,
+        expected_version: int | None = None,
+    ) -> Task:
+        task = await self.get_task(principal, task_id)
+        if expected_version is not None and expected_version != task.version:
+            raise VersionMismatch(f"you have version {expected_version}; the task is at {task.version}")
+        given = {
+            name: getattr(changes, name)
+            for name in changes.__struct_fields__
+            if getattr(changes, name) is not msgspec.UNSET
+        }
+        if "assignee_id" in given and principal.user_id != task.owner_id:
+            raise NotPermittedOnTask("only the owner may reassign a task")
+        if not given:
+            return task
+        updated = msgspec.structs.replace(
+            task, **given, version=task.version + 1, updated_at=datetime.now(UTC)
+        )
+        self._tasks[task_id] = updated
+        return updated
+
+    async def delete_task(self, principal: Principal, task_id: UUID) -> None:
+        task = await self.get_task(principal, task_id)
+        if task.owner_id != principal.user_id:
+            raise NotPermittedOnTask("only the owner may delete a task")
+        del self._tasks[task_id]

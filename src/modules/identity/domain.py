@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 
-from contracts.identity import UserProfile
+from contracts.identity import TokenPair, UserProfile
 
 __all__ = (
     "EMAIL_PATTERN",
@@ -66,13 +66,6 @@ class RefreshTokenRecord(msgspec.Struct, frozen=True, kw_only=True):
     def is_spent(self) -> bool:
         """Rotated or revoked: presenting it again means someone kept a copy."""
         return self.rotated_at is not None or self.revoked_at is not None
-
-
-class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
-    access_token: str
-    expires_in: int
-    refresh_token: str
-    token_type: str = "Bearer"  # noqa: S105  (the OAuth token type, not a secret)
 
 
 def email_key(email: str) -> str:

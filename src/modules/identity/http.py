@@ -30,17 +30,15 @@ from contracts import (
 from contracts.identity import (
     DISPLAY_NAME_MAX,
     EMAIL_MAX,
+    AccountRecord,
     EmailAlreadyRegistered,
     InvalidCredentials,
     InvalidRefreshToken,
     NotPermittedOnUser,
+    TokenPair,
     UserNotFound,
 )
-from modules.identity.domain import (
-    EMAIL_PATTERN,
-    TokenPair,
-    User,
-)
+from modules.identity.domain import EMAIL_PATTERN, User
 from modules.identity.service import IdentityService
 
 __all__ = ("AdminUsersController", "AuthController", "UsersController")
@@ -103,7 +101,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
     @classmethod
-    def of(cls, user: User) -> Account:
+    def of(cls, user: User | AccountRecord) -> Account:
         return cls(
             id=user.id,
             email=user.email,
@@ -162,10 +160,10 @@ class UsersController(Controller):
         limit: _LIMIT = PAGE_LIMIT_DEFAULT,
         cursor: _CURSOR = None,
     ) -> PeoplePage:
-        found, next_cursor = await identity.find_people(q, limit=limit, cursor=cursor)
+        found = await identity.find_people(q, limit=limit, cursor=cursor)
         return PeoplePage(
-            items=[PublicProfile(id=u.id, display_name=u.display_name) for u in found],
-            next_cursor=next_cursor,
+            items=[PublicProfile(id=u.id, display_name=u.display_name) for u in found.items],
+            next_cursor=found.next_cursor,
         )
 
     @post(

@@ -22,6 +22,7 @@ from contracts.identity import (
     InvalidCredentials,
     InvalidRefreshToken,
     NotPermittedOnUser,
+    PeoplePage,
     SessionRevocation,
     UserDeactivated,
     UserInactive,
@@ -101,14 +102,7 @@ class IdentityService(IdentityApi):
     async def account_record(self, user_id: UUID) -> AccountRecord:
         async with self._units.read() as unit:
             user = await self._known(unit.accounts, user_id)
-        return AccountRecord(
-            id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            active=user.usable,
-            is_admin=user.is_admin,
-            created_at=user.created_at,
-        )
+        return _record(user)
 
     async def close_account(self, user_id: UUID, step_key: str) -> AccountClosing:
         now = self._clock()
@@ -146,7 +140,7 @@ class IdentityService(IdentityApi):
 
     # -- accounts ----------------------------------------------------------------------
 
-    async def register(self, *, email: str, password: str, display_name: str) -> User:
+    async def register(self, *, email: str, password: str, display_name: str) -> AccountRecord:
         password_hash = await self._passwords.hash(password)
         user = User(
             id=uuid.uuid4(),
@@ -167,7 +161,7 @@ class IdentityService(IdentityApi):
                     registered_at=user.created_at,
                 ),
             )
-        return user
+        return _record(user)
 
     async def deactivate(self, principal: Principal, user_id: UUID) -> User:
         """Deactivate a user (an administrator, or the user themself) and tell the other modules.
@@ -214,12 +208,11 @@ class IdentityService(IdentityApi):
                 )
         return msgspec.structs.replace(target, active=True)
 
-    async def find_people(
-        self, text: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[User], str | None]:
+    async def find_people(self, text: str, *, limit: int = 20, cursor: str | None = None) -> PeoplePage:
         """Active users whose display name holds ``text``: whom work can be given to."""
         async with self._units.read() as unit:
-            return await unit.accounts.find_active(text, limit=limit, cursor=cursor)
+            found, next_cursor = await unit.accounts.find_active(text, limit=limit, cursor=cursor)
+        return PeoplePage(items=[user.profile() for user in found], next_cursor=next_cursor)
 
     async def accounts_page(
         self, principal: Principal, *, active: bool | None, limit: int, cursor: str | None
@@ -229,7 +222,7 @@ class IdentityService(IdentityApi):
             await self._administrator(unit.accounts, principal)
             return await unit.accounts.page_of_users(active=active, limit=limit, cursor=cursor)
 
-    async def change_profile(self, principal: Principal, *, display_name: str) -> User:
+    async def change_profile(self, principal: Principal, *, display_name: str) -> AccountRecord:
         """Change what others see of the caller; announced, so that copies and read models follow."""
         display_name = display_name.strip()
         async with self._units.write() as unit:
@@ -247,7 +240,7 @@ class IdentityService(IdentityApi):
                         display_name=display_name,
                     ),
                 )
-        return msgspec.structs.replace(user, display_name=display_name)
+        return _record(msgspec.structs.replace(user, display_name=display_name))
 
     async def change_password(self, principal: Principal, *, current: str, new: str) -> TokenPair:
         """A new password; every other session ends. The caller gets a fresh pair of tokens.
@@ -379,4 +372,16 @@ class IdentityService(IdentityApi):
 def _closing(user: User) -> AccountClosing:
     return AccountClosing(
         user_id=user.id, closing_since=user.closing_since, erased=user.erased_at is not None
+    )
+
+
+def _record(user: User) -> AccountRecord:
+    """What identity holds about a user but their credentials."""
+    return AccountRecord(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        active=user.usable,
+        is_admin=user.is_admin,
+        created_at=user.created_at,
     )

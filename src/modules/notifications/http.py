@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
@@ -14,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from app.kernel.problems import problem_responses
 from contracts import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, Principal
 from contracts.notifications import (
+    MarkedRead,
     Notification,
     NotificationNotFound,
     NotificationPage,
@@ -23,10 +23,6 @@ from contracts.notifications import (
 from modules.notifications.service import NotificationsService
 
 __all__ = ("NotificationsController",)
-
-
-class MarkedRead(msgspec.Struct, frozen=True, kw_only=True):
-    marked: int  # how many notifications were unread until now
 
 
 class NotificationsController(Controller):
@@ -63,7 +59,7 @@ class NotificationsController(Controller):
     async def mark_all_read(
         self, principal: NamedDependency[Principal], notifications: NamedDependency[NotificationsService]
     ) -> MarkedRead:
-        return MarkedRead(marked=await notifications.mark_all_read(principal))
+        return await notifications.mark_all_read(principal)
 
     @post(
         "/{notification_id:uuid}/read",

@@ -10,6 +10,7 @@ from app.kernel.clock import Clock, utcnow
 from contracts import PAGE_LIMIT_MAX, FieldError, InvalidInput, Principal
 from contracts.notifications import (
     InboxDeleted,
+    MarkedRead,
     Notification,
     NotificationNotFound,
     NotificationPage,
@@ -44,8 +45,6 @@ class NotificationsService(NotificationsApi):
             unread = await unit.notifications.count_unread(principal.user_id)
         return UnreadCount(unread=unread)
 
-    # -- the module's own operations ---------------------------------------------------
-
     async def mark_read(self, principal: Principal, notification_id: UUID) -> Notification:
         """The notification, read; reading it again keeps the first ``read_at``."""
         async with self._units.write() as unit:
@@ -55,10 +54,11 @@ class NotificationsService(NotificationsApi):
             raise NotificationNotFound(f"no notification {notification_id}")
         return notification
 
-    async def mark_all_read(self, principal: Principal) -> int:
+    async def mark_all_read(self, principal: Principal) -> MarkedRead:
         """Mark every unread notification of the principal read; how many there were."""
         async with self._units.write() as unit:
-            return await unit.notifications.mark_all_read(principal.user_id, at=self._clock())
+            marked = await unit.notifications.mark_all_read(principal.user_id, at=self._clock())
+        return MarkedRead(marked=marked)
 
     async def delete_inbox(self, user_id: UUID, step_key: str) -> InboxDeleted:
         async with self._units.write() as unit:

@@ -9,27 +9,26 @@ from uuid import UUID
 
 import msgspec
 
-from contracts import AwareDateTime, FieldError, InvalidInput, in_utc
+from contracts import FieldError, InvalidInput
 from contracts.tasks import (
     DESCRIPTION_MAX,
     LABEL_MAX,
     LABELS_MAX,
     TITLE_MAX,
-    Description,
     InvalidTransition,
-    Labels,
     NotPermittedOnTask,
     Priority,
     Task,
     TaskAssigned,
+    TaskChanges,
     TaskCreated,
     TaskDeleted,
+    TaskDraft,
     TaskEdited,
     TaskFields,
     TaskOwnerChanged,
     TaskStatus,
     TaskStatusChanged,
-    Title,
 )
 
 __all__ = (
@@ -64,37 +63,6 @@ PRIORITY_RANK: Mapping[Priority, int] = {
     Priority.HIGH: 2,
     Priority.URGENT: 3,
 }
-
-
-class TaskDraft(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a user asks for when creating a task."""
-
-    title: Title
-    description: Description = ""
-    priority: Priority = Priority.NORMAL
-    due_at: AwareDateTime | None = None
-    labels: Labels = msgspec.field(default_factory=list)
-    assignee_id: UUID | None = None
-
-    def __post_init__(self) -> None:
-        if self.due_at is not None:
-            in_utc(self.due_at, field="due_at")  # msgspec answers its ValueError as invalid input
-
-
-class TaskChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A partial update: fields left UNSET are not touched; ``None`` clears ``due_at`` or ``assignee_id``."""
-
-    title: Title | msgspec.UnsetType = msgspec.UNSET
-    description: Description | msgspec.UnsetType = msgspec.UNSET
-    status: TaskStatus | msgspec.UnsetType = msgspec.UNSET
-    priority: Priority | msgspec.UnsetType = msgspec.UNSET
-    due_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
-    labels: Labels | msgspec.UnsetType = msgspec.UNSET
-    assignee_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
-
-    def __post_init__(self) -> None:
-        if isinstance(self.due_at, datetime):
-            in_utc(self.due_at, field="due_at")
 
 
 def can_see(task: Task, user_id: UUID) -> bool:

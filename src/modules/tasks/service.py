@@ -13,6 +13,7 @@ from app.kernel.clock import Clock, utcnow
 from contracts import PAGE_LIMIT_MAX, FieldError, InvalidInput, Principal
 from contracts.identity import IdentityApi, UserInactive, UserNotFound
 from contracts.tasks import (
+    CreatedTask,
     HandBack,
     HandOver,
     IdempotencyKeyReused,
@@ -45,12 +46,7 @@ from modules.tasks.repository import HandOverRecord, TasksUnit
 if TYPE_CHECKING:
     from app.kernel.unit_of_work import UnitsOfWork
 
-__all__ = ("CreatedTask", "TasksService")
-
-
-class CreatedTask(msgspec.Struct, frozen=True, kw_only=True):
-    task: Task
-    replayed: bool  # True when an Idempotency-Key matched an earlier identical request
+__all__ = ("TasksService",)
 
 
 class TasksService(TasksApi):
