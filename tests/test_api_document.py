@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from litestar.testing import TestClient
 from openapi_spec_validator import validate
 
 from app.composition.catalog import MODULES
-from app.composition.openapi import document
+from app.composition.openapi import SWAGGER_UI, document
 
 Client = TestClient[Any]
 PUBLIC = {
@@ -117,9 +118,94 @@ def test_every_route_served_is_documented(client: Client, spec: dict[str, Any]) 
 
 
 def test_a_path_under_the_docs_that_is_not_there_is_a_problem_document(client: Client) -> None:
-    for path in ("/schema/nothing", "/schema/redoc", "/schema/openapi.yaml"):
+    for path in (
+        "/schema/nothing",
+        "/schema/redoc",
+        "/schema/openapi.yaml",
+        "/schema/assets/nothing.js",
+        f"/schema/assets/{SWAGGER_UI}/swagger-ui.css.map",  # the maps are not shipped
+        f"/schema/assets/{SWAGGER_UI}/..",
+    ):
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "http.not_found"
     assert client.get("/schema").status_code == 200  # the docs page
+
+
+class _References(HTMLParser):
+    """Every URL a page makes the browser fetch or offers a link to, and its inline scripts and styles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        self.urls += [value for name, value in attrs if name in {"src", "href"} and value is not None]
+        if tag == "style" or "style" in named or any(name.startswith("on") for name in named):
+            self.inline.append(tag)
+        if tag == "script" and "src" not in named:
+            self.inline.append(tag)
+
+
+def _references(page: str) -> _References:
+    found = _References()
+    found.feed(page)
+    return found
+
+
+def test_the_docs_page_loads_only_what_tessera_serves(client: Client) -> None:
+    page = client.get("/schema")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<html lang="en">' in page.text
+    assert re.search(r"<title>[^<]+</title>", page.text)
+    found = _references(page.text)
+    assert found.inline == []  # the policy would refuse them
+    assert not re.search(r"https?:|//", " ".join(found.urls)), found.urls
+    assert all(url.startswith("/schema/") for url in found.urls), found.urls
+    expected = {
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".png": "image/png",
+        ".json": "application/vnd.oai.openapi+json",
+    }
+    for url in found.urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["content-type"] == expected[url[url.rindex(".") :]], url
+        assert b"sourceMappingURL" not in response.content, url  # no request for a missing map
+    assert {
+        f"/schema/assets/{SWAGGER_UI}/swagger-ui-bundle.js",
+        f"/schema/assets/{SWAGGER_UI}/swagger-ui.css",
+        f"/schema/assets/{SWAGGER_UI}/favicon-32x32.png",
+        "/schema/assets/init.js",
+    } <= set(found.urls)
+
+
+def test_the_docs_page_starts_swagger_ui_on_the_served_document(client: Client) -> None:
+    script = client.get("/schema/assets/init.js").text
+    assert 'url: "/schema/openapi.json"' in script
+    assert 'dom_id: "#swagger-ui"' in script
+    assert 'id="swagger-ui"' in client.get("/schema").text
+
+
+def test_swagger_ui_is_cached_for_good_under_its_versioned_path_and_ours_is_revalidated(
+    client: Client,
+) -> None:
+    vendored = client.get(f"/schema/assets/{SWAGGER_UI}/swagger-ui-bundle.js")
+    assert set(vendored.headers["cache-control"].split(", ")) == {"public", "max-age=31536000", "immutable"}
+    assert client.get("/schema/assets/init.js").headers["cache-control"] == "no-cache"
+
+
+def test_swagger_ui_licence_and_notice_are_served_with_it(client: Client) -> None:
+    licence = client.get(f"/schema/assets/{SWAGGER_UI}/LICENSE")
+    assert licence.status_code == 200
+    assert licence.headers["content-type"] == "text/plain; charset=utf-8"
+    assert "Apache License" in licence.text
+    assert "SmartBear" in client.get(f"/schema/assets/{SWAGGER_UI}/NOTICE").text
+    bundled = client.get(f"/schema/assets/{SWAGGER_UI}/swagger-ui-bundle.js.LICENSE.txt")
+    assert bundled.status_code == 200
+    assert "MIT" in bundled.text

@@ -10,16 +10,19 @@ import re
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.composition.openapi import SWAGGER_UI
 from tests.servers import clean_env, free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCS_ASSET = f"app/composition/docs_assets/{SWAGGER_UI}/swagger-ui-bundle.js"
 DEV_TOOLS = {"pytest", "pytest-asyncio", "mypy", "ruff", "import-linter", "hatchling"}
 
 
@@ -44,6 +47,8 @@ def test_the_wheel_installs_and_serves_from_any_directory(tmp_path: Path) -> Non
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)
     )
     (wheel,) = dist.glob("tessera-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert DOCS_ASSET in archive.namelist()  # files beside the code ship too, not only .py
     target = tmp_path / "venv"
     venv.create(target, with_pip=True)
     python = str(target / "bin" / "python")
@@ -70,6 +75,8 @@ def test_the_wheel_installs_and_serves_from_any_directory(tmp_path: Path) -> Non
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(base, process=server)
         assert httpx.get(f"{base}/health/ready", timeout=5).status_code == 200
+        bundle = f"{base}/schema/assets/{SWAGGER_UI}/swagger-ui-bundle.js"  # read from the installed wheel
+        assert httpx.get(bundle, timeout=5).status_code == 200
     finally:
         server.terminate()
         server.wait(timeout=10)

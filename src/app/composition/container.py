@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
 
@@ -22,7 +22,10 @@ from app.kernel.sagas import Orchestrator
 from app.kernel.security import AccessTokens, RevokedSessions
 from app.kernel.signing_keys import JWKS_PATH, PublishedKeys
 from app.kernel.throttle import Throttles
+from contracts import Contract
 from contracts.identity import IDENTITY
+
+ApiT = TypeVar("ApiT")
 
 __all__ = ("AppContainer", "Composition", "ComposedModule", "CompositionError", "compose")
 
@@ -79,6 +82,7 @@ class Composition:
 
     __slots__ = (
         "container",
+        "contracts",
         "events",
         "modules",
         "placement",
@@ -99,8 +103,10 @@ class Composition:
         events: EventRuntime,
         revoked_sessions: RevokedSessions | None,
         published_keys: PublishedKeys | None,
+        contracts: Mapping[str, providers.Provider[Any]],
     ) -> None:
         self.settings = settings
+        self.contracts = contracts
         self.revoked_sessions = revoked_sessions
         self.published_keys = published_keys
         self.container = container
@@ -116,6 +122,19 @@ class Composition:
     @property
     def throttles(self) -> Throttles:
         return self.container.throttles()
+
+    def client(self, contract: Contract[ApiT]) -> ApiT:
+        """The contract's implementation here: a local module's service or a remote adapter."""
+        provider = self.contracts.get(contract.name)
+        if provider is None:
+            raise CompositionError(f"no module provides contract {contract.name!r} here")
+        implementation: ApiT = provider()
+        return implementation
+
+    @property
+    def checks_user_tokens(self) -> bool:
+        """A process with modules or the web UI checks users' tokens; a pure API gateway does not."""
+        return bool(self.modules) or self.settings.ui.enabled
 
     def module(self, name: str) -> ComposedModule:
         for composed in self.modules:
@@ -178,7 +197,7 @@ class Composition:
 
     async def start(self) -> None:
         """Background work: event relays and consumers, projections, sagas, the revocation poll."""
-        if self.published_keys is not None and self.modules:  # a pure gateway checks no user's token
+        if self.published_keys is not None and self.checks_user_tokens:
             await self.published_keys.start()
         if self.revoked_sessions is not None:
             await self.revoked_sessions.start()
@@ -237,8 +256,9 @@ def compose(
         placement=placement,
         remotes=remotes,
         events=_event_runtime(settings, placement, catalog, composed),
-        revoked_sessions=_revoked_sessions(settings, contracts) if composed else None,
+        revoked_sessions=_revoked_sessions(settings, contracts) if composed or settings.ui.enabled else None,
         published_keys=published,
+        contracts=contracts,
     )
 
 
@@ -338,7 +358,8 @@ def _revoked_sessions(
 ) -> RevokedSessions | None:
     """What this process knows of voided access tokens, asked of identity (local, remote or fake).
 
-    Only a process with modules checks users' tokens; a pure gateway leaves that to the owners.
+    Only a process with modules or the web UI checks users' tokens; a pure API gateway leaves
+    that to the owners.
     """
     identity = contracts.get(IDENTITY.name)
     if identity is None:

@@ -28,14 +28,17 @@ if TYPE_CHECKING:
 
     from app.kernel.config import ServerSettings
 
-__all__ = ("AllowedHosts", "cors", "security_headers")
+__all__ = ("CSP_OPT", "AllowedHosts", "cors", "security_headers")
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# The docs page (Swagger UI) loads its script and styles from jsDelivr and runs one inline script.
+# A route (or router) whose opt names a policy under this key gets it instead (the web UI's pages).
+CSP_OPT = "content_security_policy"
+# The docs page (Swagger UI, vendored: app.composition.openapi) loads everything from this
+# server and runs no inline script; its stylesheet draws icons from data: URIs. It fetches the
+# document and tries requests out on this origin (connect-src).
 DOCS_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://cdn.jsdelivr.net; "
-    "connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 # What a browser script from an allowed origin may send and read.
 CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"]
@@ -82,7 +85,9 @@ def security_headers(settings: ServerSettings, *, docs_path: str) -> BeforeMessa
         for name, value in fixed.items():
             headers[name] = value
         on_docs = docs_path and scope.get("path", "").startswith(docs_path)
-        headers["content-security-policy"] = DOCS_CSP if on_docs else API_CSP
+        handler = scope.get("route_handler")
+        own = handler.opt.get(CSP_OPT) if handler is not None else None  # the web UI's pages
+        headers["content-security-policy"] = own or (DOCS_CSP if on_docs else API_CSP)
 
     return stamp
 

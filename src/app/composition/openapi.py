@@ -12,24 +12,30 @@ then finished here:
 - every operation documents 405 and 503, one with a body 413; 401 carries
   ``WWW-Authenticate``, 429 and 503 ``Retry-After``.
 
-It is served at ``/schema/openapi.json`` with a docs page at ``/schema`` (``server.api_docs``);
-anything else under ``/schema`` is the usual 404 problem document.
+It is served at ``/schema/openapi.json`` with a docs page at ``/schema`` (``server.api_docs``):
+Swagger UI, vendored in ``docs_assets/`` (see its README) and served from ``/schema/assets/``,
+so the page works offline under a policy that allows nothing from another origin (see
+``app.composition.edge``). Anything else under ``/schema`` is the usual 404 problem document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from html import escape
 from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
+from pathlib import PurePath
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Router, get
-from litestar.constants import OPENAPI_JSON_HANDLER_NAME
+from litestar import Litestar, Response, Router, get
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.enums import MediaType
+from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -42,6 +48,7 @@ from litestar.openapi.spec import (
     Schema,
     SecurityScheme,
 )
+from litestar.params import FromPath
 from litestar.routes import HTTPRoute
 
 from app.composition.health import HealthController
@@ -49,9 +56,11 @@ from app.kernel.module import API_PREFIX, Module
 from app.kernel.problems import PROBLEM_MEDIA_TYPE
 from app.kernel.security import public
 
-__all__ = ("DOCS_PATH", "docs_router", "document")
+__all__ = ("ASSETS_PATH", "DOCS_PATH", "SWAGGER_UI", "docs_router", "document")
 
 DOCS_PATH = "/schema"
+ASSETS_PATH = f"{DOCS_PATH}/assets"
+SWAGGER_UI = "swagger-ui-5.36.0"  # the folder of docs_assets/ that holds it, named for its version
 BEARER = "BearerToken"
 
 _PROBLEM = Reference(ref="#/components/schemas/Problem")
@@ -83,14 +92,15 @@ _DOCUMENTS: dict[tuple[str, ...], dict[str, Any]] = {}
 
 
 def docs_router(schema: dict[str, Any]) -> Router:
-    """``/schema/openapi.json`` and the docs page, public: documentation needs no user."""
+    """``/schema/openapi.json``, the docs page and its assets, public: documentation needs no user."""
     encoded = msgspec.json.encode(schema)
-    swagger = SwaggerRenderPlugin()
+    page = _page(title=f"{schema['info']['title']} API")
+    _assets()  # read now: a build that lost them fails at start, not on a reader's first visit
     why = public("the API document describes the API; it needs no user")
+    assets = public("the docs page's scripts, styles, icon and licences: what it needs to show the document")
 
     @get(
         "/openapi.json",
-        name=OPENAPI_JSON_HANDLER_NAME,  # how the docs page finds it
         media_type="application/vnd.oai.openapi+json",
         opt=why,
         include_in_schema=False,
@@ -100,10 +110,103 @@ def docs_router(schema: dict[str, Any]) -> Router:
         return encoded
 
     @get(["/", "/swagger"], media_type=MediaType.HTML, opt=why, include_in_schema=False, sync_to_thread=False)
-    def docs_page(request: Request[Any, Any, Any]) -> bytes:
-        return swagger.render(request, schema)
+    def docs_page() -> bytes:
+        return page
 
-    return Router(DOCS_PATH, route_handlers=[openapi_json, docs_page], include_in_schema=False)
+    @get(
+        f"/assets/{SWAGGER_UI}/{{name:str}}",
+        opt=assets,
+        include_in_schema=False,
+        sync_to_thread=False,
+        cache_control=CacheControlHeader(max_age=365 * 24 * 3600, public=True, immutable=True),
+    )
+    def swagger_ui_asset(name: FromPath[str]) -> Response[bytes]:
+        return _asset(f"{SWAGGER_UI}/{name}")  # the path names the version: it never changes
+
+    @get(
+        "/assets/{name:str}",
+        opt=assets,
+        include_in_schema=False,
+        sync_to_thread=False,
+        cache_control=CacheControlHeader(no_cache=True),
+    )
+    def page_asset(name: FromPath[str]) -> Response[bytes]:
+        return _asset(name)  # Tessera's own: may change with any release, so always revalidated
+
+    return Router(
+        DOCS_PATH,
+        route_handlers=[openapi_json, docs_page, swagger_ui_asset, page_asset],
+        include_in_schema=False,
+    )
+
+
+# -- the docs page -------------------------------------------------------------------------
+
+# Only what the page's policy allows: every script and stylesheet a file served from here.
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="icon" type="image/png" href="{swagger_ui}/favicon-32x32.png">
+<link rel="stylesheet" href="{swagger_ui}/swagger-ui.css">
+<link rel="stylesheet" href="{assets}/docs.css">
+<script src="{swagger_ui}/swagger-ui-bundle.js" defer></script>
+<script src="{assets}/init.js" defer></script>
+</head>
+<body>
+<main id="swagger-ui">
+<noscript><p>This page needs JavaScript. The API document is at
+<a href="{document}">{document}</a>.</p></noscript>
+</main>
+</body>
+</html>
+"""
+_MEDIA_TYPES = {
+    ".js": "text/javascript",  # Litestar adds "; charset=utf-8" to text/*
+    ".css": "text/css",
+    ".png": "image/png",
+    ".txt": "text/plain",
+    "": "text/plain",  # LICENSE, NOTICE, README
+}
+
+
+def _page(*, title: str) -> bytes:
+    return _PAGE.format(
+        title=escape(title),
+        assets=ASSETS_PATH,
+        swagger_ui=f"{ASSETS_PATH}/{SWAGGER_UI}",
+        document=f"{DOCS_PATH}/openapi.json",
+    ).encode()
+
+
+def _asset(name: str) -> Response[bytes]:
+    found = _assets().get(name)
+    if found is None:
+        raise NotFoundException  # the usual 404, as for any other path not served
+    content, media_type = found
+    return Response(content, media_type=media_type)
+
+
+@cache
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """Every file of ``docs_assets/`` by its name there, with its media type; read once, about 2 MB.
+
+    Found with ``importlib.resources``: the files ship inside the wheel, beside this module.
+    The media types are Tessera's own, not the platform's table (which may call ``.js``
+    ``text/plain``, refused under ``nosniff``).
+    """
+    root = files("app.composition") / "docs_assets"
+    found: dict[str, tuple[bytes, str]] = {}
+    for folder, prefix in ((root, ""), (root / SWAGGER_UI, f"{SWAGGER_UI}/")):
+        for entry in folder.iterdir():
+            if entry.is_file():
+                suffix = PurePath(entry.name).suffix
+                if suffix not in _MEDIA_TYPES:
+                    raise RuntimeError(f"docs asset {entry.name} has no known media type")
+                found[prefix + entry.name] = (entry.read_bytes(), _MEDIA_TYPES[suffix])
+    return found
 
 
 # -- building ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from app.composition.edge import AllowedHosts, cors, security_headers
 from app.composition.gateway import proxy_route, proxy_routes
 from app.composition.health import HealthController
 from app.composition.openapi import DOCS_PATH, docs_router, document
+from app.composition.ui import WebUi
 from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
@@ -49,6 +50,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
     auth = composition.access_tokens.auth(composition.revoked_sessions)
     settings = composition.settings
     metrics_here = settings.metrics.enabled and not settings.metrics.port  # else its own port, or off
+    ui = WebUi(composition) if settings.ui.enabled else None
     app = Litestar(
         route_handlers=[
             HealthController,
@@ -58,6 +60,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
             *_gateway_routes(composition),
             *_docs(composition),
             *_published_keys_route(composition),
+            *([ui.router()] if ui else []),
         ],
         dependencies={
             "principal": Provide(_principal, sync_to_thread=False),
@@ -80,7 +83,8 @@ def create_app(composition: Composition | None = None) -> Litestar:
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry
         request_max_body_size=composition.settings.server.max_body_bytes,
         openapi_config=None,  # Tessera serves its own document: see app.composition.openapi
-        state=State({"composition": composition}),
+        state=State({"composition": composition, **(ui.state if ui else {})}),
+        template_config=ui.template_config() if ui else None,
     )
     # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.
     measure, log_requests = settings.metrics.enabled, settings.server.request_log

@@ -40,6 +40,7 @@ __all__ = (
     "ServerSettings",
     "Settings",
     "TopologySettings",
+    "UiSettings",
     "load_settings",
 )
 
@@ -244,6 +245,16 @@ class SagaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     lease_seconds: float = 15.0
 
 
+class UiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The web UI: pages for people and the ops console, served beside the API."""
+
+    enabled: bool = True
+    # Session and CSRF cookies go only over HTTPS (production: TLS ends in front of us).
+    secure_cookies: bool = False
+    # How often an open page asks for the unread count (the bell), in seconds.
+    bell_seconds: float = 1.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     profile: str = "default"
     data_dir: str = "./data"
@@ -257,6 +268,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     throttle: ThrottleSettings = msgspec.field(default_factory=ThrottleSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     sagas: SagaSettings = msgspec.field(default_factory=SagaSettings)
+    ui: UiSettings = msgspec.field(default_factory=UiSettings)
 
 
 def load_settings(

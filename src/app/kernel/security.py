@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -22,7 +24,7 @@ import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.exceptions import NotAuthorizedException
-from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt import JWTAuth, JWTCookieAuth, Token
 
 from app.kernel.clock import utcnow
 from app.kernel.config import ConfigError, PasswordHashSettings, Settings
@@ -46,6 +48,7 @@ __all__ = (
     "VerifiedTokens",
     "after_revocation",
     "public",
+    "derived_secret",
     "resolve_signing_key",
     "service_keys",
 )
@@ -164,20 +167,32 @@ class AccessTokens:
         is remembered until it expires (:class:`VerifiedTokens`). With ``revoked``, a token
         of a session epoch its user has left is refused too, on every request.
         """
+        return JWTAuth[Principal, Token](**self._checks(revoked))
+
+    def cookie_auth(
+        self, revoked: RevokedSessions | None, *, cookie: str, exclude_opt_key: str
+    ) -> JWTCookieAuth[Principal, Token]:
+        """The same checks for a token a browser holds in the HttpOnly cookie ``cookie`` (the web
+        UI's session); routes whose opt holds ``exclude_opt_key`` are not guarded by it."""
+        return JWTCookieAuth[Principal, Token](
+            **self._checks(revoked), key=cookie, exclude_opt_key=exclude_opt_key
+        )
+
+    def _checks(self, revoked: RevokedSessions | None) -> dict[str, Any]:
         verified = VerifiedTokens()
         if revoked is not None:
             revoked.on_revoked(verified.forget_user)
-        return JWTAuth[Principal, Token](
-            token_secret="unused: each token is checked with the public key its kid names",  # noqa: S106
-            algorithm=KEY_ALGORITHM,
-            token_cls=_keyed_token(self._verifying.get, verified),
-            retrieve_user_handler=_principal_of,
-            revoked_token_handler=revoked.voids_token if revoked is not None else None,
-            accepted_issuers=[self._issuer],
-            accepted_audiences=[self._audience],
-            require_claims=["exp", "iat", "sub", "iss", "aud"],
-            description="A user's access token from POST /api/v1/auth/token.",
-        )
+        return {
+            "token_secret": "unused: each token is checked with the public key its kid names",
+            "algorithm": KEY_ALGORITHM,
+            "token_cls": _keyed_token(self._verifying.get, verified),
+            "retrieve_user_handler": _principal_of,
+            "revoked_token_handler": revoked.voids_token if revoked is not None else None,
+            "accepted_issuers": [self._issuer],
+            "accepted_audiences": [self._audience],
+            "require_claims": ["exp", "iat", "sub", "iss", "aud"],
+            "description": "A user's access token from POST /api/v1/auth/token.",
+        }
 
 
 class KeySource(Protocol):
@@ -366,6 +381,22 @@ class RevokedSessions:
 def resolve_signing_key(settings: Settings) -> str:
     """The users' token key: configured, or in development generated once into the data dir."""
     return _resolve_key(settings, "signing_key", settings.security.signing_key.reveal(), GENERATED_KEY_FILE)
+
+
+def derived_secret(settings: Settings, group: str | None, purpose: str) -> str:
+    """A secret for ``purpose``, derived from a key this process already holds (the users' key
+    where it is configured or generated, else ``group``'s service key): the same in every worker
+    of a group, never written anywhere."""
+    if settings.security.signing_key.reveal() or group is None:
+        key = resolve_signing_key(settings)
+    else:
+        key = _resolve_key(
+            settings,
+            "service_signing_key",
+            settings.security.service_signing_key.reveal(),
+            GENERATED_SERVICE_KEY_FILE.format(group=group),
+        )
+    return hmac.new(key.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
 def service_keys(settings: Settings, group: str) -> SigningKeys:
