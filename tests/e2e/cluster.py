@@ -89,10 +89,12 @@ def split_cluster(
     identity_url: str | None = None,
     ports: dict[str, int] | None = None,
     environment: dict[str, str] | None = None,
+    events: str = "",
 ) -> Iterator[Cluster]:
-    """Every group as its own process; ``environment`` adds variables (OTEL_*, say) to each."""
+    """Every group as its own process; ``environment`` adds variables (OTEL_*, say) to each,
+    ``events`` replaces the [events] section (the broker behind a proxy, say)."""
     ports = ports or {group: free_port() for group in GROUPS}
-    config = write_config(tmp_path / "topology.toml", ports, identity_url=identity_url)
+    config = write_config(tmp_path / "topology.toml", ports, identity_url=identity_url, events=events)
     env = clean_env(
         TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"), **(environment or {})
     )

@@ -439,6 +439,34 @@ async def test_declaring_more_event_types_keeps_the_consumers_place(backend: Bac
 
 
 @pytest.mark.parametrize("backend", REMOTE, indirect=True)
+async def test_the_backlog_counts_what_waits_for_a_consumer_until_it_is_handled(backend: Backend) -> None:
+    publisher = await backend.bus()
+    await publisher.declare({"behind": [ASSIGNED]})
+    for key in ("task-1", "task-2", "task-3"):
+        await publisher.publish(event(key=key))
+    assert await publisher.backlog("behind") == 3
+
+    consumer = await backend.bus()
+    behind = Recorder()
+    await consumer.subscribe("behind", [ASSIGNED], behind)
+    await wait_until(lambda: len(behind.handled) == 3, "the consumer catches up")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while (left := await publisher.backlog("behind")) != 0:  # acknowledgements settle a moment later
+        if loop.time() > deadline:
+            pytest.fail(f"the backlog stayed at {left} after every message was handled")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_in_process_bus_never_holds_a_backlog() -> None:
+    bus = InProcessBus()
+    recorder = Recorder()
+    await bus.subscribe("now", [ASSIGNED], recorder)
+    await bus.publish(event())
+    assert (len(recorder.handled), await bus.backlog("now")) == (1, 0)
+
+
+@pytest.mark.parametrize("backend", REMOTE, indirect=True)
 async def test_a_consumer_outlives_a_broker_that_lost_its_state(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

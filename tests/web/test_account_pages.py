@@ -55,6 +55,7 @@ def test_a_person_renames_changes_password_takes_their_data_and_closes_the_accou
         page.goto(f"{site}/board")
         expect(page).to_have_url(re.compile(r"/sign-in\?next=/board"))
         assert cleo.violations == dan.violations == []
+        assert cleo.inaccessible == []
     finally:
         cleo.close()
         dan.close()
@@ -81,5 +82,10 @@ def test_a_lapsed_session_renews_itself_and_a_lost_one_returns_to_the_page_after
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page).to_have_url(f"{site}/board?label=urgent")
+        # Signing out ends the session: the board asks for a sign-in again.
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(r"/sign-in"))
+        page.goto(f"{site}/board")
+        expect(page).to_have_url(re.compile(r"/sign-in\?next=/board"))
     finally:
         eve.close()

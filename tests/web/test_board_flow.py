@@ -22,7 +22,7 @@ def test_two_people_share_a_task_from_creation_to_done(browser: Browser, site: s
     tag = uuid.uuid4().hex[:6]
     ada, bob = Person(browser, site, f"Ada{tag}", shots), Person(browser, site, f"Bob{tag}", shots)
     try:
-        ada.sign_up()
+        ada.sign_up(look=True)
         bob.sign_up()
         expect(bob.page.get_by_test_id("unread")).to_have_text("0")
 
@@ -41,7 +41,12 @@ def test_two_people_share_a_task_from_creation_to_done(browser: Browser, site: s
 
         # B's bell rises without a reload, then B works the task through to done.
         expect(bob.page.get_by_test_id("unread")).to_have_text("1", timeout=2_000)
-        bob.page.reload()
+        bob.page.get_by_role("link", name="Inbox").click()
+        expect(bob.page.get_by_test_id("inbox")).to_contain_text("Write the release notes")
+        bob.shot("inbox")
+        bob.page.get_by_role("button", name="Mark “Write the release notes” read").click()
+        expect(bob.page.get_by_test_id("unread")).to_have_text("0")
+        bob.page.get_by_role("link", name="Board").click()
         bob.page.get_by_role("link", name="Write the release notes").click()
         expect(bob.page.get_by_test_id("status")).to_have_text("To do")
         bob.page.get_by_role("button", name="Complete").click()
@@ -69,8 +74,17 @@ def test_two_people_share_a_task_from_creation_to_done(browser: Browser, site: s
         ada.page.get_by_role("link", name="Reload").click()
         expect(ada.page.get_by_role("heading", name="Release notes, edited by Bob")).to_be_visible()
 
+        # The owner takes the task off Bob, then deletes it.
+        ada.page.get_by_label("Nobody").check()
+        ada.page.get_by_role("button", name="Save").click()
+        expect(ada.page.get_by_test_id("status").locator("..")).to_contain_text("unassigned")
+        ada.page.get_by_role("button", name="Delete task").click()
+        expect(ada.page).to_have_url(f"{site}/board")
+        expect(ada.page.get_by_role("link", name="Release notes, edited by Bob")).to_have_count(0)
+
         assert ada.violations == bob.violations == []
         assert ada.foreign == bob.foreign == []
+        assert ada.inaccessible == bob.inaccessible == []
     finally:
         ada.close()
         bob.close()

@@ -22,6 +22,7 @@ from app.composition.edge import AllowedHosts, cors, security_headers
 from app.composition.gateway import proxy_route, proxy_routes
 from app.composition.health import HealthController
 from app.composition.openapi import DOCS_PATH, docs_router, document
+from app.composition.ops import OPS, LocalOps, OpsApi, ops_of_every_group
 from app.composition.ui import WebUi
 from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
@@ -50,13 +51,14 @@ def create_app(composition: Composition | None = None) -> Litestar:
     auth = composition.access_tokens.auth(composition.revoked_sessions)
     settings = composition.settings
     metrics_here = settings.metrics.enabled and not settings.metrics.port  # else its own port, or off
-    ui = WebUi(composition) if settings.ui.enabled else None
+    ops = LocalOps(composition)
+    ui = WebUi(composition, ops_of_every_group(composition, ops)) if WebUi.serves(composition) else None
     app = Litestar(
         route_handlers=[
             HealthController,
             *([metrics_route(settings.metrics.path)] if metrics_here else []),
             *(_module_router(m) for m in composition.modules if m.module.routes),
-            *_internal_routers(composition),
+            *_internal_routers(composition, ops),
             *_gateway_routes(composition),
             *_docs(composition),
             *_published_keys_route(composition),
@@ -177,15 +179,16 @@ def _tracing_plugins() -> list[OpenTelemetryPlugin]:
     return [OpenTelemetryPlugin(config)]
 
 
-def _internal_routers(composition: Composition) -> list[Router | HTTPRouteHandler]:
-    """In a split topology: each local module's contract, served to the other groups, and the
-    public keys they check this group's calls with."""
+def _internal_routers(composition: Composition, ops: OpsApi) -> list[Router | HTTPRouteHandler]:
+    """In a split topology: each local module's contract, served to the other groups, what this
+    process tells the ops console, and the public keys they check this group's calls with."""
     placement, tokens = composition.placement, composition.remotes.tokens
     if not placement.is_split or tokens is None:
         return []
     return [
         service_keys_route(tokens),
         *(internal_router(m.module.provides, m.api, tokens=tokens) for m in composition.modules),
+        internal_router(OPS, lambda: ops, tokens=tokens),
     ]
 
 

@@ -13,14 +13,26 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response, Router
-from litestar.exceptions import NotAuthorizedException
+from litestar.enums import MediaType
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+)
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Template
 from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_403_FORBIDDEN
 from litestar.template import TemplateConfig
 
 from app.composition.container import Composition
 from app.composition.edge import CSP_OPT
-from app.composition.ui.pages import PAGES, Contracts
+from app.composition.ops import OpsApi
+from app.composition.ui.account import ACCOUNT
+from app.composition.ui.common import Contracts
+from app.composition.ui.console import CONSOLE
+from app.composition.ui.pages import PAGES
 from app.composition.ui.session import BrowserSessions, page_public
 from app.kernel.security import public
 from contracts.accounts import ACCOUNTS
@@ -39,10 +51,19 @@ UI_CSP = (
 STATIC_PATH = "/static"
 
 
+CALLED = (IDENTITY, TASKS, NOTIFICATIONS, ACTIVITY, ACCOUNTS)  # every contract the pages call
+
+
 class WebUi:
     """The UI of one composition: its router, its templates and what its pages share."""
 
-    def __init__(self, composition: Composition) -> None:
+    @staticmethod
+    def serves(composition: Composition) -> bool:
+        """Whether the pages can run here: switched on, and every contract they call at hand
+        (a module tested on its own composes without the others)."""
+        return composition.settings.ui.enabled and all(c.name in composition.contracts for c in CALLED)
+
+    def __init__(self, composition: Composition, ops: dict[str, OpsApi]) -> None:
         settings = composition.settings
         self.sessions = BrowserSessions(
             settings,
@@ -61,10 +82,21 @@ class WebUi:
             "ui_contracts": self.contracts,
             "ui_sessions": self.sessions,
             "ui_bell_seconds": settings.ui.bell_seconds,
+            "ui_ops": ops,
         }
 
     def router(self) -> Router:
         sessions = self.sessions
+
+        def refused(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+            """A page's own refusal (not an administrator, no such task, a missing CSRF token)."""
+            title = "Not allowed" if exc.status_code == HTTP_403_FORBIDDEN else "Not found"
+            return Template(
+                template_name="error.html.j2",
+                context={"title": title, "message": exc.detail, "viewer": None, "csrf": "", "path": ""},
+                status_code=exc.status_code,
+                media_type=MediaType.HTML,
+            )
 
         def to_sign_in(request: Request[Any, Any, Any], _exc: NotAuthorizedException) -> Response[Any]:
             # The refresh cookie goes to /session only: renewal looks for it, and signs in without.
@@ -79,9 +111,13 @@ class WebUi:
         )
         return Router(
             path="/",
-            route_handlers=[*PAGES, assets],
+            route_handlers=[*PAGES, *ACCOUNT, *CONSOLE, assets],
             middleware=[sessions.auth.middleware, sessions.csrf],
-            exception_handlers={NotAuthorizedException: to_sign_in},
+            exception_handlers={
+                NotAuthorizedException: to_sign_in,
+                PermissionDeniedException: refused,
+                NotFoundException: refused,
+            },
             include_in_schema=False,
             opt={
                 **public("pages are guarded by the browser session cookie (app.composition.ui.session)"),

@@ -20,6 +20,7 @@ __all__ = (
     "expected_version",
     "field_errors",
     "message_of",
+    "uuid_or_none",
 )
 
 T = TypeVar("T")
@@ -54,6 +55,13 @@ def changes_of(form: dict[str, str], *, status_only: bool = False) -> TaskChange
 def expected_version(form: dict[str, str]) -> int | None:
     value = form.get("version", "")
     return int(value) if value.isdigit() else None
+
+
+def uuid_or_none(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
 
 
 def field_errors(error: InvalidInput) -> dict[str, str]:

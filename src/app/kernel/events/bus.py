@@ -256,6 +256,11 @@ class EventBus(Protocol):
         """Start delivering the consumer's messages to ``handler`` until ``close``."""
         ...
 
+    async def backlog(self, consumer: str) -> int:
+        """Messages the broker holds for the consumer that it has not yet handled (the ops
+        console's inbox backlog); raises BusUnavailable if the broker cannot say."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -281,6 +286,9 @@ class InProcessBus:
 
     async def declare(self, consumers: Mapping[str, Collection[str]]) -> None:
         return None
+
+    async def backlog(self, consumer: str) -> int:
+        return 0  # publishing runs the consumers and waits: nothing is ever held for one
 
     async def publish(self, message: EventMessage) -> None:
         (outcome,) = await self.publish_batch([message])

@@ -259,6 +259,19 @@ class NatsBus:
         if client is not None:
             await _discard(client)
 
+    async def backlog(self, consumer: str) -> int:
+        """Messages not yet delivered to the consumer, plus those delivered and not yet acked."""
+        durable = durable_name(self._namespace, consumer)
+        try:
+            info = await asyncio.wait_for(
+                self._jetstream().consumer_info(self.stream, durable), timeout=self._timeout
+            )
+        except BusUnavailable:
+            raise
+        except Exception as exc:
+            raise BusUnavailable(f"NATS at {self._where}: no state of {durable}: {exc!r}") from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     # -- durable state --------------------------------------------------------------------
 
     def _jetstream(self) -> JetStreamContext:

@@ -157,6 +157,25 @@ class RabbitBus:
         except _UNAVAILABLE as exc:
             raise BusUnavailable(f"RabbitMQ at {self._where}: cannot declare consumers: {exc!r}") from exc
 
+    async def backlog(self, consumer: str) -> int:
+        """Messages ready in the consumer's queue (a passive declaration: it makes nothing)."""
+        connection = self._require()
+        try:
+            async with asyncio.timeout(self._timeout):
+                # A channel of its own: asking of a missing queue closes the channel it asks on.
+                channel = await connection.channel(publisher_confirms=False)
+                try:
+                    queue = await channel.declare_queue(queue_name(self._namespace, consumer), passive=True)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+        except Exception as exc:
+            raise BusUnavailable(
+                f"RabbitMQ at {self._where}: no state of {consumer}'s queue: {exc!r}"
+            ) from exc
+        result = queue.declaration_result
+        return int(result.message_count or 0) if result is not None else 0
+
     async def publish(self, message: EventMessage) -> None:
         if self._exchange is None:
             raise BusUnavailable("the RabbitMQ bus is not connected")
