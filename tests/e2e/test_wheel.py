@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_ASSET = f"app/composition/docs_assets/{SWAGGER_UI}/swagger-ui-bundle.js"
+PAGE_FILES = {"app/composition/ui/templates/board.html.j2", "app/composition/ui/static/tessera.css"}
 DEV_TOOLS = {"pytest", "pytest-asyncio", "mypy", "ruff", "import-linter", "hatchling"}
 
 
@@ -48,7 +49,8 @@ def test_the_wheel_installs_and_serves_from_any_directory(tmp_path: Path) -> Non
     )
     (wheel,) = dist.glob("tessera-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert DOCS_ASSET in archive.namelist()  # files beside the code ship too, not only .py
+        shipped = set(archive.namelist())  # files beside the code ship too, not only .py
+    assert {DOCS_ASSET, *PAGE_FILES} <= shipped
     target = tmp_path / "venv"
     venv.create(target, with_pip=True)
     python = str(target / "bin" / "python")
@@ -77,6 +79,9 @@ def test_the_wheel_installs_and_serves_from_any_directory(tmp_path: Path) -> Non
         assert httpx.get(f"{base}/health/ready", timeout=5).status_code == 200
         bundle = f"{base}/schema/assets/{SWAGGER_UI}/swagger-ui-bundle.js"  # read from the installed wheel
         assert httpx.get(bundle, timeout=5).status_code == 200
+        sign_in = httpx.get(f"{base}/sign-in", timeout=5)  # a template and an asset of the web UI
+        assert (sign_in.status_code, "<h1>Sign in</h1>" in sign_in.text) == (200, True)
+        assert httpx.get(f"{base}/static/tessera.css", timeout=5).status_code == 200
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -38,6 +38,7 @@ __all__ = (
 log = logging.getLogger("tessera.ops")
 
 BACKLOG_TIMEOUT_SECONDS = 0.3
+REBUILD_GRACE_SECONDS = 10.0
 
 
 class ModuleOps(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -172,6 +173,14 @@ class LocalOps(OpsApi):
                 self._in_background(projector.rebuild(name))
                 return RebuildStarted(module=module, name=name)
         raise NoSuchProjection(f"no projection {module}.{name} in this process")
+
+    async def aclose(self) -> None:
+        """At shutdown: let a rebuild under way finish (a rebuild swaps in at its end), then stop."""
+        if self._rebuilds:
+            _done, late = await asyncio.wait(self._rebuilds, timeout=REBUILD_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)

@@ -37,7 +37,7 @@ from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from app.kernel.config import RpcSettings
 from app.kernel.context import CallContext, call_context, current_context
 from app.kernel.resilience import CircuitBreaker
-from app.kernel.security import ServiceClaims, ServiceTokens, public
+from app.kernel.security import KEYS_NOT_LEARNT, ServiceClaims, ServiceTokens, public
 from app.kernel.telemetry.metrics import RPC_CALL_DURATION, RPC_CALLS, RPC_ERRORS
 from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import Contract, ContractError, DependencyUnavailable, FieldError, InvalidInput, Principal
@@ -435,6 +435,10 @@ class _RemoteCall:
             raise _Transient(f"HTTP {response.status_code}")
         if response.status_code == 200:
             return msgspec.json.decode(response.content, type=self._method.returns)
+        if response.status_code == 401 and KEYS_NOT_LEARNT in response.text:
+            # Refused before it ran: the callee has not fetched this group's keys yet (this
+            # process called while it was still starting, before it could serve them).
+            raise _Transient("the callee has not learnt this group's service keys yet")
         raise self._error_from(response)
 
     def _headers(self, context: CallContext, timeout: float) -> dict[str, str]:

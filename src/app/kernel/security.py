@@ -48,6 +48,7 @@ __all__ = (
     "VerifiedTokens",
     "after_revocation",
     "public",
+    "KEYS_NOT_LEARNT",
     "derived_secret",
     "resolve_signing_key",
     "service_keys",
@@ -67,6 +68,9 @@ T = TypeVar("T")
 
 
 _OPEN_TO_REVOKED = "open_to_revoked_sessions"
+# How a callee refuses a service token signed by a key it has not (yet) fetched; the caller
+# takes it for a passing condition while it starts (app.kernel.rpc).
+KEYS_NOT_LEARNT = "not signed by a key of group"
 
 
 def after_revocation(reason: str) -> dict[str, Any]:
@@ -506,7 +510,7 @@ class ServiceTokens:
             raise NotAuthorizedException("service token refused: unknown issuer")
         key = await caller.find(kid) if isinstance(kid, str) else None
         if key is None:
-            raise NotAuthorizedException(f"service token refused: not signed by a key of group {issuer!r}")
+            raise NotAuthorizedException(f"service token refused: {KEYS_NOT_LEARNT} {issuer!r}")
         try:
             claims = jwt.decode(
                 token,

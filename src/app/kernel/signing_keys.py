@@ -88,6 +88,7 @@ class PublishedKeys:
     """
 
     MIN_GAP = 2.0
+    RETRY_GAP = 0.25  # after a fetch that failed
 
     __slots__ = ("_fetch", "_fetched_at", "_keys", "_lock", "_name", "_refresher")
 
@@ -151,7 +152,13 @@ class PublishedKeys:
 
     async def _refresh(self) -> None:
         self._fetched_at = time.monotonic()
-        self.replace(await self._fetch())
+        try:
+            self.replace(await self._fetch())
+        except Exception:
+            # The signer did not answer (a caller whose first call comes while it is still
+            # starting, say): the next token naming its key may ask again after RETRY_GAP.
+            self._fetched_at -= self.MIN_GAP - self.RETRY_GAP
+            raise
 
 
 def _derive(secret: str, derivation: bytes) -> Ed25519PrivateKey:
