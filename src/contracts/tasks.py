@@ -238,8 +238,9 @@ class TasksApi(Protocol):
         self, principal: Principal, draft: TaskDraft, *, idempotency_key: str | None = None
     ) -> CreatedTask:
         """A new task owned by the principal (contract 2.3). With ``idempotency_key``, a repeat
-        of the same draft answers the first call's task; another draft under it raises
-        IdempotencyKeyReused. The assignee, if any, must be an active user.
+        of the same draft answers the first call's task as it is now (TaskNotFound if it was
+        deleted since); another draft under it raises IdempotencyKeyReused. The assignee, if
+        any, must be an active user.
         """
         ...
 

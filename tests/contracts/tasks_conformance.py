@@ -60,6 +60,13 @@ class TasksApiConformance:
         with pytest.raises(IdempotencyKeyReused):
             await target.api.create_task(_as(owner), TaskDraft(title="Other"), idempotency_key="k1")
 
+    async def test_a_key_whose_task_was_deleted_since_answers_not_found(self, target: TasksTarget) -> None:
+        owner = uuid.uuid4()
+        first = await target.api.create_task(_as(owner), TaskDraft(title="Gone"), idempotency_key="k2")
+        await target.api.delete_task(_as(owner), first.task.id)
+        with pytest.raises(TaskNotFound):
+            await target.api.create_task(_as(owner), TaskDraft(title="Gone"), idempotency_key="k2")
+
     async def test_update_task_changes_what_it_names(self, target: TasksTarget) -> None:
         owner = uuid.uuid4()
         task_id = await target.given_task(owner, title="Draft")

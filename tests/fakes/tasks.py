@@ -166,6 +166,8 @@ class FakeTasks(TasksApi):
             earlier, task_id = self._keyed[key]
             if earlier != draft:
                 raise IdempotencyKeyReused("that key was used for another task")
+            if task_id not in self._tasks:
+                raise TaskNotFound(f"the task this Idempotency-Key created ({task_id}) no longer exists")
             return CreatedTask(task=self._tasks[task_id], replayed=True)
         if draft.assignee_id is not None and self._identity is not None:
             await self._identity.require_active_user(draft.assignee_id)

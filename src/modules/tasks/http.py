@@ -84,7 +84,7 @@ class TasksController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
-        responses=problem_responses(401, 422, IdempotencyKeyReused),
+        responses=problem_responses(401, 422, IdempotencyKeyReused, TaskNotFound),
         response_headers=[_LOCATION, _ETAG, _REPLAYED],
         summary="Create a task (send Idempotency-Key to make retries safe)",
     )

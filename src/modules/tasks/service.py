@@ -240,13 +240,18 @@ class TasksService(TasksApi):
         return released
 
     async def _replay(self, principal: Principal, key: str, fingerprint: str) -> CreatedTask | None:
+        """The task an earlier create with ``key`` made, as it is now: a retry learns what became
+        of it. Deleted (or no longer the caller's) since: TaskNotFound, never a task that is gone."""
         async with self._units.read() as unit:
             record = await unit.tasks.idempotency_record(principal.user_id, key)
-        if record is None:
-            return None
-        if record.fingerprint != fingerprint:
-            raise IdempotencyKeyReused
-        return CreatedTask(task=record.task, replayed=True)
+            if record is None:
+                return None
+            if record.fingerprint != fingerprint:
+                raise IdempotencyKeyReused
+            task = await unit.tasks.get(record.task.id)
+        if task is None or not can_see(task, principal.user_id):
+            raise TaskNotFound(f"the task this Idempotency-Key created ({record.task.id}) no longer exists")
+        return CreatedTask(task=task, replayed=True)
 
     async def _assignable(self, user_id: UUID) -> bool:
         try:
