@@ -146,6 +146,14 @@ class TestReadAndVisibility:
         assert response.headers["etag"] == '"1"'
         assert response.json() == task
 
+    @pytest.mark.parametrize("labels", [["q4", "docs", "alpha"], []])
+    def test_a_task_is_read_with_its_labels_in_their_order(
+        self, tasks_client: Client, people: People, labels: list[str]
+    ) -> None:
+        _, auth = people.add("Ada")
+        task = create_task(tasks_client, auth, labels=labels)
+        assert tasks_client.get(f"/api/v1/tasks/{task['id']}", headers=auth).json()["labels"] == labels
+
     def test_the_assignee_can_read_the_task(self, tasks_client: Client, people: People) -> None:
         _, ada = people.add("Ada")
         bob_id, bob = people.add("Bob")

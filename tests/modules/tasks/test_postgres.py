@@ -86,6 +86,12 @@ def test_the_task_api_works_on_postgres(pg_tasks: tuple[Composition, FakeIdentit
                 break
         assert sorted(seen) == sorted(ids)
 
+        ordered = client.post(
+            "/api/v1/tasks", json={"title": "t", "labels": ["q4", "docs", "a"]}, headers=ada
+        )
+        read = client.get(f"/api/v1/tasks/{ordered.json()['id']}", headers=ada).json()
+        assert read["labels"] == ["q4", "docs", "a"]
+
         url = f"/api/v1/tasks/{ids[0]}"
         assert client.patch(url, json={"assignee_id": str(bob_id)}, headers=ada).status_code == 200
         assert (
