@@ -10,15 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.schema import CreateSchema
 
 from app.kernel.paths import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from sqlalchemy import Connection, MetaData
 
     from app.kernel.db import Database
@@ -51,6 +48,8 @@ class Migrations:
         return f"alembic_version_{self.database.module}"
 
     def config(self) -> Config:
+        from alembic.config import Config  # alembic, here and below: a serving worker never loads it
+
         config = Config()
         config.set_main_option("script_location", str(self.location))
         config.attributes["version_table"] = self.version_table
@@ -58,6 +57,8 @@ class Migrations:
         return config
 
     def head(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
         return ScriptDirectory.from_config(self.config()).get_current_head()
 
     async def upgrade(self, revision: str = "head") -> None:
@@ -81,11 +82,15 @@ class Migrations:
         return MigrationState(module=self.database.module, current=await self.current(), head=self.head())
 
     def _run(self, connection: Connection, action: str, revision: str) -> None:
+        from alembic import command
+
         config = self.config()
         config.attributes["connection"] = connection
         getattr(command, action)(config, revision)
 
     def _current_revision(self, connection: Connection) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         context = MigrationContext.configure(
             connection,
             opts={

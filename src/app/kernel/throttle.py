@@ -4,7 +4,8 @@ Two kinds, counted in one Litestar store (Redis when several processes must shar
 counts, memory when one process is all there is):
 
 - **rate limits** per client address (or per signed-in user) on the routes a module marks
-  with :func:`throttled`, enforced by Litestar's own rate-limit middleware, one per kind;
+  with :func:`throttled`, enforced by Litestar's own rate-limit middleware, one per kind,
+  behind one dispatcher that lets every unmarked route pass untouched;
 - **attempt limits** on one key (failed sign-ins of one account), which only the module
   that checks the password can count: :class:`AttemptLimit`.
 
@@ -22,6 +23,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from litestar.middleware.base import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
@@ -29,8 +31,10 @@ from litestar.stores.memory import MemoryStore
 from contracts import DependencyUnavailable, Principal, Throttled
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from litestar import Request
-    from litestar.middleware.base import DefineMiddleware
+    from litestar.types import ASGIApp, Receive, Scope, Send
 
     from app.kernel.config import ThrottleSettings
 
@@ -62,7 +66,7 @@ class Throttles:
 
     def __init__(self, settings: ThrottleSettings, *, namespace: str) -> None:
         self._settings = settings
-        self.store: Store = _GuardedStore(_store(settings, namespace))
+        self.store: Store = _store(settings, namespace)
         self.failed_logins = AttemptLimit(
             self.store,
             prefix="failed-login:",
@@ -72,7 +76,7 @@ class Throttles:
         )
 
     def rate_limits(self) -> list[DefineMiddleware]:
-        """One Litestar rate-limit middleware per kind, checking only routes marked with it."""
+        """The app's rate-limit middleware: a marked route goes through its kind's limit."""
         if not self._settings.enabled:
             return []
         settings = self._settings
@@ -81,15 +85,15 @@ class Throttles:
             RateKind.REGISTRATION: (settings.registrations_per_address_per_minute, _address),
             RateKind.USER_SEARCH: (settings.user_searches_per_user_per_minute, _user),
         }
-        return [
-            RateLimitConfig(
+        configs = {
+            kind: RateLimitConfig(
                 rate_limit=("minute", limit),
                 identifier_for_request=partial(_identify, kind, identify),
-                check_throttle_handler=partial(_marked, kind),
                 store=STORE_NAME,
-            ).middleware
+            )
             for kind, (limit, identify) in limits.items()
-        ]
+        }
+        return [DefineMiddleware(_RateLimits, configs=configs)]
 
     async def aclose(self) -> None:
         await self.store.__aexit__(None, None, None)
@@ -136,34 +140,27 @@ class AttemptLimit:
         return self._prefix + hashlib.sha256(key.encode()).hexdigest()
 
 
-def _store(settings: ThrottleSettings, namespace: str) -> Store:
+def _store(settings: ThrottleSettings, namespace: str) -> _GuardedStore:
     if settings.store == "redis":
-        from litestar.stores.redis import RedisStore  # only deployments that configure Redis need it
+        # Only deployments that configure Redis load it (~7 MiB in every process otherwise).
+        from litestar.stores.redis import RedisStore
+        from redis.exceptions import RedisError
 
-        return RedisStore.with_client(
+        store = RedisStore.with_client(
             settings.redis_url.reveal(), namespace=f"{namespace or 'tessera'}_throttle"
         )
-    return MemoryStore()
-
-
-def _store_failures() -> tuple[type[Exception], ...]:
-    try:
-        from redis.exceptions import RedisError
-    except ImportError:  # pragma: no cover - redis is a dependency; memory-only installs may drop it
-        return (OSError,)
-    return (OSError, RedisError)
-
-
-_STORE_FAILURES = _store_failures()
+        return _GuardedStore(store, failures=(OSError, RedisError))
+    return _GuardedStore(MemoryStore(), failures=(OSError,))
 
 
 class _GuardedStore(Store):
     """The store, whose failures (Redis down) are a 503 to the caller, never a 500."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_failures", "_inner")
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(self, inner: Store, *, failures: tuple[type[Exception], ...]) -> None:
         self._inner = inner
+        self._failures = failures
 
     async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
         await self._guard(self._inner.set(key, value, expires_in))
@@ -194,21 +191,36 @@ class _GuardedStore(Store):
     ) -> None:
         await self._inner.__aexit__(exc_type, exc_val, exc_tb)
 
-    @staticmethod
-    async def _guard(call: Any) -> Any:
+    async def _guard(self, call: Any) -> Any:
         try:
             return await call
-        except _STORE_FAILURES as exc:
+        except self._failures as exc:
             log.warning("the throttle store failed: %s: %s", type(exc).__name__, exc)
             raise DependencyUnavailable(
                 "Sign-in limits cannot be checked right now; try again shortly."
             ) from None
 
 
-async def _marked(kind: RateKind, request: Request[Any, Any, Any]) -> bool:
-    # async, though it awaits nothing: Litestar runs a synchronous check on a worker thread,
-    # and with one middleware per kind that was three thread hand-offs on every request.
-    return bool(request.route_handler.opt.get(_OPT) == kind)
+class _RateLimits:
+    """Hands a route marked with a kind to that kind's Litestar rate-limit middleware.
+
+    Litestar builds a route's middleware stack once, at start-up, so each route gets its own
+    instance; an unmarked route (nearly all of them) costs one dictionary lookup, where a
+    rate-limit middleware per kind built a request object three times over to find that out.
+    """
+
+    __slots__ = ("app", "limits")
+
+    def __init__(self, app: ASGIApp, *, configs: Mapping[RateKind, RateLimitConfig]) -> None:
+        self.app = app
+        self.limits: dict[object, ASGIApp] = {
+            kind: config.middleware(app) for kind, config in configs.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        limit = self.limits.get(handler.opt.get(_OPT)) if handler is not None else None
+        await (limit or self.app)(scope, receive, send)
 
 
 def _identify(kind: RateKind, identify: Any, request: Request[Any, Any, Any]) -> str:

@@ -8,6 +8,7 @@ from uuid import UUID
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.enums import MediaType
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK
 from litestar.utils.scope.state import ScopeState
@@ -22,7 +23,7 @@ __all__ = ("ACCOUNT",)
 
 
 @get("/account")
-async def account(request: Request[Any, Any, Any], saved: str | None = None) -> Template:
+async def account(request: Request[Any, Any, Any], saved: FromQuery[str | None] = None) -> Template:
     return await page(request, "account.html.j2", title="Account", saved=saved, errors={})
 
 
@@ -103,7 +104,7 @@ _FOLLOW_CLOSURE = after_revocation(
 
 
 @get("/account/closure/{closure_id:uuid}", opt=_FOLLOW_CLOSURE)
-async def closure_page(request: Request[Any, Any, Any], closure_id: UUID) -> Response[Any]:
+async def closure_page(request: Request[Any, Any, Any], closure_id: FromPath[UUID]) -> Response[Any]:
     """The closure's steps as they go; the page asks again every second until it has ended."""
     closure = await contracts_of(request.app.state).accounts.closure(principal_of(request), closure_id)
     ended = closure.state in (ClosureState.COMPLETED, ClosureState.COMPENSATED)

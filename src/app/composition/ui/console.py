@@ -14,6 +14,7 @@ from uuid import UUID
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK
 from litestar.utils.scope.state import ScopeState
@@ -80,7 +81,7 @@ SAGA_STATES = ("running", "compensating", "stuck", "completed", "compensated")
 
 
 @get("/ops")
-async def console(request: Request[Any, Any, Any], sagas: str | None = None) -> Template:
+async def console(request: Request[Any, Any, Any], sagas: FromQuery[str | None] = None) -> Template:
     await _administrator(request)
     sagas = sagas if sagas in SAGA_STATES else None
     groups, runs = await _views(request, sagas)
@@ -97,7 +98,7 @@ async def console(request: Request[Any, Any, Any], sagas: str | None = None) -> 
 
 
 @get("/ops/panel")
-async def panel(request: Request[Any, Any, Any], sagas: str | None = None) -> Template:
+async def panel(request: Request[Any, Any, Any], sagas: FromQuery[str | None] = None) -> Template:
     """The console's body, which the page asks for again every two seconds."""
     await _administrator(request)
     sagas = sagas if sagas in SAGA_STATES else None
@@ -114,7 +115,7 @@ async def panel(request: Request[Any, Any, Any], sagas: str | None = None) -> Te
 
 
 @post("/ops/sagas/{run_id:uuid}/retry", status_code=HTTP_200_OK)
-async def retry_saga(request: Request[Any, Any, Any], run_id: UUID) -> Response[Any]:
+async def retry_saga(request: Request[Any, Any, Any], run_id: FromPath[UUID]) -> Response[Any]:
     await _administrator(request)
     ops = _groups(request).get((await form_of(request)).get("group", ""))
     if ops is not None:

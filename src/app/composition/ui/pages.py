@@ -13,6 +13,7 @@ from uuid import UUID
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 
@@ -58,7 +59,7 @@ def home() -> Redirect:
 
 
 @get("/sign-in", opt=page_public("where a browser without a session signs in"))
-async def sign_in_page(request: Request[Any, Any, Any], next: str | None = None) -> Template:
+async def sign_in_page(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Template:
     return await page(request, "sign_in.html.j2", title="Sign in", next=safe_next(next), errors={})
 
 
@@ -148,7 +149,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
     "/session/renew",
     opt=page_public("renews a lapsed session from its refresh cookie, or sends the browser to sign in"),
 )
-async def renew(request: Request[Any, Any, Any], next: str | None = None) -> Response[Any]:
+async def renew(request: Request[Any, Any, Any], next: FromQuery[str | None] = None) -> Response[Any]:
     sessions, target = sessions_of(request.app.state), safe_next(next)
     refresh_token = sessions.refresh_token(request)
     if refresh_token is not None:
@@ -224,11 +225,11 @@ async def _columns(
 @get("/board")
 async def board(
     request: Request[Any, Any, Any],
-    label: str = "",
-    priority: str = "",
-    assignee: str = "",
-    due: str = "",
-    q: str = "",
+    label: FromQuery[str] = "",
+    priority: FromQuery[str] = "",
+    assignee: FromQuery[str] = "",
+    due: FromQuery[str] = "",
+    q: FromQuery[str] = "",
 ) -> Template:
     filters = Filters(label=label.strip(), priority=priority, assignee=assignee, due=due, q=q.strip())
     principal = principal_of(request)
@@ -281,7 +282,7 @@ async def create_task(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post("/tasks/{task_id:uuid}/status", status_code=HTTP_200_OK)
-async def move_task(request: Request[Any, Any, Any], task_id: UUID) -> Response[Any]:
+async def move_task(request: Request[Any, Any, Any], task_id: FromPath[UUID]) -> Response[Any]:
     """A card moved to another column: by its button, the keyboard or a drop (htmx: the card)."""
     form = await form_of(request)
     principal = principal_of(request)
@@ -302,7 +303,9 @@ async def move_task(request: Request[Any, Any, Any], task_id: UUID) -> Response[
 
 
 @get("/people")
-async def people(request: Request[Any, Any, Any], q: str = "", field: str = "assignee_id") -> Template:
+async def people(
+    request: Request[Any, Any, Any], q: FromQuery[str] = "", field: FromQuery[str] = "assignee_id"
+) -> Template:
     """Who matches the name typed into an assignee picker (htmx: the choices)."""
     found = (
         (await contracts_of(request.app.state).identity.find_people(q.strip(), limit=8)).items
@@ -317,7 +320,7 @@ async def people(request: Request[Any, Any, Any], q: str = "", field: str = "ass
 
 async def _task_page(
     request: Request[Any, Any, Any],
-    task_id: UUID,
+    task_id: FromPath[UUID],
     *,
     status_code: int = HTTP_200_OK,
     conflict: str | None = None,
@@ -355,12 +358,12 @@ async def _task_page(
 
 
 @get("/tasks/{task_id:uuid}")
-async def task_page(request: Request[Any, Any, Any], task_id: UUID) -> Template:
+async def task_page(request: Request[Any, Any, Any], task_id: FromPath[UUID]) -> Template:
     return await _task_page(request, task_id)
 
 
 @post("/tasks/{task_id:uuid}", status_code=HTTP_200_OK)
-async def edit_task(request: Request[Any, Any, Any], task_id: UUID) -> Response[Any]:
+async def edit_task(request: Request[Any, Any, Any], task_id: FromPath[UUID]) -> Response[Any]:
     form = await form_of(request)
     contracts = contracts_of(request.app.state)
     try:
@@ -385,7 +388,7 @@ async def edit_task(request: Request[Any, Any, Any], task_id: UUID) -> Response[
 
 
 @post("/tasks/{task_id:uuid}/delete", status_code=HTTP_200_OK)
-async def delete_task(request: Request[Any, Any, Any], task_id: UUID) -> Response[Any]:
+async def delete_task(request: Request[Any, Any, Any], task_id: FromPath[UUID]) -> Response[Any]:
     try:
         await contracts_of(request.app.state).tasks.delete_task(principal_of(request), task_id)
     except ContractError as error:
@@ -399,7 +402,7 @@ async def delete_task(request: Request[Any, Any, Any], task_id: UUID) -> Respons
 
 
 @get("/notifications")
-async def inbox(request: Request[Any, Any, Any], cursor: str | None = None) -> Template:
+async def inbox(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Template:
     found = await contracts_of(request.app.state).notifications.list_notifications(
         principal_of(request), NotificationQuery(limit=50, cursor=cursor)
     )
@@ -414,7 +417,7 @@ async def bell(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/notifications/{notification_id:uuid}/read", status_code=HTTP_200_OK)
-async def mark_read(request: Request[Any, Any, Any], notification_id: UUID) -> Redirect:
+async def mark_read(request: Request[Any, Any, Any], notification_id: FromPath[UUID]) -> Redirect:
     await contracts_of(request.app.state).notifications.mark_read(principal_of(request), notification_id)
     return Redirect("/notifications", status_code=303)
 
