@@ -28,6 +28,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TESSERA_PROFILE", "test")
     monkeypatch.setenv("TESSERA_DATA_DIR", str(data_dir))
     monkeypatch.setenv("TESSERA_SECURITY__SIGNING_KEY", SIGNING_KEY)
+    # `serve --group` names its group in this process's environment for its workers (and
+    # reads TESSERA_GROUP): recorded here, so that each test starts and ends without one.
+    monkeypatch.setenv("TESSERA_GROUP", "")
+    monkeypatch.delenv("TESSERA_GROUP")
     return data_dir
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.composition.probe import probe_url
 from tests.servers import TESSERA, clean_env, free_port, server_process, wait_until_ready
 
 
@@ -52,3 +54,27 @@ def test_register_log_in_and_read_me_over_real_http(server: str, tmp_path: Path)
     ]
     # The development key was generated into the data dir, never the repository.
     assert (data_dir / "secrets" / "signing.key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.slow
+def test_the_container_health_check_asks_the_configured_port(server: str, tmp_path: Path) -> None:
+    port = server.rsplit(":", 1)[1]
+    probe = [sys.executable, "-m", "app.composition.probe"]
+    env = clean_env(TESSERA_PROFILE="dev", TESSERA_DATA_DIR=str(tmp_path / "data"))
+    for which in ("live", "ready"):
+        answered = subprocess.run([*probe, which], env={**env, "TESSERA_SERVER__PORT": port}, timeout=30)
+        assert answered.returncode == 0
+    elsewhere = subprocess.run(
+        [*probe, "live"],
+        env={**env, "TESSERA_SERVER__PORT": str(free_port())},
+        capture_output=True,
+        timeout=30,
+    )
+    assert elsewhere.returncode == 1
+    assert b"live:" in elsewhere.stderr
+
+
+def test_a_group_is_probed_on_its_own_port() -> None:
+    split = clean_env(TESSERA_PROFILE="split", TESSERA_GROUP="tasks")
+    assert probe_url("ready", split) == "http://127.0.0.1:8002/health/ready"
+    assert probe_url("live", clean_env(TESSERA_SERVER__PORT="9100")) == "http://127.0.0.1:9100/health/live"

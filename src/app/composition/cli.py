@@ -124,7 +124,12 @@ def _collect_module_commands() -> None:
     "--port", type=int, default=None, help="Port to bind [default: the group's URL, else server.port]."
 )
 @click.option("--workers", type=int, default=None, help="Worker processes [config: server.workers].")
-@click.option("--group", default=None, help="Run one topology group; other modules are reached over HTTP.")
+@click.option(
+    "--group",
+    default=None,
+    envvar="TESSERA_GROUP",
+    help="Run one topology group; other modules are reached over HTTP [env: TESSERA_GROUP].",
+)
 @_reports_errors
 def serve(host: str | None, port: int | None, workers: int | None, group: str | None) -> None:
     """Serve the web application; refuses to start if any local module's database is behind."""
@@ -182,6 +187,7 @@ def _run_uvicorn(settings: Settings, host: str | None, port: int | None) -> None
         forwarded_allow_ips=server.forwarded_allow_ips,
         http=GuardedHttpToolsProtocol,  # limits on head size and read times (server.*)
         timeout_keep_alive=int(server.keep_alive_seconds),
+        timeout_graceful_shutdown=max(1, round(server.shutdown_grace_seconds)),  # after the drain
     )
 
 

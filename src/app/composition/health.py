@@ -1,17 +1,20 @@
-"""Probes: liveness (the process answers) and readiness (every module's database answers)."""
+"""Probes: liveness (the process answers) and readiness (every module's database answers, and
+the process is not draining after a SIGTERM)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 
 from app.composition.container import Composition
 from app.kernel.problems import problem_responses
 from app.kernel.security import public
+from app.kernel.server import Drain
 from contracts import ContractError, FieldError
 
 __all__ = ("HealthController",)
@@ -54,9 +57,15 @@ class HealthController(Controller):
         "/ready",
         opt=public("probes run without credentials"),
         responses=problem_responses(NotReady),
-        summary="Readiness probe: each module's database answers, and the token keys are known",
+        summary="Readiness probe: each module's database answers, the token keys are known, "
+        "and the process is not shutting down",
     )
-    async def ready(self, composition: NamedDependency[Composition]) -> HealthStatus:
+    async def ready(
+        self, request: Request[Any, Any, Any], composition: NamedDependency[Composition]
+    ) -> HealthStatus:
+        drain: Drain | None = request.app.state.get("drain")
+        if drain is not None and drain.draining:  # SIGTERM: out of rotation before the listener closes
+            raise NotReady([FieldError(field="process", message="shutting down")])
         names = [m.name for m in composition.modules]
         outcomes = await asyncio.gather(
             *(asyncio.wait_for(m.database.ping(), timeout=2.0) for m in composition.modules),

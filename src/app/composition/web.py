@@ -30,7 +30,7 @@ from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
 from app.kernel.rpc import internal_router, service_keys_route
 from app.kernel.security import public
-from app.kernel.server import ClientLimits, GuardedHttpToolsProtocol
+from app.kernel.server import ClientLimits, Drain, GuardedHttpToolsProtocol
 from app.kernel.signing_keys import JWKS_PATH
 from app.kernel.telemetry import configure_logging
 from app.kernel.telemetry.http import RequestTelemetryMiddleware, metrics_route
@@ -52,6 +52,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
     settings = composition.settings
     metrics_here = settings.metrics.enabled and not settings.metrics.port  # else its own port, or off
     ops = LocalOps(composition)
+    drain = Drain(settings.server.drain_seconds)  # SIGTERM: readiness 503 first (app.kernel.server)
     ui = WebUi(composition, ops_of_every_group(composition, ops)) if WebUi.serves(composition) else None
     app = Litestar(
         route_handlers=[
@@ -79,13 +80,13 @@ def create_app(composition: Composition | None = None) -> Litestar:
         cors_config=cors(settings.server),
         on_app_init=[auth.on_app_init],
         plugins=_tracing_plugins(),
-        on_startup=[composition.start],  # relays, consumers, the revocation poll
+        on_startup=[composition.start, drain.install],  # relays, consumers, the revocation poll
         on_shutdown=[ops.aclose, composition.aclose, process_ended],
         exception_handlers=exception_handlers(),
         logging_config=None,  # logs go to the root logger: JSON lines, see kernel.telemetry
         request_max_body_size=composition.settings.server.max_body_bytes,
         openapi_config=None,  # Tessera serves its own document: see app.composition.openapi
-        state=State({"composition": composition, **(ui.state if ui else {})}),
+        state=State({"composition": composition, "drain": drain, **(ui.state if ui else {})}),
         template_config=ui.template_config() if ui else None,
     )
     # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.

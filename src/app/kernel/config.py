@@ -82,6 +82,11 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     header_timeout_seconds: float = 10.0  # to send the whole head once it started: else 408
     body_timeout_seconds: float = 30.0  # between two chunks of a body: else the connection closes
     keep_alive_seconds: float = 5.0  # an idle connection is closed after this
+    # SIGTERM: readiness answers 503 this long while everything else is served (load balancers
+    # stop sending), then the listener closes and requests under way get shutdown_grace_seconds
+    # to finish. Keep the sum under the orchestrator's grace period (Kubernetes: 30 s).
+    drain_seconds: float = 0.0
+    shutdown_grace_seconds: float = 20.0
     # Hosts this server answers for ("*": any; "*.example.com": its subdomains); others: 400.
     allowed_hosts: list[str] = msgspec.field(default_factory=lambda: ["*"])
     cors_origins: list[str] = msgspec.field(default_factory=list)  # browser origins allowed (CORS); none: off

@@ -11,12 +11,18 @@ each answered before any application code runs:
   (the application sees the client gone).
 
 Idle keep-alive connections are uvicorn's own ``timeout_keep_alive``.
+
+And how a server stops when an orchestrator asks (SIGTERM): :class:`Drain`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -24,7 +30,54 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ("ClientLimits", "GuardedHttpToolsProtocol")
+__all__ = ("ClientLimits", "Drain", "GuardedHttpToolsProtocol")
+
+log = logging.getLogger("tessera.server")
+
+
+class Drain:
+    """SIGTERM, as Kubernetes or compose sends it: first drain, then uvicorn's graceful shutdown.
+
+    For ``seconds`` after the signal, readiness answers 503 while every other request is
+    served as before, so that load balancers and Services take the process out of rotation
+    before it stops listening. Then the server's own SIGTERM handler runs: the listener
+    closes (new connections are refused), requests under way are answered (with
+    ``Connection: close``), idle keep-alive connections close, and the application shuts
+    down (relays and consumers finish their batch). A second SIGTERM while draining skips
+    the rest of the wait.
+
+    :meth:`install` runs at start-up in each worker, after uvicorn installed its handlers,
+    and does nothing off the main thread (an application under a test client) or with
+    ``seconds`` 0.
+    """
+
+    __slots__ = ("_began", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._began: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self._began is not None
+
+    def install(self) -> None:
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        stop = signal.getsignal(signal.SIGTERM)
+        if not callable(stop):
+            return  # not served by uvicorn: nothing to hand over to
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            if self._began is not None:
+                stop(signum, frame)  # asked twice: stop now
+                return
+            self._began = time.monotonic()
+            log.info("SIGTERM: draining for %.1f s (readiness answers 503), then shutting down", self.seconds)
+            loop.call_soon_threadsafe(loop.call_later, self.seconds, stop, signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 @dataclass(frozen=True, slots=True)
