@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from contracts.identity import IDENTITY
 from contracts.notifications import NOTIFICATIONS
 from contracts.tasks import TASKS
 from tests.conftest import SIGNING_KEY
+from tests.servers import TESSERA
 
 
 @pytest.fixture
@@ -33,6 +36,26 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TESSERA_GROUP", "")
     monkeypatch.delenv("TESSERA_GROUP")
     return data_dir
+
+
+def test_db_wait_gives_up_naming_what_is_behind(env: Path) -> None:
+    result = CliRunner().invoke(main, ["db", "wait", "--timeout", "0.5"])
+    assert result.exit_code == 1
+    assert "not migrated after 0.5 s" in result.output
+    assert "tasks: at nothing, code expects tasks_" in result.output
+
+
+def test_db_wait_returns_once_a_release_s_migration_ran(env: Path) -> None:
+    waiting = subprocess.Popen(
+        [TESSERA, "db", "wait", "--timeout", "60"], env=dict(os.environ), stdout=subprocess.PIPE
+    )
+    try:
+        assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
+        assert waiting.wait(timeout=60) == 0
+    finally:
+        waiting.kill()
+    assert waiting.stdout is not None
+    assert b"at the newest revision" in waiting.stdout.read()
 
 
 def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:

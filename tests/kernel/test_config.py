@@ -46,6 +46,14 @@ def test_a_named_config_file_overrides_the_profile(config_dir: Path, tmp_path: P
     assert (settings.server.port, settings.server.workers) == (9999, 4)
 
 
+def test_several_config_files_apply_in_order(config_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text("[server]\nport = 9999\nworkers = 3\n")
+    (tmp_path / "topology.toml").write_text("[server]\nport = 9100\n")
+    names = f"{tmp_path / 'site.toml'}:{tmp_path / 'topology.toml'}"
+    settings = load_settings({"TESSERA_CONFIG": names}, config_dir=config_dir)
+    assert (settings.server.port, settings.server.workers) == (9100, 3)
+
+
 def test_environment_variables_override_files_and_are_typed(config_dir: Path) -> None:
     settings = load_settings(
         {

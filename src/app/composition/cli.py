@@ -272,6 +272,48 @@ def upgrade(module_name: str | None) -> None:
 
 
 @db.command()
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Give up after this many seconds (exit 1).",
+)
+@_reports_errors
+def wait(timeout_seconds: float) -> None:
+    """Wait until the databases of the modules this process runs are at the newest revision.
+
+    A pod's init container, while the release's migration Job runs: every module of
+    TESSERA_GROUP's group (or every module), polled once a second, an unreachable database
+    taken for one not migrated yet.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    group = os.environ.get("TESSERA_GROUP") or None
+
+    async def work(composition: Composition) -> list[str]:
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while True:
+            try:
+                behind = [
+                    f"{s.module}: at {s.current or 'nothing'}, code expects {s.head}"
+                    for s in await composition.migration_states()
+                    if not s.is_current
+                ]
+            except (OSError, SQLAlchemyError) as error:
+                behind = [f"database not reachable: {type(error).__name__}"]
+            if not behind or asyncio.get_running_loop().time() >= deadline:
+                return behind
+            await asyncio.sleep(1.0)
+
+    behind = _with_composition(load_settings(), work, group)
+    if behind:
+        raise click.ClickException(f"not migrated after {timeout_seconds:g} s:\n  " + "\n  ".join(behind))
+    click.echo("every module's database is at the newest revision")
+
+
+@db.command()
 @_reports_errors
 def current() -> None:
     """Show each module's revision and whether it is the newest."""

@@ -4,7 +4,7 @@ Layers, each overriding the one before:
 
 1. ``config/default.toml``;
 2. ``config/<profile>.toml`` when ``TESSERA_PROFILE`` names a profile;
-3. the file named by ``TESSERA_CONFIG``;
+3. the files named by ``TESSERA_CONFIG`` (several: separated by ``:``, later ones win);
 4. ``TESSERA_<SECTION>__<KEY>=value`` variables (``__`` separates levels);
 5. ``TESSERA_<SECTION>__<KEY>_FILE=/path`` variables, whose file holds a secret.
 
@@ -291,8 +291,9 @@ def load_settings(
             raise ConfigError(f"TESSERA_PROFILE={profile!r}: no file {profile_file}")
         _deep_merge(merged, _read_toml(profile_file))
         merged["profile"] = profile
-    if extra := env.get("TESSERA_CONFIG", "").strip():
-        _deep_merge(merged, _read_toml(Path(extra)))
+    for extra in env.get("TESSERA_CONFIG", "").split(os.pathsep):
+        if extra.strip():
+            _deep_merge(merged, _read_toml(Path(extra.strip())))
     _deep_merge(merged, _environment_overrides(env))
     try:
         return msgspec.convert(merged, Settings, strict=False, dec_hook=_decode_secret)
