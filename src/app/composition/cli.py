@@ -21,7 +21,10 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from app.composition.container import Composition, CompositionError, compose
+from app.kernel.backups import BackupError, back_up
+from app.kernel.backups import restore as restore_backup
 from app.kernel.config import ConfigError, GroupSettings, Settings, load_settings
+from app.kernel.db import Database
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
 from app.kernel.events.projections import ProjectionStatus
@@ -47,7 +50,7 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, CompositionError, click.ClickException) as exc:
+        except (ConfigError, CompositionError, BackupError, click.ClickException) as exc:
             message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
             click.echo(f"Error: {message}", err=True)
             raise SystemExit(1) from None
@@ -311,6 +314,61 @@ def wait(timeout_seconds: float) -> None:
     if behind:
         raise click.ClickException(f"not migrated after {timeout_seconds:g} s:\n  " + "\n  ".join(behind))
     click.echo("every module's database is at the newest revision")
+
+
+@db.command()
+@click.argument("module_name", metavar="MODULE")
+@click.argument("revision")
+@_reports_errors
+def downgrade(module_name: str, revision: str) -> None:
+    """Take MODULE's database back to REVISION (a rollback: README, "Rolling back").
+
+    Run it with the newer release's image, which holds the steps back, before the older
+    release starts. What the newer revisions added (a column, a table) is dropped with them.
+    """
+
+    async def work(composition: Composition) -> str | None:
+        migrations = composition.module(module_name).migrations
+        await migrations.downgrade(revision)
+        return await migrations.current()
+
+    try:
+        now = _with_composition(load_settings(), work)
+    except KeyError:
+        raise click.ClickException(f"no module named {module_name!r}") from None
+    click.echo(f"{module_name}: at {now or 'nothing'}")
+
+
+@db.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--module", "module_name", default=None, help="Only this module.")
+@_reports_errors
+def backup(directory: Path, module_name: str | None) -> None:
+    """Copy each module's SQLite database into DIRECTORY, consistent while servers run."""
+    for database in _databases(module_name):
+        click.echo(f"{database.module}: {back_up(database, directory)}")
+
+
+@db.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--module", "module_name", default=None, help="Only this module.")
+@_reports_errors
+def restore(directory: Path, module_name: str | None) -> None:
+    """Write each module's copy in DIRECTORY back over its database. Stop every server first."""
+    for database in _databases(module_name):
+        click.echo(f"{database.module}: restored from {restore_backup(database, directory)}")
+
+
+def _databases(module_name: str | None) -> list[Database]:
+    """Every module's database (or one's), as the configuration places them."""
+
+    async def work(composition: Composition) -> list[Database]:
+        return [m.database for m in composition.modules if module_name in (None, m.name)]
+
+    chosen = _with_composition(load_settings(), work)
+    if not chosen:
+        raise click.ClickException(f"no module named {module_name!r}")
+    return chosen
 
 
 @db.command()
