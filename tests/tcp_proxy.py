@@ -5,6 +5,7 @@
         ...
         proxy.cut()       # listener closed, every proxied connection closed: connections fail
         proxy.restore()   # listening again on the same port
+        proxy.retarget(4223)  # new connections go there; those open stay where they are
 
 The proxy runs its own event loop in a thread, so it keeps forwarding while the test's loop
 is blocked, and works the same from sync and async tests.
@@ -69,6 +70,11 @@ class TcpProxy:
     def restore(self) -> None:
         """Listen again on the same port."""
         self._call(self._listen())
+
+    def retarget(self, port: int) -> None:
+        """Send new connections to ``port``, as a Service does once its endpoints changed;
+        connections already open keep their target until either end closes them."""
+        self.target_port = port
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread

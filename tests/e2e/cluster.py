@@ -61,12 +61,13 @@ class Cluster:
 
 
 def write_config(
-    path: Path, ports: dict[str, int], *, identity_url: str | None = None, events: str = ""
+    path: Path, ports: dict[str, int], *, reach: dict[str, str] | None = None, events: str = ""
 ) -> Path:
-    """A split topology on loopback; its events go through NATS unless ``events`` says otherwise."""
-    urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()}
-    if identity_url:
-        urls["identity"] = identity_url  # how the others reach identity (through a proxy, say)
+    """A split topology on loopback; its events go through NATS unless ``events`` says otherwise.
+
+    ``reach``: how the others reach a group, where not at its own port (through a proxy, say).
+    """
+    urls = {group: f"http://127.0.0.1:{port}" for group, port in ports.items()} | (reach or {})
     modules = {g: "[" + ", ".join(f'"{m}"' for m in GROUP_MODULES[g]) + "]" for g in GROUPS}
     groups = "\n".join(f'[topology.groups.{g}]\nmodules = {modules[g]}\nurl = "{urls[g]}"\n' for g in GROUPS)
     events = events or f'[events]\nbus = "nats"\nnamespace = "t{uuid.uuid4().hex[:12]}"\n'
@@ -90,11 +91,14 @@ def split_cluster(
     ports: dict[str, int] | None = None,
     environment: dict[str, str] | None = None,
     events: str = "",
+    reach: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """Every group as its own process; ``environment`` adds variables (OTEL_*, say) to each,
-    ``events`` replaces the [events] section (the broker behind a proxy, say)."""
+    ``events`` replaces the [events] section (the broker behind a proxy, say), ``reach`` says
+    how the others reach a group (through a proxy, say)."""
     ports = ports or {group: free_port() for group in GROUPS}
-    config = write_config(tmp_path / "topology.toml", ports, identity_url=identity_url, events=events)
+    reach = {**(reach or {}), **({"identity": identity_url} if identity_url else {})}
+    config = write_config(tmp_path / "topology.toml", ports, reach=reach, events=events)
     env = clean_env(
         TESSERA_CONFIG=str(config), TESSERA_DATA_DIR=str(tmp_path / "data"), **(environment or {})
     )

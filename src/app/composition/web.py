@@ -73,6 +73,7 @@ def create_app(composition: Composition | None = None) -> Litestar:
         stores={STORE_NAME: composition.throttles.store},
         before_request=_bind_principal,
         before_send=[
+            drain.close_connections,
             _allow_what_the_path_serves,
             security_headers(settings.server, docs_path=DOCS_PATH),
             *([name_by_route] if tracing_provider() else []),

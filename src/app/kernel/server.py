@@ -40,9 +40,12 @@ class Drain:
 
     For ``seconds`` after the signal, readiness answers 503 while every other request is
     served as before, so that load balancers and Services take the process out of rotation
-    before it stops listening. Then the server's own SIGTERM handler runs: the listener
-    closes (new connections are refused), requests under way are answered (with
-    ``Connection: close``), idle keep-alive connections close, and the application shuts
+    before it stops listening; each answer then says ``Connection: close``
+    (:meth:`close_connections`), so that a caller's kept-alive connection ends after the
+    request it carried instead of being cut idle when the listener closes, and the caller's
+    next request opens a connection to wherever the Service now sends it. Then the server's
+    own SIGTERM handler runs: the listener closes (new connections are refused), requests
+    under way are answered, idle keep-alive connections close, and the application shuts
     down (relays and consumers finish their batch). A second SIGTERM while draining skips
     the rest of the wait.
 
@@ -60,6 +63,11 @@ class Drain:
     @property
     def draining(self) -> bool:
         return self._began is not None
+
+    async def close_connections(self, message: Any, _scope: Any) -> None:
+        """A ``before_send`` hook: while draining, every answer closes its connection."""
+        if self._began is not None and message["type"] == "http.response.start":
+            message.setdefault("headers", []).append((b"connection", b"close"))
 
     def install(self) -> None:
         if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
