@@ -158,6 +158,30 @@ def test_only_the_public_group_takes_outside_traffic(rendered: tuple[str, Object
         assert bool(open_to_all) == (deployment["metadata"]["name"] == public)
 
 
+def test_a_group_is_reachable_only_from_the_groups_that_call_it(tmp_path: Path) -> None:
+    """Callers of a group: groups whose modules require its contracts, groups checking user
+    tokens (identity's keys and revocations), the gateway (it proxies every public route),
+    and the groups it calls itself (they fetch its public service keys)."""
+    objects = _render("split")
+    groups = _settings(objects, tmp_path).topology.groups
+    owner = {m: name for name, group in groups.items() for m in group.modules}
+    provided = {module.provides.name: owner[module.name] for module in MODULES}
+    calls = {("gateway", name) for name, group in groups.items() if group.modules}
+    calls |= {(name, owner["identity"]) for name, group in groups.items() if group.modules}
+    for module in MODULES:
+        calls |= {(owner[module.name], provided[c.name]) for c in module.requires}
+    calls = {(a, b) for a, b in calls if a != b}
+    for name, group in groups.items():
+        if not group.modules:
+            continue  # the gateway: public
+        (policy,) = (p for p in _of(objects, "NetworkPolicy") if p["metadata"]["name"] == f"tessera-{name}")
+        (peers,) = (f["podSelector"] for f in policy["spec"]["ingress"][0]["from"] if "podSelector" in f)
+        (allowed,) = peers["matchExpressions"]
+        assert allowed["key"] == "app.kubernetes.io/component"
+        expected = {a for a, b in calls if b == name} | {b for a, b in calls if a == name}
+        assert set(allowed["values"]) == expected, name
+
+
 def test_only_the_group_where_identity_runs_holds_the_users_token_key(
     rendered: tuple[str, Objects], tmp_path: Path
 ) -> None:
