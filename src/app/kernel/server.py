@@ -22,7 +22,6 @@ import json
 import logging
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -54,19 +53,15 @@ class Drain:
     ``seconds`` 0.
     """
 
-    __slots__ = ("_began", "seconds")
+    __slots__ = ("draining", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._began: float | None = None
-
-    @property
-    def draining(self) -> bool:
-        return self._began is not None
+        self.draining = False  # since a SIGTERM
 
     async def close_connections(self, message: Any, _scope: Any) -> None:
         """A ``before_send`` hook: while draining, every answer closes its connection."""
-        if self._began is not None and message["type"] == "http.response.start":
+        if self.draining and message["type"] == "http.response.start":
             message.setdefault("headers", []).append((b"connection", b"close"))
 
     def install(self) -> None:
@@ -78,10 +73,10 @@ class Drain:
         loop = asyncio.get_running_loop()
 
         def on_sigterm(signum: int, frame: Any) -> None:
-            if self._began is not None:
+            if self.draining:
                 stop(signum, frame)  # asked twice: stop now
                 return
-            self._began = time.monotonic()
+            self.draining = True
             log.info("SIGTERM: draining for %.1f s (readiness answers 503), then shutting down", self.seconds)
             loop.call_soon_threadsafe(loop.call_later, self.seconds, stop, signum, frame)
 
