@@ -182,6 +182,42 @@ def test_a_group_is_reachable_only_from_the_groups_that_call_it(tmp_path: Path) 
         assert set(allowed["values"]) == expected, name
 
 
+def test_each_module_reaches_only_its_own_database(rendered: tuple[str, Objects], tmp_path: Path) -> None:
+    """Database per service: a group holds its own modules' database URLs and no other's, and
+    its pods may open connections to those databases only; the migration Job to all of them."""
+    _, objects = rendered
+    groups = _settings(objects, tmp_path).topology.groups
+    everything = {m.name for m in MODULES}
+    policies = _of(objects, "NetworkPolicy")
+    for workload in [*_of(objects, "Deployment"), *_of(objects, "Job")]:
+        pod = workload["spec"]["template"]
+        group = _env(pod["spec"]["containers"][0]).get("TESSERA_GROUP")
+        modules = set(groups[group].modules) if group else everything
+        for container in _containers(workload):
+            urls = {n for n in _env(container) if n.startswith("TESSERA_DATABASE__")}
+            assert urls == {f"TESSERA_DATABASE__MODULES__{m.upper()}__URL_FILE" for m in modules}
+        secrets = {
+            source.get("secret", {}).get("secretName") or source.get("secret", {}).get("name")
+            for volume in pod["spec"]["volumes"]
+            for source in [volume, *volume.get("projected", {}).get("sources", [])]
+        }
+        assert {s for s in secrets if s and s.startswith("tessera-db-")} == {
+            f"tessera-db-{m}" for m in modules
+        }
+        reachable = {
+            value
+            for policy in policies
+            if _selects(policy["spec"]["podSelector"], pod["metadata"]["labels"])
+            for rule in policy["spec"].get("egress", [])
+            if {"port": 5432, "protocol": "TCP"} in rule.get("ports", [])
+            for peer in rule["to"]
+            for expression in peer["podSelector"].get("matchExpressions", [])
+            if expression["key"] == "tessera.io/database"
+            for value in expression.get("values", sorted(everything))  # Exists: every one
+        }
+        assert reachable == modules, workload["metadata"]["name"]
+
+
 def test_only_the_group_where_identity_runs_holds_the_users_token_key(
     rendered: tuple[str, Objects], tmp_path: Path
 ) -> None:
