@@ -96,14 +96,23 @@ class ActivityService(ActivityApi):
         if user_id != principal.user_id:
             await self._administrator(principal)
         end = query.to or self._clock()
-        start = query.from_ or end - timedelta(weeks=STATS_WEEKS_DEFAULT - 1)
+        try:
+            start = query.from_ or end - timedelta(weeks=STATS_WEEKS_DEFAULT - 1)
+        except OverflowError:  # the weeks before `to` would begin before the year 1
+            raise InvalidInput(
+                [FieldError(field="to", message="is too early for a week's figures")]
+            ) from None
         if start > end:
             raise InvalidInput([FieldError(field="from", message="must not be after `to`")])
-        weeks = weeks_between(start, end)
+        too_many = [FieldError(field="from", message=f"at most {STATS_WEEKS_MAX} weeks at a time")]
+        if end - start > timedelta(weeks=STATS_WEEKS_MAX):  # before counting them, however many
+            raise InvalidInput(too_many)
+        try:
+            weeks = weeks_between(start, end)
+        except OverflowError:  # the week holding `to` would end after the year 9999
+            raise InvalidInput([FieldError(field="to", message="is too late for a week's figures")]) from None
         if len(weeks) > STATS_WEEKS_MAX:
-            raise InvalidInput(
-                [FieldError(field="from", message=f"at most {STATS_WEEKS_MAX} weeks at a time")]
-            )
+            raise InvalidInput(too_many)
         async with self._units.read() as unit:
             marks = await unit.activity.marks(user_id, weeks)
         return UserStats(user_id=user_id, weeks=week_stats(weeks, marks))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from contracts.identity import AccountClosed, AdministratorGranted, UserDeactivated, UserReactivated
 from contracts.tasks import TaskStatus
 from tests.modules.activity.conftest import Api, World
@@ -143,6 +145,23 @@ def test_weekly_figures_count_creations_completions_reopenings_and_the_median_ti
     )
     backwards = {"from": (monday + timedelta(weeks=2)).isoformat(), "to": monday.isoformat()}
     assert api.get("/api/v1/activity/stats", ada, status=422, **backwards)["errors"][0]["field"] == "from"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"to": "0001-02-05T09:57:18+06:38"}, "to"),  # twelve weeks before it: before the year 1
+        ({"to": "9999-12-30T00:00:00Z"}, "to"),  # its week ends after the year 9999
+        ({"from": "0001-01-01T00:00:00Z", "to": "9999-12-01T00:00:00Z"}, "from"),  # 520,000 weeks
+    ],
+)
+def test_figures_for_weeks_off_the_calendar_are_refused_naming_the_moment(
+    world: World, api: Api, query: dict[str, str], field: str
+) -> None:
+    ada = world.user("Ada")
+    refused = api.get("/api/v1/activity/stats", ada, status=422, **query)
+    assert refused["code"] == "request.invalid_input"
+    assert [e["field"] for e in refused["errors"]] == [field]
 
 
 def test_administrators_see_the_audit_feed_and_anyones_figures_others_do_not(world: World, api: Api) -> None:
