@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 import rich_click as click
@@ -144,7 +143,7 @@ def serve(host: str | None, port: int | None, workers: int | None, group: str | 
         )
         os.environ["TESSERA_SERVER__WORKERS"] = str(workers)
     if group is not None:
-        port = port or _port_of(settings, group)
+        port = port or settings.topology.port_of(group)
         os.environ["TESSERA_GROUP"] = group
     # The users' token key only where identity runs: every other group verifies with its public keys.
     identity_here = (
@@ -228,15 +227,6 @@ async def _ready_to_serve(composition: Composition) -> str | None:
     if deployment is None:
         raise click.ClickException("no deployment id is recorded yet: run `tessera db upgrade` first")
     return events_namespace(deployment)
-
-
-def _port_of(settings: Settings, group: str) -> int | None:
-    spec = settings.topology.groups.get(group)
-    if spec is None:
-        raise ConfigError(
-            f"topology.groups.{group}: no such group (groups: {sorted(settings.topology.groups)})"
-        )
-    return urlsplit(spec.url).port if spec.url else None
 
 
 @main.group()

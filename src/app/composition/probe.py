@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
 
 from app.kernel.config import ConfigError, load_settings
 
@@ -24,12 +22,8 @@ PROBES = ("live", "ready")
 def probe_url(which: str, environ: dict[str, str] | None = None) -> str:
     env = dict(os.environ if environ is None else environ)
     settings = load_settings(env)
-    port = settings.server.port
-    if group := env.get("TESSERA_GROUP"):
-        spec = settings.topology.groups.get(group)
-        if spec is None:
-            raise ConfigError(f"TESSERA_GROUP={group!r}: no such topology group")
-        port = urlsplit(spec.url).port or port
+    group = env.get("TESSERA_GROUP")
+    port = (settings.topology.port_of(group) if group else None) or settings.server.port
     return f"http://127.0.0.1:{port}/health/{which}"
 
 
@@ -43,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         url = probe_url(which)
         with urllib.request.urlopen(url, timeout=3) as answer:  # noqa: S310 - loopback, http only
             return 0 if answer.status == 200 else 1
-    except (OSError, urllib.error.URLError, ConfigError) as error:
+    except (OSError, ConfigError) as error:  # URLError is an OSError
         print(f"{which}: {error}", file=sys.stderr)
         return 1
 

@@ -61,10 +61,10 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _sqlite_file(database: Database) -> Path:
-    if database.dialect != "sqlite" or database.url.database in (None, "", ":memory:"):
+    if database.file is None:
         raise BackupError(
             f"{database.module}: on PostgreSQL back up the module's schema with "
             f"`pg_dump --format=custom --schema={database.schema or database.module}` "
             "and restore it with `pg_restore --clean` (README: Backups)"
         )
-    return Path(str(database.url.database))
+    return database.file

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -190,6 +191,13 @@ class GroupSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class TopologySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # No groups: every module in this one process. See config/split.toml for three processes.
     groups: dict[str, GroupSettings] = msgspec.field(default_factory=dict)
+
+    def port_of(self, group: str) -> int | None:
+        """The port ``group`` listens on, from its URL (None: the URL names none)."""
+        spec = self.groups.get(group)
+        if spec is None:
+            raise ConfigError(f"topology.groups.{group}: no such group (groups: {sorted(self.groups)})")
+        return urlsplit(spec.url).port if spec.url else None
 
 
 class RpcSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

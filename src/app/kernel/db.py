@@ -183,11 +183,16 @@ class Database:
     def dialect(self) -> str:
         return self.url.get_backend_name()
 
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file the module's data is in; None on a server or in memory."""
+        if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
+            return None
+        return Path(self.url.database)
+
     def exists(self) -> bool:
         """Whether there is a database to open: a SQLite file may not have been made yet."""
-        if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
-            return True
-        return Path(self.url.database).is_file()
+        return self.file is None or self.file.is_file()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
