@@ -48,9 +48,11 @@ _IDEMPOTENT_MARK = "__tessera_idempotent__"
 
 _CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
 # The same rule as a pattern, so that the API document says it: text without control characters.
-NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+# It ends in (?![\s\S]), not $: Python's $ also matches before a final newline, so "ab\n" passed
+# (schemathesis found it); the lookahead means the end of the text in Python and in ECMA alike.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*(?![\s\S])"
 # ... and holding at least one character that is not a space: a name.
-NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*(?![\s\S])"
 
 
 def refuse_control_characters(text: str, *, field: str) -> str:
