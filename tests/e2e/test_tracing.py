@@ -43,19 +43,22 @@ def _consumer_span(receiver: Receiver, trace_id: str) -> ReceivedSpan | None:
 
 
 def _whole_trace(receiver: Receiver, trace_id: str) -> dict[str, ReceivedSpan] | None:
-    """The trace's spans by id, once the consumer's span and all its ancestors up to the gateway arrived.
+    """The trace's spans by id, once the consumer's span, identity's server span and every
+    span's parent arrived (only the gateway's server span has its parent outside: the test's).
 
-    A process exports a span when it ends, so a parent (the publish span, ended after the
-    broker's acknowledgement) may arrive after its child.
+    A process exports a span when it ends, in batches, so a parent (the publish span, ended
+    after the broker's acknowledgement; identity's server span, ended after its queries)
+    may arrive after its child.
     """
-    consumed = _consumer_span(receiver, trace_id)
     trace = {s.span_id: s for s in receiver.spans if s.trace_id == trace_id}
-    if consumed is None or {s.service for s in trace.values()} < SERVICES:
-        return None
-    span = consumed
-    while span.parent_span_id in trace:
-        span = trace[span.parent_span_id]
-    return trace if (span.service, span.kind) == ("tessera-gateway", SERVER) else None
+    roots = [s for s in trace.values() if s.parent_span_id not in trace]
+    whole = (
+        _consumer_span(receiver, trace_id) is not None
+        and any(s.service == "tessera-identity" and s.kind == SERVER for s in trace.values())
+        and {s.service for s in trace.values()} >= SERVICES
+        and [(s.service, s.kind) for s in roots] == [("tessera-gateway", SERVER)]
+    )
+    return trace if whole else None
 
 
 def test_a_request_and_the_notification_it_causes_are_one_trace(tmp_path: Path) -> None:
