@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck imports pytest lock bench image clean
+.PHONY: run test lint typecheck imports contracts pytest lock bench image clean
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ run: $(STAMP)  ## migrate and serve on http://127.0.0.1:8000 (profile "dev" unle
 	TESSERA_PROFILE=$${TESSERA_PROFILE:-dev} $(BIN)/tessera db upgrade
 	TESSERA_PROFILE=$${TESSERA_PROFILE:-dev} $(BIN)/tessera serve
 
-test: lint typecheck imports pytest  ## everything CI checks
+test: lint typecheck imports contracts pytest  ## everything CI checks
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests migrations
@@ -31,6 +31,9 @@ typecheck: $(STAMP)
 
 imports: $(STAMP)
 	$(BIN)/lint-imports
+
+contracts: $(STAMP)  ## each contract against its snapshot: a change needs the version (and snapshot) it calls for
+	$(BIN)/tessera contracts check
 
 pytest: $(STAMP)
 	$(BIN)/pytest

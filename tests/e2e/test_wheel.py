@@ -65,6 +65,7 @@ def test_the_wheel_installs_and_serves_from_any_directory(tmp_path: Path) -> Non
     tessera = str(target / "bin" / "tessera")
     env = clean_env(TESSERA_PROFILE="dev", TESSERA_SECURITY__PASSWORD_HASH__MEMORY_KIB="8192")
     _run(tessera, "db", "upgrade", cwd=elsewhere, env=env)
+    _run(tessera, "contracts", "check", cwd=elsewhere, env=env)  # the snapshots ship with the contracts
     port = free_port()
     server = subprocess.Popen(
         [tessera, "serve", "--port", str(port)],

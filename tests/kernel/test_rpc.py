@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import jwt
+import msgspec
 import pytest
 from litestar import Litestar
 
@@ -42,6 +43,26 @@ class Unlucky(ContractError):
     title = "Unlucky"
 
 
+class Tag(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+
+
+class Card(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    text: str
+    tags: list[Tag]
+
+
+class NewerTag(msgspec.Struct, frozen=True, kw_only=True):  # as a callee at echo 2.2 has them
+    name: str
+    colour: str
+
+
+class NewerCard(msgspec.Struct, frozen=True, kw_only=True):
+    text: str
+    tags: list[NewerTag]
+    pinned: bool
+
+
 @runtime_checkable
 class EchoApi(Protocol):
     @idempotent
@@ -54,6 +75,9 @@ class EchoApi(Protocol):
 
     @idempotent
     async def context(self) -> list[str]: ...
+
+    @idempotent
+    async def card(self, text: str) -> Card: ...
 
 
 ECHO: Contract[EchoApi] = Contract(name="echo", version="2.1", api=EchoApi, errors=(Unlucky,))
@@ -93,6 +117,11 @@ class Echo(EchoApi):
     async def whoami(self, principal: Principal) -> str:
         await self._enter("whoami")
         return str(principal.user_id)
+
+    async def card(self, text: str) -> Card:
+        await self._enter("card")
+        # What a callee at a newer minor version answers.
+        return NewerCard(text=text, tags=[NewerTag(name="a", colour="red")], pinned=True)  # type: ignore[return-value]
 
     async def context(self) -> list[str]:
         await self._enter("context")
@@ -274,6 +303,11 @@ class TestContract:
         with pytest.raises(Unlucky) as raised:
             await client.read("13")
         assert raised.value.detail == "thirteen"
+
+    async def test_a_newer_minor_version_s_added_fields_reach_an_older_caller_left_out(
+        self, client: EchoApi
+    ) -> None:
+        assert await client.card("hello") == Card(text="hello", tags=[Tag(name="a")])
 
     def test_an_incompatible_major_version_is_refused_clearly(self, echo_server: str) -> None:
         response = _post(echo_server, _token(), version="3.0")

@@ -20,6 +20,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from app.composition.container import Composition, CompositionError, compose
+from app.kernel import surface
 from app.kernel.backups import BackupError, back_up
 from app.kernel.backups import restore as restore_backup
 from app.kernel.config import ConfigError, GroupSettings, Settings, load_settings
@@ -411,6 +412,55 @@ def _provider_of(contract_name: str) -> str:
     from app.composition.catalog import MODULES
 
     return next(m.name for m in MODULES if m.provides.name == contract_name)
+
+
+@main.group()
+def contracts() -> None:
+    """Each contract's public surface against its snapshot: the breaking-change gate."""
+
+
+def _contracts(names: Sequence[str]) -> list[Any]:
+    from app.composition.catalog import MODULES
+
+    provided = {m.provides.name: m.provides for m in MODULES}
+    unknown = sorted(set(names) - provided.keys())
+    if unknown:
+        raise click.ClickException(
+            f"no contract {', '.join(unknown)} (contracts: {', '.join(sorted(provided))})"
+        )
+    return [provided[n] for n in sorted(names or provided)]
+
+
+def _report(verdicts: Sequence[surface.Verdict]) -> None:
+    for verdict in verdicts:
+        status = "ok" if verdict.ok else "FAILED"
+        click.echo(f"{verdict.contract} {verdict.version} ({verdict.snapshot.name}): {status}")
+        for change in verdict.changes:
+            click.echo(f"  {change}")
+        if verdict.problem:
+            click.echo(f"  -> {verdict.problem}")
+
+
+@contracts.command("check")
+@click.argument("names", nargs=-1, metavar="[CONTRACT]...")
+@_reports_errors
+def contracts_check(names: tuple[str, ...]) -> None:
+    """Fail (exit 1) if a contract changed without the version and snapshot its change needs."""
+    verdicts = [surface.check(contract) for contract in _contracts(names)]
+    _report(verdicts)
+    if not all(v.ok for v in verdicts):
+        raise SystemExit(1)
+
+
+@contracts.command("snapshot")
+@click.argument("names", nargs=-1, metavar="[CONTRACT]...")
+@_reports_errors
+def contracts_snapshot(names: tuple[str, ...]) -> None:
+    """Write each contract's surface beside the contracts, if its version covers its changes."""
+    verdicts = [surface.write_snapshot(contract) for contract in _contracts(names)]
+    _report(verdicts)
+    if not all(v.ok for v in verdicts):
+        raise SystemExit(1)
 
 
 @main.group()

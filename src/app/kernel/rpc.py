@@ -434,7 +434,7 @@ class _RemoteCall:
         if breaker.record_status(response.status_code):
             raise _Transient(f"HTTP {response.status_code}")
         if response.status_code == 200:
-            return msgspec.json.decode(response.content, type=self._method.returns)
+            return _read_result(response.content, self._method.returns)
         if response.status_code == 401 and KEYS_NOT_LEARNT in response.text:
             # Refused before it ran: the callee has not fetched this group's keys yet (this
             # process called while it was still starting, before it could serve them).
@@ -474,6 +474,39 @@ class _RemoteCall:
                 wire.detail,
             )
             return DependencyUnavailable(f"The {self._contract.name} service cannot take this call now.")
+
+
+def _read_result(content: bytes, hint: Any) -> Any:
+    """The callee's answer as this caller's contract describes it.
+
+    A callee at a newer minor version may answer with fields this caller does not know yet
+    (a compatible change, ``tessera contracts check``): they are left out, as an event's
+    consumer leaves them out, instead of failing on the records' refusal of unknown fields.
+    """
+    try:
+        return msgspec.json.decode(content, type=hint)
+    except msgspec.ValidationError as exc:
+        if "unknown field" not in str(exc):
+            raise
+    return msgspec.convert(_known(msgspec.json.decode(content), msgspec.inspect.type_info(hint)), hint)
+
+
+def _known(value: Any, info: msgspec.inspect.Type) -> Any:
+    """``value`` (JSON as builtins) without the object fields ``info`` does not declare, at any depth."""
+    if isinstance(info, msgspec.inspect.StructType) and isinstance(value, dict):
+        fields = {f.encode_name: f.type for f in info.fields}
+        return {k: _known(v, fields[k]) for k, v in value.items() if k in fields or k == info.tag_field}
+    if isinstance(info, msgspec.inspect.UnionType) and isinstance(value, dict):
+        structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+        tagged = [t for t in structs if t.tag_field is not None and value.get(t.tag_field) == t.tag]
+        return _known(value, (tagged or structs)[0]) if len(tagged or structs) == 1 else value
+    if isinstance(info, msgspec.inspect.DictType) and isinstance(value, dict):
+        return {k: _known(v, info.value_type) for k, v in value.items()}
+    if isinstance(info, msgspec.inspect.TupleType) and isinstance(value, list):
+        return [_known(v, t) for v, t in zip(value, info.item_types, strict=False)]
+    if isinstance(value, list) and hasattr(info, "item_type"):
+        return [_known(v, info.item_type) for v in value]
+    return value
 
 
 def _retry_after(response: httpx.Response) -> float:
