@@ -125,6 +125,31 @@ def postgres_url() -> Iterator[str]:
     run_async(drop_schemas(*schemas))
 
 
+async def drop_roles(*roles: str) -> None:
+    """Drop roles and everything they own in the test database (a module role owns its schema)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for role in roles:
+            if await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                await connection.execute(f'DROP OWNED BY "{role}" CASCADE')
+                await connection.execute(f'DROP ROLE "{role}"')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def role_prefix(postgres_url: str) -> Iterator[str]:
+    """A prefix for this test's module roles (``database.role_prefix``): roles are cluster-wide
+    and the server is shared, so each test's are its own, dropped when it ends."""
+    from app.composition.catalog import MODULES
+
+    prefix = f"t{secrets.token_hex(4)}_"
+    yield prefix
+    run_async(drop_roles(*(prefix + m.name for m in MODULES)))
+
+
 @pytest.fixture
 def postgres_settings(tmp_path: Path, postgres_url: str) -> Settings:
     settings = make_settings(tmp_path / "data")

@@ -28,7 +28,7 @@ ROUNDS = int(os.environ.get("TESSERA_TEST_LOAD_ROUNDS", "3"))  # requests per cl
 BUDGET = 80  # database.max_connections, the default
 
 
-def production_env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
+def production_env(tmp_path: Path, database_url: str | None, role_prefix: str = "") -> dict[str, str]:
     key = tmp_path / "signing.key"
     key.write_text(secrets.token_urlsafe(48))
     key.chmod(0o600)
@@ -38,14 +38,16 @@ def production_env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
         TESSERA_SERVER__HOST="127.0.0.1",  # the profile binds every interface; tests stay on loopback
         TESSERA_SECURITY__SIGNING_KEY_FILE=str(key),
         **({"TESSERA_DATABASE__URL": database_url} if database_url else {}),
+        **({"TESSERA_DATABASE__ROLE_PREFIX": role_prefix} if role_prefix else {}),
     )
 
 
 @pytest.mark.postgres
 def test_two_workers_under_256_connections_answer_without_a_server_error(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, postgres_url: str, role_prefix: str
 ) -> None:
-    statuses, peak = _serve_and_load(production_env(tmp_path, postgres_url), tmp_path)
+    """... each module working as its own role, as the profile has it."""
+    statuses, peak = _serve_and_load(production_env(tmp_path, postgres_url, role_prefix), tmp_path)
     assert statuses["201"] == CLIENTS * ROUNDS, statuses
     assert sorted(statuses) == ["200", "201"], statuses  # nothing else, and no status >= 500
     assert 0 < peak <= BUDGET  # it held connections, never more than its budget

@@ -174,6 +174,8 @@ class Composition:
 
         ``on_migrated`` is told each module's name once its database is done (a progress bar).
         """
+        for composed in self.modules:  # (every module's: the deployment is read from them all)
+            await composed.migrations.prepare()
         deployment = await self.deployment() or uuid.uuid4()
         for composed in self.modules:
             if module is None or composed.name == module:

@@ -18,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -179,6 +179,11 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_connections: int = 80
     pool_timeout_seconds: float = 5.0  # a request waits this long for a connection, then 503
     modules: dict[str, ModuleDatabaseSettings] = msgspec.field(default_factory=dict)
+    # PostgreSQL: each module works as a role of its own (role_prefix + module), which owns the
+    # module's schema and may use no other; `tessera db upgrade` makes it. The URL's user must
+    # be allowed to create roles (or the roles made beforehand, each granted to that user).
+    module_roles: bool = False
+    role_prefix: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,40}$")] = "tessera_"
 
 
 class GroupSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -120,18 +120,28 @@ class Database:
         "engine",
         "module",
         "pool_size",
+        "role",
         "schema",
         "url",
         "waiting",
     )
 
     def __init__(
-        self, *, module: str, url: URL, echo: bool = False, pool_size: int = 5, pool_timeout: float = 30.0
+        self,
+        *,
+        module: str,
+        url: URL,
+        echo: bool = False,
+        pool_size: int = 5,
+        pool_timeout: float = 30.0,
+        role: str | None = None,
     ) -> None:
         self.module = module
         self.url = url
         self.pool_size = pool_size
         self.schema = module if url.get_backend_name() == "postgresql" else None
+        # PostgreSQL: the role the module works as (owner of its schema, nothing else); None: the URL's user.
+        self.role = role if self.schema is not None else None
         on_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
         writers = min(pool_size, SQLITE_WRITE_CONNECTIONS) if on_file else pool_size
         # The most connections the module holds: its pool, or on a SQLite file its two pools.
@@ -145,6 +155,7 @@ class Database:
             pool_size=writers,
             pool_timeout=pool_timeout,
             application_name=f"tessera:{module}",
+            role=self.role,
         )
         self._reads = (
             _inline_reader(url, echo=echo, pool_size=pool_size, pool_timeout=pool_timeout)
@@ -177,6 +188,7 @@ class Database:
             echo=settings.database.echo,
             pool_size=pool_size or settings.database.pool_size,
             pool_timeout=settings.database.pool_timeout_seconds,
+            role=settings.database.role_prefix + module if settings.database.module_roles else None,
         )
 
     @property
@@ -336,7 +348,14 @@ class Database:
 
 
 def _create_engine(
-    url: URL, *, schema: str | None, echo: bool, pool_size: int, pool_timeout: float, application_name: str
+    url: URL,
+    *,
+    schema: str | None,
+    echo: bool,
+    pool_size: int,
+    pool_timeout: float,
+    application_name: str,
+    role: str | None = None,
 ) -> AsyncEngine:
     # A fixed pool as large as the concurrency it serves: opening connections per request
     # (a thread each on aiosqlite, a TLS context each on asyncpg) dominated under load, and
@@ -356,6 +375,8 @@ def _create_engine(
     server_settings = {"application_name": application_name}  # who holds what, in pg_stat_activity
     if schema is not None:
         server_settings["search_path"] = schema
+    if role is not None:  # SET ROLE from the first statement on: the module's privileges, no more
+        server_settings["role"] = role
     options["connect_args"] = {"server_settings": server_settings}
     return create_async_engine(url, **options)
 

@@ -61,10 +61,17 @@ class Migrations:
 
         return ScriptDirectory.from_config(self.config()).get_current_head()
 
+    async def prepare(self) -> None:
+        """What must exist before the module's own connections can open: on PostgreSQL with
+        ``database.module_roles``, its role, owning its schema. Nothing otherwise."""
+        if self.database.role is not None:
+            await _give_schema_to_role(self.database)
+
     async def upgrade(self, revision: str = "head") -> None:
         """Bring the database up to ``revision``; running it again changes nothing."""
+        await self.prepare()
         async with self.database.engine.begin() as connection:
-            if self.database.schema is not None:
+            if self.database.schema is not None and self.database.role is None:  # (a role's: made above)
                 await connection.execute(CreateSchema(self.database.schema, if_not_exists=True))
             await connection.run_sync(self._run, "upgrade", revision)
 
@@ -117,3 +124,48 @@ def run_env(context: Any, target_metadata: MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+async def _give_schema_to_role(database: Database) -> None:
+    """Make the module's role if it is missing, and give it the module's schema and all in it.
+
+    As the URL's user, who must be allowed to: the role owns the schema (migrations run as
+    it), may use no other schema, and cannot log in; the URL's user is made a member so
+    that its connections may act as it. Tables made before the module had a role change hands.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    role, schema = database.role, database.schema
+    assert role is not None
+    assert schema is not None
+    administrator = create_async_engine(database.url, poolclass=NullPool)
+    try:
+        async with administrator.begin() as connection:
+            found = await connection.execute(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+            )
+            if found.scalar() is None:
+                await connection.exec_driver_sql(f'CREATE ROLE "{role}" NOLOGIN')
+            user = (await connection.execute(text("SELECT current_user"))).scalar_one()
+            if user != role:
+                await connection.exec_driver_sql(f'GRANT "{role}" TO "{user}"')
+            await connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{role}"')
+            await connection.exec_driver_sql(f'ALTER SCHEMA "{schema}" OWNER TO "{role}"')
+            others = await connection.execute(text(_NOT_THE_ROLES), {"schema": schema, "role": role})
+            for (name,) in others:
+                await connection.exec_driver_sql(f'ALTER TABLE "{schema}"."{name}" OWNER TO "{role}"')
+    finally:
+        await administrator.dispose()
+
+
+# The schema's tables, views and free-standing sequences another role owns (a table's own
+# sequences and indexes change hands with it).
+_NOT_THE_ROLES = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND pg_get_userbyid(c.relowner) <> :role
+  AND (c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       OR (c.relkind = 'S' AND NOT EXISTS (
+             SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))))
+"""
