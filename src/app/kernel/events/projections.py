@@ -4,10 +4,8 @@ A :class:`Projection` turns a batch of stored events into writes to its own tabl
 :class:`Projector` runs a module's projections as catch-up subscriptions over the store's
 positions: each round reads the events after the projection's checkpoint and applies them
 *in the transaction that moves the checkpoint*, so a crash never applies an event twice
-nor skips one. An append in this process is applied in the append's own transaction to each
-projection that had seen everything before it (what was just written is not read back);
-a projection that was behind, or whose batch failed, catches up once the append commits.
-Appends made by other processes are found by polling.
+nor skips one. It wakes when an append commits in this process and polls for appends made
+by others.
 
 A rebuild builds a projection afresh from position 0 into *shadow* tables beside the live
 ones, then, in one transaction, catches the shadow up to the store's head, copies it over
@@ -26,7 +24,6 @@ from sqlalchemy import Column, Index, MetaData, Table, UniqueConstraint, delete,
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.kernel.clock import utcnow
-from app.kernel.db import Database
 from app.kernel.events.store import EventStore, StoredEvent
 from app.kernel.events.tables import checkpoints
 from app.kernel.refresher import Refresher
@@ -34,6 +31,8 @@ from app.kernel.telemetry.metrics import PROJECTION_EVENTS, PROJECTION_LAG
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from app.kernel.db import Database
 
 __all__ = ("Projection", "ProjectionStatus", "Projector")
 
@@ -96,11 +95,11 @@ class Projector:
         self._projections = {p.name: p for p in projections}
         self._batch = batch
         # Catching up runs at once, every poll (another process's appends), and as soon as an
-        # append here commits that was not applied in its own transaction.
+        # append commits here.
         self._refresher = Refresher(
             f"{database.module} projections", self.catch_up, interval=lambda _failing: poll_seconds
         )
-        store.on_appending(self._apply_appended)
+        store.on_append(self._refresher.wake)
 
     @property
     def module(self) -> str:
@@ -168,35 +167,6 @@ class Projector:
             total += len(events)
             if len(events) < self._batch:
                 return total
-
-    async def _apply_appended(
-        self, connection: AsyncConnection, after: int, events: Sequence[StoredEvent]
-    ) -> None:
-        """Apply an append, in its transaction, to each projection whose checkpoint is ``after``.
-
-        All of them or none, in a savepoint: a projection that raises never fails the append
-        (its catch-up meets the error instead and retries).
-        """
-        applied: list[str] = []
-        try:
-            async with connection.begin_nested():
-                for name, projection in self._projections.items():
-                    if await _hold_checkpoint(connection, name) == after:
-                        await projection.apply(connection, events)
-                        await _move_checkpoint(connection, name, events[-1].position)
-                        applied.append(name)
-        except Exception:
-            log.exception("%s projections: an append could not be applied with it; catching up", self.module)
-            applied = []
-        if len(applied) < len(self._projections):
-            Database.after_commit(connection, self._refresher.wake)
-
-        def count() -> None:
-            for name in applied:
-                PROJECTION_EVENTS.labels(self.module, name).inc(len(events))
-                PROJECTION_LAG.labels(self.module, name).set(0)  # as far as this process knows
-
-        Database.after_commit(connection, count)
 
     # -- rebuild ----------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ lock: one appender at a time, positions committed in order. SQLite has one write
 from __future__ import annotations
 
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -30,7 +30,7 @@ from app.kernel.events.tables import stored_events
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ("Appending", "EventStore", "NewEvent", "StoredEvent", "StreamConflict")
+__all__ = ("EventStore", "NewEvent", "StoredEvent", "StreamConflict")
 
 _COLUMNS = (
     stored_events.c.position,
@@ -72,32 +72,20 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]  # as stored: sealed values still sealed
 
 
-Appending = Callable[["AsyncConnection", int, Sequence["StoredEvent"]], Awaitable[None]]
-"""Told of an append in its transaction: (the connection, the head before it, the events as stored)."""
-
-
 class EventStore:
     """One module's event store. Every method works in the unit of work the caller has open."""
 
-    __slots__ = ("_appending", "_database", "_listeners", "_lock")
+    __slots__ = ("_database", "_listeners", "_lock")
 
     def __init__(self, *, database: Database) -> None:
         self._database = database
         self._listeners: list[Callable[[], None]] = []
-        self._appending: list[Appending] = []
         # One advisory lock per store: its schema's name, hashed to the lock's 64-bit key space.
         self._lock = zlib.crc32(f"tessera.event_store.{database.schema or database.module}".encode())
 
     def on_append(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` each time an append has committed (a projector waking up)."""
         self._listeners.append(listener)
-
-    def on_appending(self, hook: Appending) -> None:
-        """Await ``hook`` in each append's own transaction, once its events are written.
-
-        A projector applies them there and then, instead of reading back what was just written.
-        """
-        self._appending.append(hook)
 
     async def append(
         self, connection: AsyncConnection, stream: str, events: Sequence[NewEvent], *, expected_version: int
@@ -127,46 +115,22 @@ class EventStore:
             if actual[stream] != expected:
                 raise StreamConflict(stream, expected, actual[stream])
         now = utcnow()
-        planned = [
-            (stream, expected + offset, event, msgspec.json.encode(event.data).decode())
-            for stream, (expected, events) in appends.items()
-            for offset, event in enumerate(events, start=1)
-        ]
-        rows = [
-            {
-                "stream": stream,
-                "version": version,
-                "event_id": event.event_id,
-                "event_type": event.event_type,
-                "occurred_at": event.occurred_at,
-                "recorded_at": now,
-                "data": data,
-            }
-            for stream, version, event, data in planned
-        ]
-        if not self._appending:
-            await connection.execute(insert(stored_events), rows)
-        else:  # the hooks are told the positions: the insert returns them, in the rows' order
-            head = await self.head(connection)
-            statement = insert(stored_events).returning(
-                stored_events.c.position, sort_by_parameter_order=True
-            )
-            positions = (await connection.execute(statement, rows)).scalars().all()
-            stored = [
-                StoredEvent(
-                    position=position,
-                    stream=stream,
-                    version=version,
-                    event_id=event.event_id,
-                    event_type=event.event_type,
-                    occurred_at=event.occurred_at.astimezone(UTC),
-                    recorded_at=now,
-                    data=msgspec.json.decode(data),  # as a reader of the store would see it
-                )
-                for position, (stream, version, event, data) in zip(positions, planned, strict=True)
-            ]
-            for hook in self._appending:
-                await hook(connection, head, stored)
+        await connection.execute(
+            insert(stored_events),
+            [
+                {
+                    "stream": stream,
+                    "version": expected + offset,
+                    "event_id": event.event_id,
+                    "event_type": event.event_type,
+                    "occurred_at": event.occurred_at,
+                    "recorded_at": now,
+                    "data": msgspec.json.encode(event.data).decode(),
+                }
+                for stream, (expected, events) in appends.items()
+                for offset, event in enumerate(events, start=1)
+            ],
+        )
         for listener in self._listeners:
             Database.after_commit(connection, listener)
 
