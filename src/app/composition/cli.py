@@ -414,6 +414,46 @@ def _provider_of(contract_name: str) -> str:
     return next(m.name for m in MODULES if m.provides.name == contract_name)
 
 
+@main.command()
+@click.argument("module_name", metavar="MODULE")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write the plan (PLAN.md), topology.toml, compose.yml and a kustomize overlay here.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(10, 10_000),
+    default=300,
+    show_default=True,
+    help="Remote calls timed to measure one's cost here.",
+)
+@_reports_errors
+def extract(module_name: str, out: Path | None, samples: int) -> None:
+    """Plan moving MODULE into a process of its own: what crosses, what it costs, what moves, the steps.
+
+    Writes nothing without --out. Exit 2 when the module cannot be extracted (the reason is printed).
+    """
+    from app.composition import extraction
+    from app.composition.catalog import MODULES
+
+    settings = load_settings()
+    try:
+        extraction.plan_extraction(settings, MODULES, module_name, cost=None)  # refuse before measuring
+    except extraction.Refused as refused:
+        click.echo(f"Refused: {refused}", err=True)
+        raise SystemExit(2) from None
+    cost = extraction.measure_remote_call(samples)
+    plan = extraction.plan_extraction(settings, MODULES, module_name, cost=cost)
+    click.echo(extraction.markdown(plan))
+    if out is not None:
+        for path, text in extraction.artefacts(plan, out).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            click.echo(f"wrote {path}", err=True)
+
+
 @main.group()
 def contracts() -> None:
     """Each contract's public surface against its snapshot: the breaking-change gate."""

@@ -81,12 +81,30 @@ def proxy_routes(
 
 def _public_paths(controller: Any) -> list[str]:
     """The full paths a module's controller (or route handler) serves."""
+    return [path for _, path in _public_routes(controller)]
+
+
+def public_routes(module: Module) -> list[str]:
+    """Each public route a module serves, as ``METHOD /path``."""
+    return sorted(
+        f"{method} {path}"
+        for controller in module.routes
+        for methods, path in _public_routes(controller)
+        for method in sorted(methods)
+    )
+
+
+def _public_routes(controller: Any) -> list[tuple[set[str], str]]:
     base = f"{API_PREFIX}{getattr(controller, 'path', '')}".rstrip("/")
     found = (
         [getattr(controller, name, None) for name in dir(controller)] if isinstance(controller, type) else []
     )
     handlers = [h for h in found if isinstance(h, HTTPRouteHandler)] or [controller]
-    return [f"{base}{path}".rstrip("/") or "/" for handler in handlers for path in handler.paths]
+    return [
+        (set(handler.http_methods), f"{base}{path}".rstrip("/") or "/")
+        for handler in handlers
+        for path in handler.paths
+    ]
 
 
 def proxy_route(
