@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from app.composition.container import Composition, compose
 from app.composition.web import create_app
-from app.kernel.config import PasswordHashSettings, Secret, Settings, ThrottleSettings
+from app.kernel.config import PasswordHashSettings, Secret, Settings, ThrottleSettings, load_settings
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T = TypeVar("T")
@@ -42,6 +42,8 @@ def make_settings(data_dir: Path, **sections: Any) -> Settings:
         password_hash=CHEAP_HASHING,
     )
     sections.setdefault("throttle", GENEROUS_THROTTLES)
+    if "TESSERA_CONFIG" in os.environ:  # under `tessera simulate -- pytest ...`: the tests meet its network
+        sections.setdefault("simulate", load_settings().simulate)
     return msgspec.structs.replace(base, security=security, **sections)
 
 

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -452,6 +453,73 @@ def extract(module_name: str, out: Path | None, samples: int) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             click.echo(f"wrote {path}", err=True)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--remote",
+    required=True,
+    help="The groups that would run apart, comma-separated, each its modules joined by '+' "
+    "(identity+accounts,tasks); the other modules stay together.",
+)
+@click.option(
+    "--latency-ms", type=float, default=None, help="Each crossing's latency [default: measured here]."
+)
+@click.option(
+    "--failure-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="The share of crossings that fail (dependency.unavailable).",
+)
+@click.option(
+    "--gateway/--no-gateway",
+    default=True,
+    show_default=True,
+    help="Public API requests cross a pure gateway first.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@_reports_errors
+def simulate(
+    remote: str, latency_ms: float | None, failure_rate: float, gateway: bool, command: tuple[str, ...]
+) -> None:
+    """Run COMMAND (`tessera serve`, a benchmark, pytest) as if the modules were split: in one process,
+    each call between groups crossing a simulated network (strict boundary, latency, failures).
+
+    The latency is drawn from one remote call's, measured here on the spot, unless --latency-ms.
+    """
+    from app.composition import extraction
+    from app.composition.catalog import MODULES
+
+    groups = [g.strip() for g in remote.split(",") if g.strip()]
+    names = {m.name for m in MODULES}
+    if unknown := sorted({m for g in groups for m in g.split("+")} - names):
+        raise click.ClickException(
+            f"--remote: no module {', '.join(unknown)} (modules: {', '.join(sorted(names))})"
+        )
+    if latency_ms is not None:
+        latencies = [latency_ms]
+    else:
+        cost = extraction.measure_remote_call()
+        latencies = list(cost.latencies_ms)
+        click.echo(
+            f"one remote call, measured here: {cost.p50_ms:.2f} ms p50 / {cost.p99_ms:.2f} ms p99", err=True
+        )
+    simulation = {
+        "remote": groups,
+        "gateway": gateway,
+        "latencies_ms": latencies,
+        "failure_rate": failure_rate,
+    }
+    # A TOML layer on top of the command's configuration (these values are written alike in JSON).
+    section = "".join(f"{key} = {json.dumps(value)}\n" for key, value in simulation.items())
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="tessera-simulate-") as config:
+        config.write(f"[simulate]\n{section}")
+        config.flush()
+        layers = [p for p in os.environ.get("TESSERA_CONFIG", "").split(os.pathsep) if p] + [config.name]
+        environment = {**os.environ, "TESSERA_CONFIG": os.pathsep.join(layers)}
+        # The operator's own command, run as they typed it (no shell).
+        raise SystemExit(subprocess.run(list(command), env=environment, check=False).returncode)  # noqa: S603
 
 
 @main.group()

@@ -18,6 +18,7 @@ from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, 
 from app.kernel.events.projections import Projector
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
+from app.kernel.rpc import SimulatedNetwork, simulated
 from app.kernel.sagas import Orchestrator
 from app.kernel.security import AccessTokens, RevokedSessions
 from app.kernel.signing_keys import JWKS_PATH, PublishedKeys
@@ -85,6 +86,7 @@ class Composition:
         "contracts",
         "events",
         "modules",
+        "network",
         "placement",
         "published_keys",
         "remotes",
@@ -104,9 +106,11 @@ class Composition:
         revoked_sessions: RevokedSessions | None,
         published_keys: PublishedKeys | None,
         contracts: Mapping[str, providers.Provider[Any]],
+        network: SimulatedNetwork | None = None,
     ) -> None:
         self.settings = settings
         self.contracts = contracts
+        self.network = network  # `simulate`: the network this process pretends its calls cross
         self.revoked_sessions = revoked_sessions
         self.published_keys = published_keys
         self.container = container
@@ -249,8 +253,10 @@ def compose(
     kernel = AppContainer(settings=providers.Object(settings), access_tokens=providers.Object(tokens))
     composed = _build(settings, placement)
     contracts = _implementations(composed, remotes, external or {})
+    simulation = _Simulation.of(settings, composed)
     for target in composed:
-        _wire(target, kernel, contracts)
+        _wire(target, kernel, simulation.as_seen_from(target.name, contracts))
+    contracts = simulation.as_seen_from(None, contracts)  # the web pages', in the gateway if there is one
     return Composition(
         settings=settings,
         container=kernel,
@@ -261,6 +267,7 @@ def compose(
         revoked_sessions=_revoked_sessions(settings, contracts) if composed or settings.ui.enabled else None,
         published_keys=published,
         contracts=contracts,
+        network=simulation.network,
     )
 
 
@@ -309,6 +316,38 @@ def _implementations(
     }
     found.update({m.module.provides.name: m.api for m in composed})
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Simulation:
+    """``simulate``: which calls would cross a network in the split this process pretends to be."""
+
+    network: SimulatedNetwork | None
+    group_of: Mapping[str, str]  # module -> its simulated group ("" : the modules that stay together)
+    provided: Mapping[str, tuple[Contract[Any], str]]  # contract name -> (contract, module)
+    gateway: bool
+
+    @classmethod
+    def of(cls, settings: Settings, composed: Sequence[ComposedModule]) -> _Simulation:
+        simulate = settings.simulate
+        network = SimulatedNetwork(simulate.latencies_ms, simulate.failure_rate) if simulate.remote else None
+        provided = {m.module.provides.name: (m.module.provides, m.name) for m in composed}
+        return cls(network, simulate.groups(), provided, simulate.gateway)
+
+    def as_seen_from(
+        self, caller: str | None, contracts: Mapping[str, providers.Provider[Any]]
+    ) -> dict[str, providers.Provider[Any]]:
+        """``contracts`` as module ``caller`` (None: the web pages) would reach them in the split."""
+        if self.network is None:
+            return dict(contracts)
+        # The web pages (caller None) run in the gateway, or with the modules that stay together.
+        pages = None if self.gateway else ""
+        here = pages if caller is None else self.group_of.get(caller, "")
+        seen = dict(contracts)
+        for name, (contract, module) in self.provided.items():
+            if name in seen and self.group_of.get(module, "") != here:
+                seen[name] = providers.Singleton(simulated, contract, contracts[name], self.network)
+        return seen
 
 
 def _wire(

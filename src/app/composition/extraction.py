@@ -56,6 +56,7 @@ class RemoteCallCost:
     samples: int
     p50_ms: float
     p99_ms: float
+    latencies_ms: tuple[float, ...] = ()  # each call's, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +211,9 @@ def measure_remote_call(samples: int = 300) -> RemoteCallCost:
     app = Litestar(
         route_handlers=[internal_router(_PING, lambda: _Ping(), tokens=callee)], openapi_config=None
     )
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, log_level="warning", lifespan="off", access_log=False
+    )
     server = uvicorn.Server(config)
     quiet = logging.getLogger("httpx")  # a line per call otherwise
     level, quiet.level = quiet.level, logging.WARNING
@@ -254,6 +257,7 @@ def measure_remote_call(samples: int = 300) -> RemoteCallCost:
         samples=samples,
         p50_ms=statistics.median(took),
         p99_ms=took[min(len(took) - 1, int(len(took) * 0.99))],
+        latencies_ms=tuple(round(t, 3) for t in took),
     )
 
 

@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 from litestar import HttpMethod, Request, Response, route
+from litestar.enums import ScopeType
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from app.kernel.context import REQUEST_ID_HEADER, current_context
 from app.kernel.module import API_PREFIX, Module
-from app.kernel.rpc import RemoteGroup
+from app.kernel.problems import PROBLEM_MEDIA_TYPE, TYPE_PREFIX, Problem
+from app.kernel.rpc import RemoteGroup, SimulatedNetwork
 from app.kernel.security import public
 from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import DependencyUnavailable
@@ -189,3 +193,40 @@ async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         await answer.aclose()
+
+
+class SimulatedGateway:
+    """ASGI: ``simulate`` with a gateway. Each public API request first crosses the simulated
+    network, as a pure gateway's proxy hop would; a failed crossing answers 503, as the
+    gateway does when the group behind it does not."""
+
+    def __init__(self, app: ASGIApp, network: SimulatedNetwork) -> None:
+        self._app = app
+        self._network = network
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["path"].startswith(API_PREFIX):
+            try:
+                await self._network.cross("gateway")
+            except DependencyUnavailable as unavailable:
+                problem = Problem(
+                    type=f"{TYPE_PREFIX}{unavailable.code}",
+                    title=unavailable.title,
+                    status=503,
+                    code=unavailable.code,
+                    detail=unavailable.detail,
+                    instance=scope["path"],
+                    correlation_id=current_context().correlation_id,
+                )
+                body = msgspec.json.encode(problem)
+                headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"retry-after", b"1")]
+                start: HTTPResponseStartEvent = {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": headers,
+                }
+                end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+                await send(start)
+                await send(end)
+                return
+        await self._app(scope, receive, send)

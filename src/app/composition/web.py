@@ -19,7 +19,7 @@ from litestar.types import Message, Scope
 
 from app.composition.container import ComposedModule, Composition, compose
 from app.composition.edge import AllowedHosts, cors, security_headers
-from app.composition.gateway import proxy_route, proxy_routes
+from app.composition.gateway import SimulatedGateway, proxy_route, proxy_routes
 from app.composition.health import HealthController
 from app.composition.openapi import DOCS_PATH, docs_router, document
 from app.composition.ops import OPS, LocalOps, OpsApi, ops_of_every_group
@@ -93,6 +93,8 @@ def create_app(composition: Composition | None = None) -> Litestar:
     # Outermost, so that 404s, 405s and auth failures are measured and carry the correlation id too.
     measure, log_requests = settings.metrics.enabled, settings.server.request_log
     handler = app.asgi_handler
+    if composition.network is not None and settings.simulate.gateway:
+        handler = SimulatedGateway(handler, composition.network)
     if AllowedHosts.needed(settings.server.allowed_hosts):
         handler = AllowedHosts(handler, settings.server.allowed_hosts)
     if measure or log_requests:

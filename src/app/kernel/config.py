@@ -273,6 +273,25 @@ class UiSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     bell_seconds: float = 1.0
 
 
+class SimulateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One process behaving, in latency and failures, as a split would (``tessera simulate``).
+
+    ``remote`` lists the groups that would run apart, each its modules joined by ``+``
+    (``["identity+accounts", "tasks"]``); the other modules run together. A call between
+    modules of different groups crosses the simulated network; with ``gateway``, so does
+    every public API request (a pure gateway proxies it) and every call the web pages make.
+    """
+
+    remote: list[str] = msgspec.field(default_factory=list)
+    gateway: bool = True
+    latencies_ms: list[float] = msgspec.field(default_factory=list)  # one crossing's, drawn at random
+    failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+
+    def groups(self) -> dict[str, str]:
+        """The group each module named in ``remote`` runs in, by module."""
+        return {module: entry for entry in self.remote for module in entry.split("+")}
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     profile: str = "default"
     data_dir: str = "./data"
@@ -287,6 +306,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     sagas: SagaSettings = msgspec.field(default_factory=SagaSettings)
     ui: UiSettings = msgspec.field(default_factory=UiSettings)
+    simulate: SimulateSettings = msgspec.field(default_factory=SimulateSettings)
 
 
 def load_settings(

@@ -20,10 +20,11 @@ import asyncio
 import functools
 import inspect
 import logging
+import random as _random
 import time
 import typing
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -50,6 +51,7 @@ __all__ = (
     "RemoteCallRefused",
     "RemoteGroup",
     "SERVICE_KEYS_PATH",
+    "SimulatedNetwork",
     "WireError",
     "contract_methods",
     "error_from_wire",
@@ -58,6 +60,7 @@ __all__ = (
     "fetch_service_keys",
     "remote",
     "service_keys_route",
+    "simulated",
     "strict",
 )
 
@@ -137,6 +140,43 @@ def strict(contract: Contract[ApiT], implementation: ApiT) -> ApiT:
 
 class _ContractProxy:
     """Implements a contract with one attribute per method (strict wrappers or remote calls)."""
+
+
+@dataclass(slots=True)
+class SimulatedNetwork:
+    """What crossing a network costs, for a process that pretends to be a split (``tessera simulate``):
+    each crossing waits a latency drawn from ``latencies_ms`` (one remote call's measured added
+    latency, say) and fails with ``dependency.unavailable`` at ``failure_rate``."""
+
+    latencies_ms: Sequence[float]
+    failure_rate: float = 0.0
+    random: _random.Random = field(default_factory=_random.Random)
+
+    async def cross(self, what: str) -> None:
+        if self.failure_rate and self.random.random() < self.failure_rate:
+            raise DependencyUnavailable(f"{what}: the simulated network failed the call")
+        if self.latencies_ms:
+            await asyncio.sleep(self.random.choice(self.latencies_ms) / 1000)
+
+
+def simulated(contract: Contract[ApiT], implementation: ApiT, network: SimulatedNetwork) -> ApiT:
+    """``implementation`` as a remote caller would meet it: behind the strict boundary, across ``network``."""
+    crossing = strict(contract, implementation)
+    proxy = _ContractProxy()
+    for name in contract_methods(contract):
+        setattr(proxy, name, _across(network, f"{contract.name}.{name}", getattr(crossing, name)))
+    return cast(ApiT, proxy)
+
+
+def _across(
+    network: SimulatedNetwork, what: str, call: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[Any]]:
+    async def remote_call(*args: Any, **kwargs: Any) -> Any:
+        await network.cross(what)
+        return await call(*args, **kwargs)
+
+    remote_call.__name__ = what.rsplit(".", 1)[-1]
+    return remote_call
 
 
 def _strict_method(
