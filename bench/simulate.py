@@ -7,8 +7,8 @@ Three targets, one after another, the same seeded data and the same requests, on
 
 - the monolith;
 - the monolith under ``tessera simulate``, grouped as the split is (identity with accounts,
-  tasks, notifications, activity, a pure gateway), each crossing's latency drawn from one
-  remote call measured on the spot — the *prediction*;
+  tasks, notifications, activity, a pure gateway), each call's crossing drawn from one remote
+  call and each request's from one gateway hop, both measured on the spot — the *prediction*;
 - the split itself: five processes, through its gateway — the *measurement*.
 
 Per route: p50 / p99 and the error rate of each; the prediction's p50 against the
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import platform
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.composition.extraction import measure_remote_call
+from app.composition.extraction import RemoteCallCost, measure_gateway_hop, measure_remote_call
 from bench.cli import SCENARIOS, drive, seed_over_api
 from bench.loadgen import Summary
 from bench.server import GROUP_MODULES as SPLIT_GROUPS
@@ -35,12 +36,14 @@ RESULTS = Path(__file__).parent / "results" / "simulate.md"
 TARGET = 0.25  # |predicted - measured| / measured, p50 per route
 
 
-def _simulation(latencies: list[float]) -> str:
+def _simulation(calls: RemoteCallCost, hops: RemoteCallCost) -> str:
     remote = ["+".join(modules) for modules in SPLIT_GROUPS.values() if modules]
     return (
-        f"[simulate]\nremote = {remote!r}\n".replace("'", '"')
-        + "gateway = true\n"
-        + f"latencies_ms = [{', '.join(f'{t:.3f}' for t in latencies)}]\n"
+        "[simulate]\n"
+        f"remote = {json.dumps(remote)}\n"
+        "gateway = true\n"
+        f"latencies_ms = {json.dumps(list(calls.latencies_ms))}\n"
+        f"gateway_latencies_ms = {json.dumps(list(hops.latencies_ms))}\n"
     )
 
 
@@ -76,14 +79,17 @@ def _error_rate(summary: Summary) -> str:
 
 
 def render(
-    results: dict[str, dict[str, Summary]], cost: tuple[float, float], args: argparse.Namespace
+    results: dict[str, dict[str, Summary]],
+    calls: RemoteCallCost,
+    hops: RemoteCallCost,
+    args: argparse.Namespace,
 ) -> tuple[str, bool]:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"**The split predicted in one process against the split measured** — {when} — "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()} — SQLite, "
-        f"one request at a time, {args.duration:g} s per route; one remote call measured here: "
-        f"{cost[0]:.2f} ms p50 / {cost[1]:.2f} ms p99",
+        f"one request at a time, {args.duration:g} s per route; measured here: one remote call {calls}, "
+        f"a gateway's hop {hops}",
         "",
         "| route | monolith p50 / p99 ms | predicted (`tessera simulate`) p50 / p99 ms | split measured "
         "p50 / p99 ms | errors mono / predicted / split | predicted p50 vs measured (target within 25 %) |",
@@ -106,18 +112,18 @@ def render(
 
 async def run(args: argparse.Namespace) -> bool:
     began = time.monotonic()
-    measured = measure_remote_call()
-    print(f"one remote call: {measured.p50_ms:.2f} ms p50 / {measured.p99_ms:.2f} ms p99", flush=True)
+    calls, hops = measure_remote_call(), measure_gateway_hop()
+    print(f"one remote call: {calls}; a gateway's hop: {hops}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tessera-bench-simulate-") as scratch:
         root = Path(scratch)
         config = root / "simulate.toml"
-        config.write_text(_simulation(list(measured.latencies_ms)))
+        config.write_text(_simulation(calls, hops))
         results = {
             "monolith": await _monolith("monolith", root / "monolith", args),
             "simulated": await _monolith("simulated", root / "simulated", args, config),
             "split": await _split(root / "split", args),
         }
-    text, met = render(results, (measured.p50_ms, measured.p99_ms), args)
+    text, met = render(results, calls, hops, args)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
     print(text, flush=True)

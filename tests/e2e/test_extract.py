@@ -74,6 +74,9 @@ def test_extracting_notifications_plans_the_move_and_writes_a_topology_that_runs
     measured = re.search(r"\*\*([0-9.]+) ms p50 / ([0-9.]+) ms p99\*\*", plan)
     assert measured is not None, plan
     assert 0 < float(measured[1]) <= float(measured[2])
+    assert re.search(r"\(\+ one hop each, [0-9.]+ ms p50 / [0-9.]+ ms p99\)", plan), (
+        plan
+    )  # the gateway's, timed
     assert "| notifications | 0 |" in plan  # its tables, counted in its own database
     assert "events: nats (today in-process" in plan
 

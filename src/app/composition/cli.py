@@ -446,7 +446,8 @@ def extract(module_name: str, out: Path | None, samples: int) -> None:
         click.echo(f"Refused: {refused}", err=True)
         raise SystemExit(2) from None
     cost = extraction.measure_remote_call(samples)
-    plan = extraction.plan_extraction(settings, MODULES, module_name, cost=cost)
+    hop = extraction.measure_gateway_hop(samples)
+    plan = extraction.plan_extraction(settings, MODULES, module_name, cost=cost, hop=hop)
     click.echo(extraction.markdown(plan))
     if out is not None:
         for path, text in extraction.artefacts(plan, out).items():
@@ -498,17 +499,16 @@ def simulate(
             f"--remote: no module {', '.join(unknown)} (modules: {', '.join(sorted(names))})"
         )
     if latency_ms is not None:
-        latencies = [latency_ms]
+        latencies, hops = [latency_ms], [latency_ms]
     else:
-        cost = extraction.measure_remote_call()
-        latencies = list(cost.latencies_ms)
-        click.echo(
-            f"one remote call, measured here: {cost.p50_ms:.2f} ms p50 / {cost.p99_ms:.2f} ms p99", err=True
-        )
+        cost, hop = extraction.measure_remote_call(), extraction.measure_gateway_hop()
+        latencies, hops = list(cost.latencies_ms), list(hop.latencies_ms)
+        click.echo(f"measured here: one remote call {cost}; a gateway's hop {hop}", err=True)
     simulation = {
         "remote": groups,
         "gateway": gateway,
         "latencies_ms": latencies,
+        "gateway_latencies_ms": hops,
         "failure_rate": failure_rate,
     }
     # A TOML layer on top of the command's configuration (these values are written alike in JSON).

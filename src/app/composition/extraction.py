@@ -19,18 +19,20 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from litestar import Litestar
+from litestar import Litestar, get
 from sqlalchemy import func, inspect, select, table
 
-from app.composition.gateway import public_routes
+from app.composition.gateway import proxy_route, public_routes
 from app.kernel.config import RpcSettings, Settings
+from app.kernel.context import RequestContextMiddleware
 from app.kernel.db import Database
 from app.kernel.module import Module
 from app.kernel.resilience import CircuitBreaker
@@ -39,7 +41,14 @@ from app.kernel.security import ServiceTokens
 from app.kernel.signing_keys import PublishedKeys, SigningKeys, service_tokens_of
 from contracts import Contract, idempotent
 
-__all__ = ("ExtractionPlan", "Refused", "measure_remote_call", "plan_extraction")
+__all__ = (
+    "ExtractionPlan",
+    "Refused",
+    "RemoteCallCost",
+    "measure_gateway_hop",
+    "measure_remote_call",
+    "plan_extraction",
+)
 
 MAIN = "main"  # the group the other modules stay in, when the monolith splits
 GATEWAY = "gateway"  # the public address, when the monolith splits
@@ -58,6 +67,9 @@ class RemoteCallCost:
     p99_ms: float
     latencies_ms: tuple[float, ...] = ()  # each call's, sorted
 
+    def __str__(self) -> str:
+        return f"{self.p50_ms:.2f} ms p50 / {self.p99_ms:.2f} ms p99"
+
 
 @dataclass(frozen=True, slots=True)
 class ExtractionPlan:
@@ -74,7 +86,8 @@ class ExtractionPlan:
     consumes: dict[str, str]  # event -> its publisher
     tables: dict[str, int | None]  # table -> rows (None: not counted)
     bus: str  # the bus now
-    cost: RemoteCallCost | None
+    cost: RemoteCallCost | None  # one remote call
+    hop: RemoteCallCost | None = None  # one gateway's proxy hop
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -83,7 +96,12 @@ class ExtractionPlan:
 
 
 def plan_extraction(
-    settings: Settings, catalog: Sequence[Module], module_name: str, *, cost: RemoteCallCost | None
+    settings: Settings,
+    catalog: Sequence[Module],
+    module_name: str,
+    *,
+    cost: RemoteCallCost | None,
+    hop: RemoteCallCost | None = None,
 ) -> ExtractionPlan:
     """The plan for moving ``module_name`` into a group of its own; :class:`Refused` if it cannot."""
     modules = {m.name: m for m in catalog}
@@ -132,6 +150,7 @@ def plan_extraction(
         tables=asyncio.run(_tables(settings, module_name)),
         bus=settings.events.bus,
         cost=cost,
+        hop=hop,
     )
 
 
@@ -189,8 +208,6 @@ def measure_remote_call(samples: int = 300) -> RemoteCallCost:
     """The latency one remote contract call adds, as this machine gives it: a trivial call
     made ``samples`` times through the same adapter, service tokens and HTTP a split uses,
     to a callee in a thread (and event loop) of its own, over loopback."""
-    import uvicorn
-
     key = secrets.token_urlsafe(48)
 
     def tokens(group: str, callers: dict[str, PublishedKeys] | None = None) -> ServiceTokens:
@@ -211,22 +228,8 @@ def measure_remote_call(samples: int = 300) -> RemoteCallCost:
     app = Litestar(
         route_handlers=[internal_router(_PING, lambda: _Ping(), tokens=callee)], openapi_config=None
     )
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    quiet = logging.getLogger("httpx")  # a line per call otherwise
-    level, quiet.level = quiet.level, logging.WARNING
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the measuring callee did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
 
-    async def measure() -> list[float]:
+    async def measure(port: int) -> list[float]:
         async with httpx.AsyncClient() as http:
             api = remote(
                 _PING,
@@ -237,28 +240,86 @@ def measure_remote_call(samples: int = 300) -> RemoteCallCost:
                 tokens=caller,
                 settings=RpcSettings(),
             )
-            for _ in range(20):  # warm: connections, keys fetched, caches
-                await api.ping("warm")
-            took = []
-            for _ in range(samples):
-                started = time.perf_counter()
-                await api.ping("x")
-                took.append((time.perf_counter() - started) * 1000)
-            return took
+            return await _timed(lambda: api.ping("x"), samples)
 
-    try:
-        took = asyncio.run(measure())
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        quiet.setLevel(level)
-    took.sort()
+    with _serving(app) as port:
+        return _cost(asyncio.run(measure(port)))
+
+
+@get("/api/v1/ping", sync_to_thread=False)
+def _pong() -> dict[str, bool]:
+    return {"pong": True}
+
+
+def measure_gateway_hop(samples: int = 300) -> RemoteCallCost:
+    """The latency a pure gateway adds to a public request, as this machine gives it: a small
+    GET through the gateway's own proxy, less the same GET sent straight to the group behind it
+    (its median), ``samples`` times each, over loopback."""
+    with _serving(Litestar(route_handlers=[_pong], openapi_config=None)) as behind:
+        owner = RemoteGroup(name="behind", url=f"http://127.0.0.1:{behind}", breaker=CircuitBreaker("behind"))
+        forwarding = httpx.AsyncClient()  # used on the gateway's own loop only
+        gateway = Litestar(
+            route_handlers=[proxy_route("/api/v1/ping", owner, forwarding, timeout=5.0)], openapi_config=None
+        )
+        gateway.asgi_handler = RequestContextMiddleware(gateway.asgi_handler)
+        with _serving(gateway) as front:
+
+            async def measure() -> tuple[list[float], list[float]]:
+                async with httpx.AsyncClient() as http:
+                    direct = await _timed(lambda: http.get(f"http://127.0.0.1:{behind}/api/v1/ping"), samples)
+                    proxied = await _timed(lambda: http.get(f"http://127.0.0.1:{front}/api/v1/ping"), samples)
+                    return direct, proxied
+
+            direct, proxied = asyncio.run(measure())
+    floor = statistics.median(direct)
+    return _cost([max(0.0, t - floor) for t in proxied])
+
+
+async def _timed(call: Callable[[], Awaitable[Any]], samples: int) -> list[float]:
+    for _ in range(20):  # warm: connections, keys fetched, caches
+        await call()
+    took = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        await call()
+        took.append((time.perf_counter() - started) * 1000)
+    return took
+
+
+def _cost(took: list[float]) -> RemoteCallCost:
+    took = sorted(took)
     return RemoteCallCost(
-        samples=samples,
+        samples=len(took),
         p50_ms=statistics.median(took),
         p99_ms=took[min(len(took) - 1, int(len(took) * 0.99))],
         latencies_ms=tuple(round(t, 3) for t in took),
     )
+
+
+@contextmanager
+def _serving(app: Litestar) -> Iterator[int]:
+    """``app`` served on a free loopback port by uvicorn, in a thread and event loop of its own."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, log_level="warning", lifespan="off", access_log=False
+    )
+    server = uvicorn.Server(config)
+    quiet = logging.getLogger("httpx")  # a line per request otherwise
+    level, quiet.level = quiet.level, logging.WARNING
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("a measuring server did not start")
+            time.sleep(0.01)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        quiet.setLevel(level)
 
 
 # -- the plan as Markdown, and the artefacts -------------------------------------------------------
@@ -267,7 +328,8 @@ def measure_remote_call(samples: int = 300) -> RemoteCallCost:
 def markdown(plan: ExtractionPlan) -> str:
     """The plan, for people: what crosses, what it costs, what moves, what runs where, the steps."""
     cost = plan.cost
-    per_call = f"{cost.p50_ms:.2f} ms p50 / {cost.p99_ms:.2f} ms p99" if cost else "not measured"
+    per_call = str(cost) if cost else "not measured"
+    per_hop = str(plan.hop) if plan.hop else "not measured"
     lines = [
         f"# Extracting {plan.module} into a process of its own",
         "",
@@ -295,7 +357,7 @@ def markdown(plan: ExtractionPlan) -> str:
     lines.append("")
     if plan.routes:
         lines += [
-            f"Its public routes, proxied by the other group after the move (+ one hop each, {per_call}):",
+            f"Its public routes, proxied by another group after the move (+ one hop each, {per_hop}):",
             "",
             *(f"- `{r}`" for r in plan.routes),
             "",
@@ -303,7 +365,7 @@ def markdown(plan: ExtractionPlan) -> str:
     if plan.gateway_added:
         lines += [
             f"The monolith's address ({plan.urls[GATEWAY]}) becomes a pure gateway's, which proxies every",
-            f"public route to the group that serves it (+ one hop each, {per_call}) and never /internal.",
+            f"public route to the group that serves it (+ one hop each, {per_hop}) and never /internal.",
             "",
         ]
     if plan.calls:

@@ -28,7 +28,7 @@ from app.kernel.config import load_settings
 from app.kernel.context import RequestContextMiddleware, bind_principal
 from app.kernel.module import API_PREFIX
 from app.kernel.problems import exception_handlers
-from app.kernel.rpc import internal_router, service_keys_route
+from app.kernel.rpc import SimulatedNetwork, internal_router, service_keys_route
 from app.kernel.security import public
 from app.kernel.server import ClientLimits, Drain, GuardedHttpToolsProtocol
 from app.kernel.signing_keys import JWKS_PATH
@@ -94,7 +94,9 @@ def create_app(composition: Composition | None = None) -> Litestar:
     measure, log_requests = settings.metrics.enabled, settings.server.request_log
     handler = app.asgi_handler
     if composition.network is not None and settings.simulate.gateway:
-        handler = SimulatedGateway(handler, composition.network)
+        hop = settings.simulate.gateway_latencies_ms
+        network = SimulatedNetwork(hop, settings.simulate.failure_rate) if hop else composition.network
+        handler = SimulatedGateway(handler, network)
     if AllowedHosts.needed(settings.server.allowed_hosts):
         handler = AllowedHosts(handler, settings.server.allowed_hosts)
     if measure or log_requests:

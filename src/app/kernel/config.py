@@ -284,7 +284,10 @@ class SimulateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     remote: list[str] = msgspec.field(default_factory=list)
     gateway: bool = True
-    latencies_ms: list[float] = msgspec.field(default_factory=list)  # one crossing's, drawn at random
+    latencies_ms: list[float] = msgspec.field(default_factory=list)  # one call's crossing, drawn at random
+    gateway_latencies_ms: list[float] = msgspec.field(
+        default_factory=list
+    )  # the gateway's hop (none: as a call)
     failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
 
     def groups(self) -> dict[str, str]:
