@@ -540,6 +540,7 @@ def _contracts(names: Sequence[str]) -> list[Any]:
 
 
 def _report(verdicts: Sequence[surface.Verdict]) -> None:
+    """Each contract's verdict and changes; exit 1 if any contract is not as its version says."""
     for verdict in verdicts:
         status = "ok" if verdict.ok else "FAILED"
         click.echo(f"{verdict.contract} {verdict.version} ({verdict.snapshot.name}): {status}")
@@ -547,6 +548,8 @@ def _report(verdicts: Sequence[surface.Verdict]) -> None:
             click.echo(f"  {change}")
         if verdict.problem:
             click.echo(f"  -> {verdict.problem}")
+    if not all(v.ok for v in verdicts):
+        raise SystemExit(1)
 
 
 @contracts.command("check")
@@ -554,10 +557,7 @@ def _report(verdicts: Sequence[surface.Verdict]) -> None:
 @_reports_errors
 def contracts_check(names: tuple[str, ...]) -> None:
     """Fail (exit 1) if a contract changed without the version and snapshot its change needs."""
-    verdicts = [surface.check(contract) for contract in _contracts(names)]
-    _report(verdicts)
-    if not all(v.ok for v in verdicts):
-        raise SystemExit(1)
+    _report([surface.check(contract) for contract in _contracts(names)])
 
 
 @contracts.command("snapshot")
@@ -565,10 +565,7 @@ def contracts_check(names: tuple[str, ...]) -> None:
 @_reports_errors
 def contracts_snapshot(names: tuple[str, ...]) -> None:
     """Write each contract's surface beside the contracts, if its version covers its changes."""
-    verdicts = [surface.write_snapshot(contract) for contract in _contracts(names)]
-    _report(verdicts)
-    if not all(v.ok for v in verdicts):
-        raise SystemExit(1)
+    _report([surface.write_snapshot(contract) for contract in _contracts(names)])
 
 
 @main.group()
