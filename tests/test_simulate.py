@@ -4,6 +4,7 @@ with a gateway, so does every public API request before it is served."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -127,3 +128,43 @@ def test_an_unknown_module_is_refused_naming_the_modules() -> None:
     assert "--remote: no module billing (modules: accounts, activity, identity, notifications, tasks)" in (
         done.stderr
     )
+
+
+def test_a_call_inside_an_open_unit_of_work_is_noted_and_extracting_its_callee_is_refused(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    record = tmp_path / "held.jsonl"
+    composition = compose(_simulating(migrated, remote=["identity+accounts"], record_file=str(record)))
+    tasks = next(m.database for m in composition.modules if m.name == "tasks")
+    identity = composition.client(IDENTITY)  # the pages', across the network
+
+    async def calls() -> None:
+        async with tasks.transaction():  # as a handler or service of tasks with its unit open would
+            await identity.get_users([])
+            await identity.get_users([])  # (noted once)
+        await identity.get_users([])  # outside any unit: nothing to note
+        await composition.aclose()
+
+    run_async(calls())
+    assert [json.loads(line) for line in record.read_text().splitlines()] == [
+        {"call": "identity.get_users", "held": ["tasks"]}
+    ]
+    refused = subprocess.run(
+        [TESSERA, "extract", "identity", "--recorded", str(record)],
+        env=clean_env(TESSERA_DATA_DIR=str(tmp_path / "data")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "identity.get_users was called inside the open unit of work of tasks" in refused.stderr
+    elsewhere = subprocess.run(  # the record names identity only: tasks may go
+        [TESSERA, "extract", "tasks", "--recorded", str(record), "--samples", "10"],
+        env=clean_env(TESSERA_DATA_DIR=str(tmp_path / "data")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr

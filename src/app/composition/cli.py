@@ -430,8 +430,14 @@ def _provider_of(contract_name: str) -> str:
     show_default=True,
     help="Remote calls timed to measure one's cost here.",
 )
+@click.option(
+    "--recorded",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Calls `tessera simulate --record` saw made inside an open unit of work: such a call refuses.",
+)
 @_reports_errors
-def extract(module_name: str, out: Path | None, samples: int) -> None:
+def extract(module_name: str, out: Path | None, samples: int, recorded: Path | None) -> None:
     """Plan moving MODULE into a process of its own: what crosses, what it costs, what moves, the steps.
 
     Writes nothing without --out. Exit 2 when the module cannot be extracted (the reason is printed).
@@ -441,7 +447,14 @@ def extract(module_name: str, out: Path | None, samples: int) -> None:
 
     settings = load_settings()
     try:
-        extraction.plan_extraction(settings, MODULES, module_name, cost=None)  # refuse before measuring
+        held = (
+            [json.loads(line) for line in recorded.read_text().splitlines() if line.strip()]
+            if recorded
+            else []
+        )
+        extraction.plan_extraction(
+            settings, MODULES, module_name, cost=None, recorded=held
+        )  # before measuring
     except extraction.Refused as refused:
         click.echo(f"Refused: {refused}", err=True)
         raise SystemExit(2) from None
@@ -479,10 +492,21 @@ def extract(module_name: str, out: Path | None, samples: int) -> None:
     show_default=True,
     help="Public API requests cross a pure gateway first.",
 )
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Note here each call made inside the caller's open unit of work (for `tessera extract --recorded`).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @_reports_errors
 def simulate(
-    remote: str, latency_ms: float | None, failure_rate: float, gateway: bool, command: tuple[str, ...]
+    remote: str,
+    latency_ms: float | None,
+    failure_rate: float,
+    gateway: bool,
+    record: Path | None,
+    command: tuple[str, ...],
 ) -> None:
     """Run COMMAND (`tessera serve`, a benchmark, pytest) as if the modules were split: in one process,
     each call between groups crossing a simulated network (strict boundary, latency, failures).
@@ -510,6 +534,7 @@ def simulate(
         "latencies_ms": latencies,
         "gateway_latencies_ms": hops,
         "failure_rate": failure_rate,
+        "record_file": str(record.resolve()) if record else "",
     }
     # A TOML layer on top of the command's configuration (these values are written alike in JSON).
     section = "".join(f"{key} = {json.dumps(value)}\n" for key, value in simulation.items())

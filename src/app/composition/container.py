@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dependency_injector import containers, providers
@@ -330,7 +331,12 @@ class _Simulation:
     @classmethod
     def of(cls, settings: Settings, composed: Sequence[ComposedModule]) -> _Simulation:
         simulate = settings.simulate
-        network = SimulatedNetwork(simulate.latencies_ms, simulate.failure_rate) if simulate.remote else None
+        record = Path(simulate.record_file) if simulate.record_file else None
+        network = (
+            SimulatedNetwork(simulate.latencies_ms, simulate.failure_rate, record)
+            if simulate.remote
+            else None
+        )
         provided = {m.module.provides.name: (m.module.provides, m.name) for m in composed}
         return cls(network, simulate.groups(), provided, simulate.gateway)
 

@@ -19,7 +19,7 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +102,13 @@ def plan_extraction(
     *,
     cost: RemoteCallCost | None,
     hop: RemoteCallCost | None = None,
+    recorded: Sequence[Mapping[str, Any]] = (),
 ) -> ExtractionPlan:
-    """The plan for moving ``module_name`` into a group of its own; :class:`Refused` if it cannot."""
+    """The plan for moving ``module_name`` into a group of its own; :class:`Refused` if it cannot.
+
+    ``recorded``: the calls `tessera simulate` saw made inside a caller's open unit of work
+    (its ``record_file``); one into this module's contract cannot cross a network as it is.
+    """
     modules = {m.name: m for m in catalog}
     if module_name not in modules:
         raise Refused(f"no module {module_name!r} (modules: {', '.join(sorted(modules))})")
@@ -120,6 +125,14 @@ def plan_extraction(
     home = next(name for name, members in groups.items() if module_name in members)
     if groups[home] == [module_name]:
         raise Refused(f"{module_name} already runs alone, in the group {home!r}")
+    contract = module.provides.name
+    if held := [r for r in recorded if str(r.get("call", "")).startswith(f"{contract}.")]:
+        first = held[0]
+        raise Refused(
+            f"{first['call']} was called inside the open unit of work of {', '.join(first['held'])} "
+            f"(recorded by tessera simulate; {len(held)} such call(s) in all): across a network it would "
+            "hold that transaction open for the round trip; move the call out of the unit of work first."
+        )
     stays = {name: [m for m in members if m != module_name] for name, members in groups.items()}
     stays[module_name] = [module_name]
     group_of = {m: g for g, members in stays.items() for m in members}

@@ -289,6 +289,7 @@ class SimulateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         default_factory=list
     )  # the gateway's hop (none: as a call)
     failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    record_file: str = ""  # calls made inside a caller's open unit of work are noted here (JSON lines)
 
     def groups(self) -> dict[str, str]:
         """The group each module named in ``remote`` runs in, by module."""

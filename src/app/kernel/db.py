@@ -56,6 +56,11 @@ _open_connections: ContextVar[dict[str, AsyncConnection] | None] = ContextVar(
 )
 
 
+def open_units() -> list[str]:
+    """The modules whose unit of work is open in this call context, by name."""
+    return sorted(_open_connections.get() or {})
+
+
 def module_database_url(settings: Settings, module: str) -> URL:
     """The URL a module's data lives at: its own override, the shared default, or a SQLite file."""
     override = settings.database.modules.get(module)

@@ -25,6 +25,7 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx
@@ -37,6 +38,7 @@ from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 
 from app.kernel.config import RpcSettings
 from app.kernel.context import CallContext, call_context, current_context
+from app.kernel.db import open_units
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.security import KEYS_NOT_LEARNT, ServiceClaims, ServiceTokens, public
 from app.kernel.telemetry.metrics import RPC_CALL_DURATION, RPC_CALLS, RPC_ERRORS
@@ -150,7 +152,22 @@ class SimulatedNetwork:
 
     latencies_ms: Sequence[float]
     failure_rate: float = 0.0
+    record: Path | None = None  # where to note each call made inside a caller's open unit of work
     random: _random.Random = field(default_factory=_random.Random)
+    held: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+
+    def note_units_held(self, callee: str, what: str) -> None:
+        """A call about to cross while the caller's unit of work is open: across a real network
+        it would hold that transaction (and, on SQLite, the file's one writer) for the round trip.
+        Logged once per call and holder, and noted in ``record`` for `tessera extract`."""
+        held = tuple(m for m in open_units() if m != callee)
+        if not held or (what, held) in self.held:
+            return
+        self.held.add((what, held))
+        log.warning("%s called inside the open unit of work of %s: it cannot cross a network", what, held)
+        if self.record is not None:
+            with self.record.open("a", encoding="utf-8") as noted:
+                noted.write(msgspec.json.encode({"call": what, "held": held}).decode() + "\n")
 
     async def cross(self, what: str) -> None:
         if self.failure_rate and self.random.random() < self.failure_rate:
@@ -164,18 +181,21 @@ def simulated(contract: Contract[ApiT], implementation: ApiT, network: Simulated
     crossing = strict(contract, implementation)
     proxy = _ContractProxy()
     for name in contract_methods(contract):
-        setattr(proxy, name, _across(network, f"{contract.name}.{name}", getattr(crossing, name)))
+        setattr(proxy, name, _across(network, contract.name, name, getattr(crossing, name)))
     return cast(ApiT, proxy)
 
 
 def _across(
-    network: SimulatedNetwork, what: str, call: Callable[..., Awaitable[Any]]
+    network: SimulatedNetwork, callee: str, method: str, call: Callable[..., Awaitable[Any]]
 ) -> Callable[..., Awaitable[Any]]:
+    what = f"{callee}.{method}"
+
     async def remote_call(*args: Any, **kwargs: Any) -> Any:
+        network.note_units_held(callee, what)
         await network.cross(what)
         return await call(*args, **kwargs)
 
-    remote_call.__name__ = what.rsplit(".", 1)[-1]
+    remote_call.__name__ = method
     return remote_call
 
 
