@@ -173,7 +173,22 @@ class SimulatedNetwork:
         if self.failure_rate and self.random.random() < self.failure_rate:
             raise DependencyUnavailable(f"{what}: the simulated network failed the call")
         if self.latencies_ms:
-            await asyncio.sleep(self.random.choice(self.latencies_ms) / 1000)
+            await _wait(self.random.choice(self.latencies_ms) / 1000)
+
+
+async def _wait(seconds: float) -> None:
+    """``asyncio.sleep`` to within a tenth of a millisecond: the event loop's own sleeps end up to
+    a millisecond late (epoll counts whole milliseconds), as much as the latency simulated. The
+    last ``_PRECISE`` seconds are waited yielding to the loop, which spends them on other tasks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    if seconds > _PRECISE:
+        await asyncio.sleep(seconds - _PRECISE)
+    while loop.time() < deadline:  # noqa: ASYNC110 (no event to wait on: the time itself)
+        await asyncio.sleep(0)
+
+
+_PRECISE = 0.002
 
 
 def simulated(contract: Contract[ApiT], implementation: ApiT, network: SimulatedNetwork) -> ApiT:
