@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import service_unavailable
-from tests.e2e.cluster import Cluster, migrate
+from tests.e2e.cluster import Cluster, migrate, monolith
 from tests.e2e.flow import run_public_flow
 from tests.servers import TESSERA, TEST_SERVER_CONFIG, clean_env
 
@@ -131,3 +131,23 @@ def test_the_overlay_it_writes_renders_and_validates(tmp_path: Path) -> None:
     config = next(o for o in objects if o["kind"] == "ConfigMap")
     groups = tomllib.loads(config["data"]["topology.toml"])["topology"]["groups"]
     assert groups["notifications"]["url"] == "http://tessera-notifications:8000"
+
+
+def test_from_a_running_instance_the_plan_counts_the_calls_into_the_module_per_route(tmp_path: Path) -> None:
+    with monolith(tmp_path) as base:
+        run_public_flow(base)
+        planned = _extract(clean_env(TESSERA_DATA_DIR=str(tmp_path / "data")), "identity", "--from", base)
+    assert planned.returncode == 0, planned.stderr
+    rows = {
+        match[1]: (int(match[2]), int(match[3]), float(match[4]))
+        for match in re.finditer(
+            r"^\| `([^`]+)` \| ([0-9,]+) \| ([0-9,]+) \| ([0-9.]+) \| [0-9.]+ ms \|$",
+            planned.stdout.replace(",", ""),
+            re.MULTILINE,
+        )
+    }
+    # Creating a task with an assignee asks identity whether the assignee may be assigned.
+    requests, calls, per_request = rows["/api/v1/tasks"]
+    assert calls > 0
+    assert per_request == pytest.approx(calls / requests, abs=0.01)
+    assert f"Counted by {base} since it started" in planned.stdout

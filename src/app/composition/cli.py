@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import httpx
 import msgspec
 import rich_click as click
 from rich.console import Console, RenderableType
@@ -436,8 +438,17 @@ def _provider_of(contract_name: str) -> str:
     default=None,
     help="Calls `tessera simulate --record` saw made inside an open unit of work: such a call refuses.",
 )
+@click.option(
+    "--from",
+    "measured_at",
+    default=None,
+    metavar="URL",
+    help="A running instance (its /metrics): the calls into the module it counted, per route.",
+)
 @_reports_errors
-def extract(module_name: str, out: Path | None, samples: int, recorded: Path | None) -> None:
+def extract(
+    module_name: str, out: Path | None, samples: int, recorded: Path | None, measured_at: str | None
+) -> None:
     """Plan moving MODULE into a process of its own: what crosses, what it costs, what moves, the steps.
 
     Writes nothing without --out. Exit 2 when the module cannot be extracted (the reason is printed).
@@ -461,6 +472,14 @@ def extract(module_name: str, out: Path | None, samples: int, recorded: Path | N
     cost = extraction.measure_remote_call(samples)
     hop = extraction.measure_gateway_hop(samples)
     plan = extraction.plan_extraction(settings, MODULES, module_name, cost=cost, hop=hop)
+    if measured_at is not None:
+        try:
+            scraped = httpx.get(f"{measured_at.rstrip('/')}/metrics", timeout=10)
+            scraped.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"--from {measured_at}: no metrics ({exc})") from None
+        counted = extraction.measured_calls(scraped.text, plan.contract.split()[0])
+        plan = dataclasses.replace(plan, measured=tuple(counted), measured_at=measured_at)
     click.echo(extraction.markdown(plan))
     if out is not None:
         for path, text in extraction.artefacts(plan, out).items():

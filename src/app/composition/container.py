@@ -19,7 +19,7 @@ from app.kernel.events import EventConsumer, EventRuntime, Outbox, OutboxRelay, 
 from app.kernel.events.projections import Projector
 from app.kernel.migrations import Migrations, MigrationState
 from app.kernel.module import EventHandler, Module
-from app.kernel.rpc import SimulatedNetwork, simulated
+from app.kernel.rpc import SimulatedNetwork, counted, simulated
 from app.kernel.sagas import Orchestrator
 from app.kernel.security import AccessTokens, RevokedSessions
 from app.kernel.signing_keys import JWKS_PATH, PublishedKeys
@@ -254,10 +254,10 @@ def compose(
     kernel = AppContainer(settings=providers.Object(settings), access_tokens=providers.Object(tokens))
     composed = _build(settings, placement)
     contracts = _implementations(composed, remotes, external or {})
-    simulation = _Simulation.of(settings, composed)
+    boundaries = _Boundaries.of(settings, catalog, composed)
     for target in composed:
-        _wire(target, kernel, simulation.as_seen_from(target.name, contracts))
-    contracts = simulation.as_seen_from(None, contracts)  # the web pages', in the gateway if there is one
+        _wire(target, kernel, boundaries.as_seen_from(target.name, contracts))
+    contracts = boundaries.as_seen_from(None, contracts)  # the web pages', in the gateway if there is one
     return Composition(
         settings=settings,
         container=kernel,
@@ -268,7 +268,7 @@ def compose(
         revoked_sessions=_revoked_sessions(settings, contracts) if composed or settings.ui.enabled else None,
         published_keys=published,
         contracts=contracts,
-        network=simulation.network,
+        network=boundaries.network,
     )
 
 
@@ -320,16 +320,20 @@ def _implementations(
 
 
 @dataclass(frozen=True, slots=True)
-class _Simulation:
-    """``simulate``: which calls would cross a network in the split this process pretends to be."""
+class _Boundaries:
+    """Each call across a module boundary is counted; under ``simulate``, those that would cross
+    a network in the split this process pretends to be cross the simulated one too."""
 
     network: SimulatedNetwork | None
     group_of: Mapping[str, str]  # module -> its simulated group ("" : the modules that stay together)
     provided: Mapping[str, tuple[Contract[Any], str]]  # contract name -> (contract, module)
     gateway: bool
+    contracts: Mapping[str, Contract[Any]]  # every contract of the catalog, by name: each call is counted
 
     @classmethod
-    def of(cls, settings: Settings, composed: Sequence[ComposedModule]) -> _Simulation:
+    def of(
+        cls, settings: Settings, catalog: Sequence[Module], composed: Sequence[ComposedModule]
+    ) -> _Boundaries:
         simulate = settings.simulate
         record = Path(simulate.record_file) if simulate.record_file else None
         network = (
@@ -338,22 +342,27 @@ class _Simulation:
             else None
         )
         provided = {m.module.provides.name: (m.module.provides, m.name) for m in composed}
-        return cls(network, simulate.groups(), provided, simulate.gateway)
+        contracts = {m.provides.name: m.provides for m in catalog}
+        return cls(network, simulate.groups(), provided, simulate.gateway, contracts)
 
     def as_seen_from(
         self, caller: str | None, contracts: Mapping[str, providers.Provider[Any]]
     ) -> dict[str, providers.Provider[Any]]:
         """``contracts`` as module ``caller`` (None: the web pages) would reach them in the split."""
+        seen = {name: self._counted(name, provider) for name, provider in contracts.items()}
         if self.network is None:
-            return dict(contracts)
+            return seen
         # The web pages (caller None) run in the gateway, or with the modules that stay together.
         pages = None if self.gateway else ""
         here = pages if caller is None else self.group_of.get(caller, "")
-        seen = dict(contracts)
         for name, (contract, module) in self.provided.items():
             if name in seen and self.group_of.get(module, "") != here:
-                seen[name] = providers.Singleton(simulated, contract, contracts[name], self.network)
+                seen[name] = providers.Singleton(simulated, contract, seen[name], self.network)
         return seen
+
+    def _counted(self, name: str, provider: providers.Provider[Any]) -> providers.Provider[Any]:
+        contract = self.contracts.get(name)
+        return providers.Singleton(counted, contract, provider) if contract is not None else provider
 
 
 def _wire(

@@ -39,14 +39,17 @@ from app.kernel.resilience import CircuitBreaker
 from app.kernel.rpc import RemoteGroup, contract_methods, internal_router, remote
 from app.kernel.security import ServiceTokens
 from app.kernel.signing_keys import PublishedKeys, SigningKeys, service_tokens_of
+from app.kernel.telemetry.metrics import NO_ROUTE
 from contracts import Contract, idempotent
 
 __all__ = (
     "ExtractionPlan",
     "Refused",
     "RemoteCallCost",
+    "RouteCalls",
     "measure_gateway_hop",
     "measure_remote_call",
+    "measured_calls",
     "plan_extraction",
 )
 
@@ -72,6 +75,40 @@ class RemoteCallCost:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteCalls:
+    """What a running instance counted for one route: its requests, and the calls they made
+    into the module's contract (route ``-``: calls no request made, from handlers or background)."""
+
+    route: str
+    requests: int
+    calls: int
+
+    @property
+    def per_request(self) -> float:
+        return self.calls / self.requests if self.requests else 0.0
+
+
+def measured_calls(metrics: str, contract: str) -> list[RouteCalls]:
+    """Calls into ``contract`` per route, from an instance's ``/metrics`` (the Prometheus text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    requests: dict[str, float] = {}
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "tessera_http_requests_total":
+                route = sample.labels["route"]
+                requests[route] = requests.get(route, 0.0) + sample.value
+            elif sample.name == "tessera_contract_calls_total" and sample.labels["call"].startswith(
+                f"{contract}."
+            ):
+                route = sample.labels["route"]
+                calls[route] = calls.get(route, 0.0) + sample.value
+    found = [RouteCalls(route, int(requests.get(route, 0)), int(n)) for route, n in calls.items() if n]
+    return sorted(found, key=lambda r: (-r.calls, r.route))
+
+
+@dataclass(frozen=True, slots=True)
 class ExtractionPlan:
     module: str
     contract: str
@@ -88,6 +125,8 @@ class ExtractionPlan:
     bus: str  # the bus now
     cost: RemoteCallCost | None  # one remote call
     hop: RemoteCallCost | None = None  # one gateway's proxy hop
+    measured: tuple[RouteCalls, ...] | None = None  # calls into its contract, counted by a running instance
+    measured_at: str = ""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -381,6 +420,8 @@ def markdown(plan: ExtractionPlan) -> str:
             f"public route to the group that serves it (+ one hop each, {per_hop}) and never /internal.",
             "",
         ]
+    if plan.measured is not None:
+        lines += _measured(plan, cost)
     if plan.calls:
         lines += [f"It calls {', '.join(plan.calls)}: from its own process, each call remote.", ""]
     if plan.publishes or plan.consumes:
@@ -414,6 +455,30 @@ def markdown(plan: ExtractionPlan) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _measured(plan: ExtractionPlan, cost: RemoteCallCost | None) -> list[str]:
+    """The calls a running instance counted into the module's contract, and what they would add."""
+    assert plan.measured is not None
+    if not plan.measured:
+        return [f"{plan.measured_at} counted no call into {plan.contract.split()[0]} since it started.", ""]
+    p50 = cost.p50_ms if cost else 0.0
+    lines = [
+        f"Counted by {plan.measured_at} since it started (`tessera_contract_calls`), and what each",
+        "request of the route would wait more once they are remote (calls per request times a call's p50):",
+        "",
+        "| route | requests | calls into the contract | per request | added per request, p50 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in plan.measured:
+        if row.route == NO_ROUTE:
+            lines.append(f"| (no request: event handlers, background work) | - | {row.calls:,} | - | - |")
+        else:
+            added = f"{row.per_request * p50:.2f} ms"
+            lines.append(
+                f"| `{row.route}` | {row.requests:,} | {row.calls:,} | {row.per_request:.2f} | {added} |"
+            )
+    return [*lines, ""]
 
 
 def _steps(plan: ExtractionPlan) -> list[str]:

@@ -41,7 +41,7 @@ from app.kernel.context import CallContext, call_context, current_context
 from app.kernel.db import open_units
 from app.kernel.resilience import CircuitBreaker
 from app.kernel.security import KEYS_NOT_LEARNT, ServiceClaims, ServiceTokens, public
-from app.kernel.telemetry.metrics import RPC_CALL_DURATION, RPC_CALLS, RPC_ERRORS
+from app.kernel.telemetry.metrics import RPC_CALL_DURATION, RPC_CALLS, RPC_ERRORS, count_contract_call
 from app.kernel.telemetry.tracing import current_trace_headers
 from contracts import Contract, ContractError, DependencyUnavailable, FieldError, InvalidInput, Principal
 
@@ -56,6 +56,7 @@ __all__ = (
     "SimulatedNetwork",
     "WireError",
     "contract_methods",
+    "counted",
     "error_from_wire",
     "error_to_wire",
     "internal_router",
@@ -142,6 +143,24 @@ def strict(contract: Contract[ApiT], implementation: ApiT) -> ApiT:
 
 class _ContractProxy:
     """Implements a contract with one attribute per method (strict wrappers or remote calls)."""
+
+
+def counted(contract: Contract[ApiT], implementation: ApiT) -> ApiT:
+    """``implementation``, each call of it counted under the route of the request that made it
+    (``tessera_contract_calls``): how often a boundary is crossed, before it is a network."""
+    proxy = _ContractProxy()
+    for name in contract_methods(contract):
+        setattr(proxy, name, _counting(f"{contract.name}.{name}", getattr(implementation, name)))
+    return cast(ApiT, proxy)
+
+
+def _counting(call: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def counting(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+        count_contract_call(call)
+        return method(*args, **kwargs)
+
+    counting.__name__ = call.rsplit(".", 1)[-1]
+    return counting
 
 
 @dataclass(slots=True)

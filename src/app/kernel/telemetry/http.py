@@ -21,10 +21,12 @@ from litestar.handlers import HTTPRouteHandler
 from app.kernel.security import public
 from app.kernel.telemetry.logs import trace_ids
 from app.kernel.telemetry.metrics import (
+    CONTRACT_CALLS,
     EXPOSITION_MEDIA_TYPE,
     HTTP_REQUEST_DURATION,
     HTTP_REQUESTS,
     HTTP_REQUESTS_IN_PROGRESS,
+    contract_calls_of_request,
     exposition,
 )
 
@@ -67,7 +69,8 @@ class RequestTelemetryMiddleware:
         if self.measure:
             HTTP_REQUESTS_IN_PROGRESS.inc()
         try:
-            await self.app(scope, receive, send_and_watch)
+            with contract_calls_of_request() as calls:
+                await self.app(scope, receive, send_and_watch)
         finally:
             elapsed = time.perf_counter() - began
             method = scope["method"]
@@ -76,6 +79,8 @@ class RequestTelemetryMiddleware:
                 HTTP_REQUESTS_IN_PROGRESS.dec()
                 HTTP_REQUESTS.labels(method, route, f"{status // 100}xx").inc()
                 HTTP_REQUEST_DURATION.labels(method, route).observe(elapsed)
+                for call, times in calls.items():
+                    CONTRACT_CALLS.labels(route, call).inc(times)
             if self.log_requests:
                 user = scope.get("user")
                 log.info(

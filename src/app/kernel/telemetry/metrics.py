@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = (
     "BREAKER_STATE",
     "BREAKER_TRANSITIONS",
     "BUS_CONNECTED",
+    "CONTRACT_CALLS",
     "EXPOSITION_MEDIA_TYPE",
     "DB_POOL_IN_USE",
     "DB_POOL_SIZE",
@@ -55,6 +58,8 @@ __all__ = (
     "RPC_CALLS",
     "RPC_CALL_DURATION",
     "RPC_ERRORS",
+    "contract_calls_of_request",
+    "count_contract_call",
     "SAGAS_ENDED",
     "SAGAS_OPEN",
     "SAGAS_STARTED",
@@ -97,6 +102,39 @@ HTTP_REQUESTS_IN_PROGRESS = Gauge(
     "Requests being answered now.",
     multiprocess_mode="livesum",
 )
+
+# Calls across a module boundary, wherever the callee runs, by the public route whose request
+# made them: what `tessera extract --from` turns into calls per request (a route, "-" for none).
+CONTRACT_CALLS = Counter(
+    "tessera_contract_calls",
+    "Calls of a module's contract by another module or the web pages, by the route of the request "
+    "that made them (- for none: event handlers, background work) and the contract method called.",
+    ("route", "call"),
+)
+_request_calls: ContextVar[dict[str, int] | None] = ContextVar("tessera_request_calls", default=None)
+
+
+def count_contract_call(call: str) -> None:
+    """One call of ``call`` (``contract.method``), held for the request under way if there is one."""
+    calls = _request_calls.get()
+    if calls is None:
+        CONTRACT_CALLS.labels(NO_ROUTE, call).inc()
+    else:
+        calls[call] = calls.get(call, 0) + 1
+
+
+@contextmanager
+def contract_calls_of_request() -> Iterator[dict[str, int]]:
+    """Hold the request's contract calls (the caller counts them under its route when it is known)."""
+    calls: dict[str, int] = {}
+    token = _request_calls.set(calls)
+    try:
+        yield calls
+    finally:
+        _request_calls.reset(token)
+
+
+NO_ROUTE = "-"
 
 # Remote calls: one contract method of another group, over HTTP.
 RPC_CALLS = Counter(
