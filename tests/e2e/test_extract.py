@@ -17,6 +17,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
@@ -134,10 +135,16 @@ def test_the_overlay_it_writes_renders_and_validates(tmp_path: Path) -> None:
 
 
 def test_from_a_running_instance_the_plan_counts_the_calls_into_the_module_per_route(tmp_path: Path) -> None:
+    env = clean_env(TESSERA_DATA_DIR=str(tmp_path / "data"))
     with monolith(tmp_path) as base:
         run_public_flow(base)
-        planned = _extract(clean_env(TESSERA_DATA_DIR=str(tmp_path / "data")), "identity", "--from", base)
+        planned = _extract(env, "identity", "--from", base, "--samples", "20")
+        snapshot = tmp_path / "metrics.txt"
+        snapshot.write_text(httpx.get(f"{base}/metrics", timeout=10).text)
     assert planned.returncode == 0, planned.stderr
+    from_snapshot = _extract(env, "identity", "--from", str(snapshot), "--samples", "20")  # the same, offline
+    assert from_snapshot.returncode == 0, from_snapshot.stderr
+    assert "| `/api/v1/tasks` |" in from_snapshot.stdout
     rows = {
         match[1]: (int(match[2]), int(match[3]), float(match[4]))
         for match in re.finditer(

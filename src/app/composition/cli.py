@@ -442,8 +442,8 @@ def _provider_of(contract_name: str) -> str:
     "--from",
     "measured_at",
     default=None,
-    metavar="URL",
-    help="A running instance (its /metrics): the calls into the module it counted, per route.",
+    metavar="URL|FILE",
+    help="A running instance (its /metrics) or a snapshot of its metrics: the calls it counted, per route.",
 )
 @_reports_errors
 def extract(
@@ -473,12 +473,7 @@ def extract(
     hop = extraction.measure_gateway_hop(samples)
     plan = extraction.plan_extraction(settings, MODULES, module_name, cost=cost, hop=hop)
     if measured_at is not None:
-        try:
-            scraped = httpx.get(f"{measured_at.rstrip('/')}/metrics", timeout=10)
-            scraped.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"--from {measured_at}: no metrics ({exc})") from None
-        counted = extraction.measured_calls(scraped.text, plan.contract.split()[0])
+        counted = extraction.measured_calls(_metrics_of(measured_at), plan.contract.split()[0])
         plan = dataclasses.replace(plan, measured=tuple(counted), measured_at=measured_at)
     click.echo(extraction.markdown(plan))
     if out is not None:
@@ -486,6 +481,20 @@ def extract(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             click.echo(f"wrote {path}", err=True)
+
+
+def _metrics_of(source: str) -> str:
+    """The Prometheus text of a running instance (its URL) or of a snapshot of it (a file)."""
+    if Path(source).is_file():
+        return Path(source).read_text()
+    try:
+        scraped = httpx.get(f"{source.rstrip('/')}/metrics", timeout=10)
+        scraped.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"--from {source}: neither a file nor an instance's metrics ({exc})"
+        ) from None
+    return scraped.text
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
