@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import tempfile
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.composition.extraction import RemoteCallCost, measure_gateway_hop, measure_remote_call
+from app.kernel.config import SimulateSettings
 from bench.cli import SCENARIOS, drive, seed_over_api
 from bench.loadgen import Summary
 from bench.seed import Seeded
@@ -44,15 +44,12 @@ TARGET = 0.25  # |predicted - measured| / measured, p50 per route
 
 def _simulation(calls: RemoteCallCost, hops: RemoteCallCost, namespace: str) -> str:
     """As the split runs: its groups apart, and its events through the split's broker."""
-    remote = ["+".join(modules) for modules in SPLIT_GROUPS.values() if modules]
-    return (
-        f'[events]\nbus = "{SPLIT_BUS}"\nnamespace = "{namespace}"\n'
-        "[simulate]\n"
-        f"remote = {json.dumps(remote)}\n"
-        "gateway = true\n"
-        f"latencies_ms = {json.dumps(list(calls.latencies_ms))}\n"
-        f"gateway_latencies_ms = {json.dumps(list(hops.latencies_ms))}\n"
+    simulate = SimulateSettings(
+        remote=["+".join(modules) for modules in SPLIT_GROUPS.values() if modules],
+        latencies_ms=list(calls.latencies_ms),
+        gateway_latencies_ms=list(hops.latencies_ms),
     )
+    return f'[events]\nbus = "{SPLIT_BUS}"\nnamespace = "{namespace}"\n' + simulate.as_layer()
 
 
 @dataclass

@@ -27,6 +27,10 @@ from tests.conftest import bearer, log_in, register, run_async
 from tests.servers import TESSERA, clean_env
 
 
+def _tessera(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TESSERA, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def _simulating(migrated: Settings, **simulate: Any) -> Settings:
     return msgspec.structs.replace(migrated, simulate=SimulateSettings(**simulate))
 
@@ -94,40 +98,15 @@ def test_the_command_runs_with_the_simulation_in_its_configuration(tmp_path: Pat
         "from app.kernel.config import load_settings; s = load_settings().simulate; "
         "print(s.remote, s.gateway, s.failure_rate, len(s.latencies_ms))"
     )
-    done = subprocess.run(
-        [
-            TESSERA,
-            "simulate",
-            "--remote",
-            "identity+accounts,tasks",
-            "--failure-rate",
-            "0.1",
-            "--no-gateway",
-            "--",
-            sys.executable,
-            "-c",
-            probe,
-        ],
-        env=clean_env(TESSERA_DATA_DIR=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    simulate = ["simulate", "--remote", "identity+accounts,tasks", "--failure-rate", "0.1", "--no-gateway"]
+    done = _tessera(clean_env(TESSERA_DATA_DIR=str(tmp_path)), *simulate, "--", sys.executable, "-c", probe)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['identity+accounts',", "'tasks']", "False", "0.1", "300"]
     assert "measured here: one remote call " in done.stderr
 
 
 def test_an_unknown_module_is_refused_naming_the_modules() -> None:
-    done = subprocess.run(
-        [TESSERA, "simulate", "--remote", "tasks,billing", "--latency-ms", "1", "--", "true"],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _tessera(clean_env(), "simulate", "--remote", "tasks,billing", "--latency-ms", "1", "--", "true")
     assert done.returncode == 1
     assert "--remote: no module billing (modules: accounts, activity, identity, notifications, tasks)" in (
         done.stderr
@@ -153,22 +132,10 @@ def test_a_call_inside_an_open_unit_of_work_is_noted_and_extracting_its_callee_i
     assert [json.loads(line) for line in record.read_text().splitlines()] == [
         {"call": "identity.get_users", "held": ["tasks"]}
     ]
-    refused = subprocess.run(
-        [TESSERA, "extract", "identity", "--recorded", str(record)],
-        env=clean_env(TESSERA_DATA_DIR=str(tmp_path / "data")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = clean_env(TESSERA_DATA_DIR=str(tmp_path / "data"))
+    refused = _tessera(env, "extract", "identity", "--recorded", str(record))
     assert refused.returncode == 2, refused.stderr
     assert "identity.get_users was called inside the open unit of work of tasks" in refused.stderr
-    elsewhere = subprocess.run(  # the record names identity only: tasks may go
-        [TESSERA, "extract", "tasks", "--recorded", str(record), "--samples", "10"],
-        env=clean_env(TESSERA_DATA_DIR=str(tmp_path / "data")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # The record names identity only: tasks may go.
+    elsewhere = _tessera(env, "extract", "tasks", "--recorded", str(record), "--samples", "10")
     assert elsewhere.returncode == 0, elsewhere.stderr

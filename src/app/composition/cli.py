@@ -26,7 +26,7 @@ from app.composition.container import Composition, CompositionError, compose
 from app.kernel import surface
 from app.kernel.backups import BackupError, back_up
 from app.kernel.backups import restore as restore_backup
-from app.kernel.config import ConfigError, GroupSettings, Settings, load_settings
+from app.kernel.config import ConfigError, GroupSettings, Settings, SimulateSettings, load_settings
 from app.kernel.db import Database
 from app.kernel.deployment import events_namespace
 from app.kernel.events import OutboxStatus
@@ -457,23 +457,20 @@ def extract(
     from app.composition.catalog import MODULES
 
     settings = load_settings()
+    held = (
+        [json.loads(line) for line in recorded.read_text().splitlines() if line.strip()] if recorded else []
+    )
     try:
-        held = (
-            [json.loads(line) for line in recorded.read_text().splitlines() if line.strip()]
-            if recorded
-            else []
-        )
-        extraction.plan_extraction(
-            settings, MODULES, module_name, cost=None, recorded=held
-        )  # before measuring
+        plan = extraction.plan_extraction(
+            settings, MODULES, module_name, recorded=held
+        )  # refused before timing
     except extraction.Refused as refused:
         click.echo(f"Refused: {refused}", err=True)
         raise SystemExit(2) from None
-    cost = extraction.measure_remote_call(samples)
-    hop = extraction.measure_gateway_hop(samples)
-    plan = extraction.plan_extraction(settings, MODULES, module_name, cost=cost, hop=hop)
+    cost, hop = extraction.measure_remote_call(samples), extraction.measure_gateway_hop(samples)
+    plan = dataclasses.replace(plan, cost=cost, hop=hop)
     if measured_at is not None:
-        counted = extraction.measured_calls(_metrics_of(measured_at), plan.contract.split()[0])
+        counted = extraction.measured_calls(_metrics_of(measured_at), plan.contract)
         plan = dataclasses.replace(plan, measured=tuple(counted), measured_at=measured_at)
     click.echo(extraction.markdown(plan))
     if out is not None:
@@ -556,18 +553,16 @@ def simulate(
         cost, hop = extraction.measure_remote_call(), extraction.measure_gateway_hop()
         latencies, hops = list(cost.latencies_ms), list(hop.latencies_ms)
         click.echo(f"measured here: one remote call {cost}; a gateway's hop {hop}", err=True)
-    simulation = {
-        "remote": groups,
-        "gateway": gateway,
-        "latencies_ms": latencies,
-        "gateway_latencies_ms": hops,
-        "failure_rate": failure_rate,
-        "record_file": str(record.resolve()) if record else "",
-    }
-    # A TOML layer on top of the command's configuration (these values are written alike in JSON).
-    section = "".join(f"{key} = {json.dumps(value)}\n" for key, value in simulation.items())
+    simulation = SimulateSettings(
+        remote=groups,
+        gateway=gateway,
+        latencies_ms=latencies,
+        gateway_latencies_ms=hops,
+        failure_rate=failure_rate,
+        record_file=str(record.resolve()) if record else "",
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="tessera-simulate-") as config:
-        config.write(f"[simulate]\n{section}")
+        config.write(simulation.as_layer())
         config.flush()
         layers = [p for p in os.environ.get("TESSERA_CONFIG", "").split(os.pathsep) if p] + [config.name]
         environment = {**os.environ, "TESSERA_CONFIG": os.pathsep.join(layers)}

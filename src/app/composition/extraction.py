@@ -111,7 +111,8 @@ def measured_calls(metrics: str, contract: str) -> list[RouteCalls]:
 @dataclass(frozen=True, slots=True)
 class ExtractionPlan:
     module: str
-    contract: str
+    contract: str  # the contract it provides: its name
+    version: str  # and version
     stays: dict[str, list[str]]  # group -> modules, after the move
     group_url: str  # where the new group answers
     urls: dict[str, str]  # where the other groups answer
@@ -123,7 +124,7 @@ class ExtractionPlan:
     consumes: dict[str, str]  # event -> its publisher
     tables: dict[str, int | None]  # table -> rows (None: not counted)
     bus: str  # the bus now
-    cost: RemoteCallCost | None  # one remote call
+    cost: RemoteCallCost | None  # one remote call (None: not measured yet)
     hop: RemoteCallCost | None = None  # one gateway's proxy hop
     measured: tuple[RouteCalls, ...] | None = None  # calls into its contract, counted by a running instance
     measured_at: str = ""
@@ -139,8 +140,6 @@ def plan_extraction(
     catalog: Sequence[Module],
     module_name: str,
     *,
-    cost: RemoteCallCost | None,
-    hop: RemoteCallCost | None = None,
     recorded: Sequence[Mapping[str, Any]] = (),
 ) -> ExtractionPlan:
     """The plan for moving ``module_name`` into a group of its own; :class:`Refused` if it cannot.
@@ -189,7 +188,8 @@ def plan_extraction(
     }
     return ExtractionPlan(
         module=module_name,
-        contract=f"{module.provides.name} {module.provides.version}",
+        contract=module.provides.name,
+        version=module.provides.version,
         stays=stays,
         group_url=_url_beside(urls),
         urls=urls,
@@ -201,8 +201,7 @@ def plan_extraction(
         consumes=consumes,
         tables=asyncio.run(_tables(settings, module_name)),
         bus=settings.events.bus,
-        cost=cost,
-        hop=hop,
+        cost=None,
     )
 
 
@@ -385,8 +384,8 @@ def markdown(plan: ExtractionPlan) -> str:
     lines = [
         f"# Extracting {plan.module} into a process of its own",
         "",
-        f"`{plan.module}` provides the contract {plan.contract}. After the move it runs alone in the group",
-        f"`{plan.module}` at {plan.group_url}; "
+        f"`{plan.module}` provides the contract {plan.contract} {plan.version}. After the move it runs alone",
+        f"in the group `{plan.module}` at {plan.group_url}; "
         + "; ".join(
             f"`{g}` keeps {', '.join(ms) or 'no module (a gateway)'}"
             for g, ms in plan.stays.items()
@@ -461,7 +460,7 @@ def _measured(plan: ExtractionPlan, cost: RemoteCallCost | None) -> list[str]:
     """The calls a running instance counted into the module's contract, and what they would add."""
     assert plan.measured is not None
     if not plan.measured:
-        return [f"{plan.measured_at} counted no call into {plan.contract.split()[0]} since it started.", ""]
+        return [f"{plan.measured_at} counted no call into {plan.contract} since it started.", ""]
     p50 = cost.p50_ms if cost else 0.0
     lines = [
         f"Counted by {plan.measured_at} since it started (`tessera_contract_calls`), and what each",

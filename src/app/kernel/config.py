@@ -13,6 +13,7 @@ An unknown key or a value of the wrong type stops start-up with a message naming
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -290,6 +291,11 @@ class SimulateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     )  # the gateway's hop (none: as a call)
     failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
     record_file: str = ""  # calls made inside a caller's open unit of work are noted here (JSON lines)
+
+    def as_layer(self) -> str:
+        """This section as a configuration file (TOML; its values are written alike in JSON)."""
+        values = msgspec.to_builtins(self)
+        return "[simulate]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
     def groups(self) -> dict[str, str]:
         """The group each module named in ``remote`` runs in, by module."""

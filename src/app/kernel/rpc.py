@@ -135,23 +135,25 @@ def _round_trip(value: Any, hint: Any) -> Any:
 
 def strict(contract: Contract[ApiT], implementation: ApiT) -> ApiT:
     """``implementation`` behind a boundary that only msgspec-encodable values cross."""
-    proxy = _ContractProxy()
-    for method in contract_methods(contract).values():
-        setattr(proxy, method.name, _strict_method(contract, method, getattr(implementation, method.name)))
-    return cast(ApiT, proxy)
+    return _proxy(contract, lambda m: _strict_method(contract, m, getattr(implementation, m.name)))
 
 
 class _ContractProxy:
-    """Implements a contract with one attribute per method (strict wrappers or remote calls)."""
+    """Implements a contract with one attribute per method (strict, counting, simulated or remote calls)."""
+
+
+def _proxy(contract: Contract[ApiT], method_for: Callable[[ContractMethod], Callable[..., Any]]) -> ApiT:
+    """An implementation of ``contract`` whose every method is ``method_for`` that method."""
+    proxy = _ContractProxy()
+    for method in contract_methods(contract).values():
+        setattr(proxy, method.name, method_for(method))
+    return cast(ApiT, proxy)
 
 
 def counted(contract: Contract[ApiT], implementation: ApiT) -> ApiT:
     """``implementation``, each call of it counted under the route of the request that made it
     (``tessera_contract_calls``): how often a boundary is crossed, before it is a network."""
-    proxy = _ContractProxy()
-    for name in contract_methods(contract):
-        setattr(proxy, name, _counting(f"{contract.name}.{name}", getattr(implementation, name)))
-    return cast(ApiT, proxy)
+    return _proxy(contract, lambda m: _counting(f"{contract.name}.{m.name}", getattr(implementation, m.name)))
 
 
 def _counting(call: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -213,10 +215,7 @@ _PRECISE = 0.002
 def simulated(contract: Contract[ApiT], implementation: ApiT, network: SimulatedNetwork) -> ApiT:
     """``implementation`` as a remote caller would meet it: behind the strict boundary, across ``network``."""
     crossing = strict(contract, implementation)
-    proxy = _ContractProxy()
-    for name in contract_methods(contract):
-        setattr(proxy, name, _across(network, contract.name, name, getattr(crossing, name)))
-    return cast(ApiT, proxy)
+    return _proxy(contract, lambda m: _across(network, contract.name, m.name, getattr(crossing, m.name)))
 
 
 def _across(
@@ -431,11 +430,9 @@ def remote(
     settings: RpcSettings,
 ) -> ApiT:
     """An implementation of ``contract`` that calls ``group`` over HTTP."""
-    proxy = _ContractProxy()
-    for method in contract_methods(contract).values():
-        call = _RemoteCall(contract, method, group=group, http=http, tokens=tokens, settings=settings)
-        setattr(proxy, method.name, call)
-    return cast(ApiT, proxy)
+    return _proxy(
+        contract, lambda m: _RemoteCall(contract, m, group=group, http=http, tokens=tokens, settings=settings)
+    )
 
 
 class _RemoteCall:
