@@ -176,7 +176,7 @@ def render(rows: list[Figures], started: datetime, notes: list[str]) -> str:
     lines = [
         f"**Activity's event store** — {started:%Y-%m-%d %H:%M} UTC — {machine_line()}",
         "",
-        "| database | events | append, events/s | projections catch up, events/s (read once by each of 4) "
+        "| database | events | append, events/s | projections catch up, events/s (each applied by all 4) "
         "| rebuild every projection, s |",
         "|---|---:|---:|---:|---:|",
     ]

@@ -194,6 +194,40 @@ async def test_a_projection_applies_each_event_once_and_a_failed_batch_leaves_no
     assert (status.lag, status.rows) == (0, 3)
 
 
+other_counts = Table(
+    "other_stream_counts",
+    projected,
+    Column("stream", String(120), primary_key=True),
+    Column("events", Integer, nullable=False),
+)
+
+
+class OtherCounting(Counting):
+    name = "other_counts"
+
+    def __init__(self) -> None:
+        Projection.__init__(self, {"counts": other_counts})
+        self.fail_at = None
+
+
+async def test_projections_go_together_and_one_that_fails_holds_back_only_itself(database: Database) -> None:
+    store = EventStore(database=database)
+    failing, healthy = Counting(), OtherCounting()
+    projector = Projector(database=database, store=store, projections=[failing, healthy], batch=4)
+    await _fill(store, database, {"a": 3, "b": 2})
+    failing.fail_at = 2  # in its first batch: it applies nothing
+    with pytest.raises(RuntimeError):
+        await projector.catch_up()
+    assert await _counts(database, other_counts) == {"a": 3, "b": 2}  # the round went on without it
+    assert await _counts(database) == {}
+    lags = {status.name: status.lag for status in await projector.status()}
+    assert lags == {"counts": 5, "other_counts": 0}
+    failing.fail_at = None
+    assert await projector.catch_up() == 5  # read once for both: the one behind catches up alone
+    assert await _counts(database) == await _counts(database, other_counts) == {"a": 3, "b": 2}
+    assert {status.lag for status in await projector.status()} == {0}
+
+
 async def test_the_running_projector_catches_up_when_an_append_commits(database: Database) -> None:
     store = EventStore(database=database)
     projection = Counting()

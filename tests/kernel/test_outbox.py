@@ -7,6 +7,7 @@ relay hands it, or refuses, so that every rule of the relay can be seen on its o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -443,3 +444,53 @@ async def test_concurrent_relays_publish_each_event_once_and_keep_each_entity_in
     assert len(ids) == len(set(ids)) == 200
     for k in range(5):
         assert bus.numbers(f"entity-{k}") == list(range(40))
+
+
+class OverlapBus(RecordingBus):
+    """Holds the first round it is given until a second one arrives: rounds seen side by side."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._second = asyncio.Event()
+        self.expected = expected
+        self.all_published = asyncio.Event()
+
+    async def publish(self, message: EventMessage) -> None:
+        await super().publish(message)
+        if len(self.published) >= self.expected:
+            self.all_published.set()
+
+    async def publish_batch(self, messages: Sequence[EventMessage]) -> list[Outcome]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.in_flight > 1:
+                self._second.set()
+            else:
+                with contextlib.suppress(TimeoutError):  # a relay of one round never sends a second
+                    await asyncio.wait_for(self._second.wait(), 5)
+            return await super().publish_batch(messages)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_relay_with_rounds_in_flight_publishes_each_event_once_in_each_entitys_order(
+    database: Database,
+) -> None:
+    bus = OverlapBus(expected=100)
+    for n in range(5):  # round after round of one event of each of 20 entities
+        await append(database, *(ping(f"entity-{k}", n) for k in range(20)))
+    relay = make_relay(database, bus, relay_batch=7, relay_rounds=2, publish_timeout_seconds=30)
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(bus.all_published.wait(), 30)
+    finally:
+        relay.stop()
+        await running
+    assert bus.most_in_flight == 2  # one round was published while another was out
+    ids = [m.event_id for m in bus.published]
+    assert len(ids) == len(set(ids)) == 100
+    for k in range(20):
+        assert bus.numbers(f"entity-{k}") == list(range(5))

@@ -41,7 +41,7 @@ from sqlalchemy import and_, delete, exists, func, insert, literal_column, or_, 
 from app.kernel.clock import Clock, utcnow
 from app.kernel.context import active_context
 from app.kernel.events.bus import BusUnavailable, EventBus, EventMessage, NotHandedOver, Outcome
-from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox
+from app.kernel.events.tables import FAILED, PENDING, PUBLISHED, outbox, pending
 from app.kernel.faults import crash_point
 from app.kernel.telemetry.metrics import RELAY_BATCH_DURATION, RELAY_PUBLISHED
 from app.kernel.telemetry.tracing import current_trace_headers, producer_span, tracing_provider
@@ -227,7 +227,14 @@ class OutboxRelay:
         outbox.on_commit(self._wake.set)
 
     async def run(self) -> None:
-        """Relay until stopped: right after each commit with events, else every poll interval."""
+        """Relay until stopped: right after each commit with events, else every poll interval.
+
+        ``relay_rounds`` rounds go on side by side, each claiming events of its own, as
+        relays in several processes do.
+        """
+        await asyncio.gather(*(self._rounds() for _ in range(max(1, self._settings.relay_rounds))))
+
+    async def _rounds(self) -> None:
         settings = self._settings
         outages = 0
         while not self._stopped.is_set():
@@ -330,7 +337,7 @@ class OutboxRelay:
         candidates = (
             select(outbox.c.id, outbox.c.key)
             .where(
-                outbox.c.status == PENDING,
+                pending(outbox),
                 outbox.c.available_at <= now,
                 or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
             )
@@ -344,7 +351,7 @@ class OutboxRelay:
         held_back = and_(  # an earlier pending event of its key that this claim does not take
             earlier.c.key == taken.c.key,
             earlier.c.id < taken.c.id,
-            earlier.c.status == PENDING,
+            pending(earlier),
             earlier.c.id.not_in(select(taken.c.id)),
         )
         if self._database.dialect == "postgresql":

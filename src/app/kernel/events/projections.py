@@ -2,10 +2,10 @@
 
 A :class:`Projection` turns a batch of stored events into writes to its own tables. A
 :class:`Projector` runs a module's projections as catch-up subscriptions over the store's
-positions: each round reads the events after the projection's checkpoint and applies them
-*in the transaction that moves the checkpoint*, so a crash never applies an event twice
-nor skips one. It wakes when an append commits in this process and polls for appends made
-by others.
+positions: each round reads the events after the projections' checkpoints once and applies
+them to each projection *in the transaction that moves its checkpoint*, so a crash never
+applies an event twice nor skips one. It wakes when an append commits in this process and
+polls for appends made by others.
 
 A rebuild builds a projection afresh from position 0 into *shadow* tables beside the live
 ones, then, in one transaction, catches the shadow up to the store's head, copies it over
@@ -20,7 +20,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Self
 
 import msgspec
-from sqlalchemy import Column, Index, MetaData, Table, UniqueConstraint, delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Index,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.kernel.clock import utcnow
@@ -124,11 +136,14 @@ class Projector:
         await self._refresher.stop()
 
     async def catch_up(self, name: str | None = None) -> int:
-        """Apply every event the projection (or each) has not seen yet; how many events were read."""
-        total = 0
-        for projection in [self.projection(name)] if name else self._projections.values():
-            total += await self._catch_up(projection, projection.name)
-        return total
+        """Apply every event the projection (or each) has not seen yet; how many events were read.
+
+        Every projection goes in each round: one read of the store and one transaction serve
+        them all, each applied in a savepoint of its own, so one that fails keeps its
+        checkpoint and the others go on (its error is raised once they have caught up).
+        """
+        chosen = [self.projection(name)] if name else list(self._projections.values())
+        return await self._catch_up({projection.name: projection for projection in chosen})
 
     async def status(self) -> list[ProjectionStatus]:
         async with self._database.read(scan=True) as connection:
@@ -150,23 +165,48 @@ class Projector:
             PROJECTION_LAG.labels(self.module, status.name).set(status.lag)
         return statuses
 
-    async def _catch_up(self, projection: Projection, checkpoint: str) -> int:
-        """Apply batches to ``projection`` from the position ``checkpoint`` holds until none is left."""
+    async def _catch_up(self, projections: Mapping[str, Projection]) -> int:
+        """Apply batches to each projection (by its checkpoint's name) until none is left.
+
+        One that fails a batch sits out the rest of the call (its checkpoint stays before
+        that batch) and its error is raised once the others have caught up.
+        """
+        going = dict(projections)
+        failure: Exception | None = None
         total = 0
-        while True:
+        while going:
             async with self._database.transaction() as connection:
-                position = await _hold_checkpoint(connection, checkpoint)
-                events = await EventStore.read_all(connection, after=position, limit=self._batch)
-                if events:
-                    await projection.apply(connection, events)
-                    position = events[-1].position
-                    await _move_checkpoint(connection, checkpoint, position)
+                positions = await _hold_checkpoints(connection, list(going))
+                after = min(positions.values())
+                events = await EventStore.read_all(connection, after=after, limit=self._batch)
+                applied: dict[str, list[StoredEvent]] = {}
+                for checkpoint, projection in list(going.items()):
+                    position = positions[checkpoint]
+                    unseen = events if position == after else [e for e in events if e.position > position]
+                    if not unseen:
+                        continue
+                    try:
+                        async with connection.begin_nested():
+                            await projection.apply(connection, unseen)
+                    except Exception as exc:
+                        log.exception("%s projection %s failed a batch", self.module, checkpoint)
+                        failure = failure or exc
+                        del going[checkpoint]
+                        continue
+                    applied[checkpoint] = unseen
+                    positions[checkpoint] = unseen[-1].position
+                await _move_checkpoints(connection, {name: positions[name] for name in applied})
                 head = await EventStore.head(connection)
-            PROJECTION_LAG.labels(self.module, checkpoint).set(head - position)
-            PROJECTION_EVENTS.labels(self.module, checkpoint).inc(len(events))
+            for checkpoint, position in positions.items():
+                PROJECTION_LAG.labels(self.module, checkpoint).set(head - position)
+            for checkpoint, unseen in applied.items():
+                PROJECTION_EVENTS.labels(self.module, checkpoint).inc(len(unseen))
             total += len(events)
             if len(events) < self._batch:
-                return total
+                break
+        if failure is not None:
+            raise failure
+        return total
 
     # -- rebuild ----------------------------------------------------------------------
 
@@ -185,7 +225,7 @@ class Projector:
             await connection.run_sync(lambda sync: tables[0].metadata.create_all(sync, tables=tables))
         total = 0
         while True:  # the bulk, in batches, beside live traffic
-            read = await self._catch_up(shadow, marker)
+            read = await self._catch_up({marker: shadow})
             total += read
             if progress is not None:
                 async with self._database.read() as connection:
@@ -195,8 +235,8 @@ class Projector:
             if read < self._batch:
                 break
         async with self._database.transaction() as connection:  # the swap: all or nothing
-            await _hold_checkpoint(connection, name)  # the live projector waits here meanwhile
-            position = await _hold_checkpoint(connection, marker)
+            # The live projector waits here meanwhile.
+            position = (await _hold_checkpoints(connection, [name, marker]))[marker]
             while events := await EventStore.read_all(connection, after=position, limit=self._batch):
                 await shadow.apply(connection, events)
                 position = events[-1].position
@@ -208,7 +248,7 @@ class Projector:
                 await connection.execute(
                     insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
                 )
-            await _move_checkpoint(connection, name, position)
+            await _move_checkpoints(connection, {name: position})
             await connection.execute(delete(checkpoints).where(checkpoints.c.name == marker))
             await _drop(connection, shadow)
         log.info("%s projection %s rebuilt from %d events", self.module, name, total)
@@ -218,28 +258,36 @@ class Projector:
 # -- checkpoints ----------------------------------------------------------------------
 
 
-async def _hold_checkpoint(connection: AsyncConnection, name: str) -> int:
-    """The checkpoint of ``name``, locked until this transaction ends (made at 0 if new).
+async def _hold_checkpoints(connection: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
+    """The checkpoint of each name, locked until this transaction ends (made at 0 if new).
 
-    A write first: on PostgreSQL it locks the row, on SQLite it takes the file's write lock,
+    A write first: on PostgreSQL it locks the rows, on SQLite it takes the file's write lock,
     so two projectors (two workers, or a rebuild and the server) never apply the same events.
     """
     now = utcnow()
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     await connection.execute(
-        dialect.insert(checkpoints).values(name=name, position=0, updated_at=now).on_conflict_do_nothing()
+        dialect.insert(checkpoints)
+        .values([{"name": name, "position": 0, "updated_at": now} for name in names])
+        .on_conflict_do_nothing()
     )
     held = await connection.execute(
         update(checkpoints)
-        .where(checkpoints.c.name == name)
+        .where(checkpoints.c.name.in_(names))
         .values(updated_at=now)
-        .returning(checkpoints.c.position)
+        .returning(checkpoints.c.name, checkpoints.c.position)
     )
-    return int(held.scalar_one())
+    return {name: int(position) for name, position in held.all()}
 
 
-async def _move_checkpoint(connection: AsyncConnection, name: str, position: int) -> None:
-    await connection.execute(update(checkpoints).where(checkpoints.c.name == name).values(position=position))
+async def _move_checkpoints(connection: AsyncConnection, positions: Mapping[str, int]) -> None:
+    if not positions:
+        return
+    await connection.execute(
+        update(checkpoints)
+        .where(checkpoints.c.name.in_(positions))
+        .values(position=case(positions, value=checkpoints.c.name))
+    )
 
 
 async def _checkpoint(connection: AsyncConnection, name: str) -> int:

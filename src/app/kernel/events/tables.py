@@ -22,7 +22,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    literal_column,
+    text,
 )
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from app.kernel.db import NAMING_CONVENTION, UtcDateTime
 
@@ -30,6 +34,7 @@ __all__ = (
     "FAILED",
     "PENDING",
     "PUBLISHED",
+    "add_outbox_pending_indexes",
     "add_outbox_trace_context",
     "checkpoints",
     "create_event_store_v1",
@@ -40,10 +45,12 @@ __all__ = (
     "drop_event_tables",
     "drop_inbox",
     "drop_outbox",
+    "drop_outbox_pending_indexes",
     "drop_outbox_trace_context",
     "inbox",
     "metadata",
     "outbox",
+    "pending",
     "stored_events",
     "subject_keys",
 )
@@ -60,7 +67,17 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # A 64-bit identity on PostgreSQL; SQLite's rowid alias needs exactly INTEGER.
 _Position = BigInteger().with_variant(Integer(), "sqlite")
 
-outbox = Table(  # its schema now: version 2 (the migration steps below make each version)
+# Pending rows, as the partial indexes and every query meant to use them say it: a literal, not
+# a parameter, or neither SQLite's planner nor PostgreSQL's generic plans could use the indexes.
+_PENDING_ROWS = text(f"status = '{PENDING}'")
+
+
+def pending(table: Table | NamedFromClause) -> ColumnElement[bool]:
+    """``table`` (the outbox, or an alias of it) limited to pending rows, as the partial indexes are."""
+    return table.c.status == literal_column(f"'{PENDING}'")
+
+
+outbox = Table(  # its schema now: version 3 (the migration steps below make each version)
     "outbox",
     metadata,
     Column("id", _Position, primary_key=True, autoincrement=True),  # insertion order
@@ -79,9 +96,16 @@ outbox = Table(  # its schema now: version 2 (the migration steps below make eac
     Column("last_error", Text, nullable=True),
     Column("traceparent", String(TRACEPARENT_MAX), nullable=True),  # v2: the writer's trace context
     Column("tracestate", String(TRACESTATE_MAX), nullable=True),
-    Index("ix_outbox_status_id", "status", "id"),
-    Index("ix_outbox_key_id", "key", "id"),
-    Index("ix_outbox_status_published_at", "status", "published_at"),
+    Index("ix_outbox_key_id", "key", "id"),  # a key's events (redaction)
+    Index("ix_outbox_status_published_at", "status", "published_at"),  # counts by status, pruning
+    # v3: the relay's claim reads pending rows only, through indexes that hold nothing else, so
+    # it never walks published rows nor the dead versions every claim and mark leave behind.
+    # (Status leads the first, though constant in it: without it SQLite's planner, which has
+    # no statistics, sorted the pending rows found through the status index above instead.)
+    Index("ix_outbox_pending_id", "status", "id", postgresql_where=_PENDING_ROWS, sqlite_where=_PENDING_ROWS),
+    Index(
+        "ix_outbox_pending_key_id", "key", "id", postgresql_where=_PENDING_ROWS, sqlite_where=_PENDING_ROWS
+    ),
 )
 
 inbox = Table(
@@ -191,6 +215,35 @@ def drop_outbox_trace_context() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("tracestate")
         batch.drop_column("traceparent")
+
+
+def add_outbox_pending_indexes() -> None:
+    """Version 3 of the outbox: the relay's claim reads pending rows through partial indexes."""
+    from alembic import op
+
+    op.create_index(
+        "ix_outbox_pending_id",
+        "outbox",
+        ["status", "id"],
+        postgresql_where=_PENDING_ROWS,
+        sqlite_where=_PENDING_ROWS,
+    )
+    op.create_index(
+        "ix_outbox_pending_key_id",
+        "outbox",
+        ["key", "id"],
+        postgresql_where=_PENDING_ROWS,
+        sqlite_where=_PENDING_ROWS,
+    )
+    op.drop_index("ix_outbox_status_id", table_name="outbox")
+
+
+def drop_outbox_pending_indexes() -> None:
+    from alembic import op
+
+    op.create_index("ix_outbox_status_id", "outbox", ["status", "id"])
+    op.drop_index("ix_outbox_pending_key_id", table_name="outbox")
+    op.drop_index("ix_outbox_pending_id", table_name="outbox")
 
 
 def drop_outbox() -> None:
