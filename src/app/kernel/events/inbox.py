@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -130,11 +131,13 @@ class EventConsumer:
         for message in duplicates:
             log.info("%s: %s %s already handled", self.module, message.event_type, message.event_id)
             INBOX_EVENTS.labels(self.module, message.event_type, "duplicate").inc()
+        # Counted per event type, each label set looked up once per batch, not once per event.
+        for event_type, count in Counter(message.event_type for message, _ in applied).items():
+            INBOX_EVENTS.labels(self.module, event_type, "handled").inc(count)
         now = utcnow()
-        for message, event in applied:
-            INBOX_EVENTS.labels(self.module, message.event_type, "handled").inc()
-            delay = (now - event.occurred_at).total_seconds()
-            EVENT_HANDLING_DELAY.labels(self.module).observe(max(0.0, delay))
+        delays = EVENT_HANDLING_DELAY.labels(self.module)
+        for _, event in applied:
+            delays.observe(max(0.0, (now - event.occurred_at).total_seconds()))
 
     async def _handle(
         self, run: list[tuple[EventMessage, Subscription, uuid.UUID]], unit: UnitOfWork
