@@ -62,15 +62,15 @@ def test_db_upgrade_is_idempotent_and_current_reports_it(env: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(main, ["db", "upgrade"])
     assert first.exit_code == 0, first.output
-    assert "identity: at identity_0005" in first.output
-    assert "tasks: at tasks_0004" in first.output
+    assert "identity: at identity_0006" in first.output
+    assert "tasks: at tasks_0005" in first.output
     assert "notifications: at notifications_0002" in first.output
     assert "activity: at activity_0001" in first.output
     assert "accounts: at accounts_0001" in first.output
     assert runner.invoke(main, ["db", "upgrade", "--module", "identity"]).exit_code == 0
     current = runner.invoke(main, ["db", "current"])
     assert current.exit_code == 0
-    assert "identity: identity_0005  up to date" in current.output
+    assert "identity: identity_0006  up to date" in current.output
     assert sorted(p.name for p in env.glob("*.db")) == [
         "accounts.db",
         "activity.db",
@@ -94,7 +94,7 @@ def test_db_upgrade_of_an_unknown_module_is_refused(env: Path) -> None:
 def test_serve_refuses_to_start_while_a_database_is_behind(env: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 1
-    assert "identity: at nothing, code expects identity_0005" in result.output
+    assert "identity: at nothing, code expects identity_0006" in result.output
     assert "tessera db upgrade" in result.output
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 
 from app.kernel.events.projections import Projection
 from contracts.tasks import TaskCreated
-from modules.activity.domain import entry_of, stat_marks_of
+from modules.activity.domain import Entry, entry_of, stat_marks_of
 from modules.activity.tables import audit, feed, stat_marks, task_births, timeline
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ _USER_EVENTS = "identity."
 _CREATED = TaskCreated.type_name()
 
 
-def _entry_row(event: StoredEvent) -> dict[str, Any]:
-    entry = entry_of(event.event_type, event.data)
+def _entry_row(event: StoredEvent, entry: Entry | None = None) -> dict[str, Any]:
+    entry = entry or entry_of(event.event_type, event.data)
     return {
         "position": event.position,
         "event_id": event.event_id,
@@ -68,11 +68,11 @@ class FeedProjection(Projection):
         super().__init__({"feed": feed})
 
     async def apply(self, connection: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        rows = [
-            {**_entry_row(event), "member_id": member}
-            for event in events
-            for member in sorted(entry_of(event.event_type, event.data).members)
-        ]
+        rows = []
+        for event in events:  # the entry and its row once per event, a copy per member
+            entry = entry_of(event.event_type, event.data)
+            row = _entry_row(event, entry)
+            rows += [{**row, "member_id": member} for member in sorted(entry.members)]
         if rows:
             await connection.execute(insert(self.tables["feed"]), rows)
 
@@ -86,12 +86,12 @@ class AuditProjection(Projection):
         super().__init__({"audit": audit})
 
     async def apply(self, connection: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        rows = [
-            _entry_row(event)
+        entries = [
+            (event, entry_of(event.event_type, event.data))
             for event in events
             if event.event_type.startswith(_USER_EVENTS)
-            and entry_of(event.event_type, event.data).administrative
         ]
+        rows = [_entry_row(event, entry) for event, entry in entries if entry.administrative]
         if rows:
             await connection.execute(insert(self.tables["audit"]), rows)
 
