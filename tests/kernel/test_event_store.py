@@ -23,19 +23,27 @@ from tests.kernel.scratch import scratch_database
 SCHEMA = "store_test"
 
 projected = MetaData()
-counts = Table(  # a read model: how many events each stream has, as a projection counts them
-    "stream_counts",
-    projected,
-    Column("stream", String(120), primary_key=True),
-    Column("events", Integer, nullable=False),
-)
+
+
+def _counts_table(name: str) -> Table:
+    """A read model: how many events each stream has, as a projection counts them."""
+    return Table(
+        name,
+        projected,
+        Column("stream", String(120), primary_key=True),
+        Column("events", Integer, nullable=False),
+    )
+
+
+counts = _counts_table("stream_counts")
+other_counts = _counts_table("other_stream_counts")
 
 
 class Counting(Projection):
     name = "counts"
 
-    def __init__(self) -> None:
-        super().__init__({"counts": counts})
+    def __init__(self, table: Table = counts) -> None:
+        super().__init__({"counts": table})
         self.fail_at: int | None = None  # a position whose batch raises, as a bad event would
 
     async def apply(self, connection: AsyncConnection, events: Sequence[StoredEvent]) -> None:
@@ -194,20 +202,11 @@ async def test_a_projection_applies_each_event_once_and_a_failed_batch_leaves_no
     assert (status.lag, status.rows) == (0, 3)
 
 
-other_counts = Table(
-    "other_stream_counts",
-    projected,
-    Column("stream", String(120), primary_key=True),
-    Column("events", Integer, nullable=False),
-)
-
-
 class OtherCounting(Counting):
     name = "other_counts"
 
     def __init__(self) -> None:
-        Projection.__init__(self, {"counts": other_counts})
-        self.fail_at = None
+        super().__init__(other_counts)
 
 
 async def test_projections_go_together_and_one_that_fails_holds_back_only_itself(database: Database) -> None:

@@ -235,7 +235,7 @@ class EventSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # Rounds a module's relay has in flight at once: one claims and marks while another's
     # events are applied. A key's events are never in two rounds (a claim takes an event only
     # with every earlier pending one of its key), so per-key order holds.
-    relay_rounds: int = 2
+    relay_rounds: Annotated[int, msgspec.Meta(ge=1)] = 2
     consume_batch: int = 100  # a broker consumer's messages in hand at once (applied in one transaction)
     relay_poll_seconds: float = 0.25  # how often an idle relay looks (commits wake it at once)
     lease_seconds: float = 30.0  # a claim not published by then is free for another relay

@@ -31,8 +31,7 @@ _USER_EVENTS = "identity."
 _CREATED = TaskCreated.type_name()
 
 
-def _entry_row(event: StoredEvent, entry: Entry | None = None) -> dict[str, Any]:
-    entry = entry or entry_of(event.event_type, event.data)
+def _entry_row(event: StoredEvent, entry: Entry) -> dict[str, Any]:
     return {
         "position": event.position,
         "event_id": event.event_id,
@@ -54,7 +53,11 @@ class TimelineProjection(Projection):
         super().__init__({"timeline": timeline})
 
     async def apply(self, connection: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        rows = [_entry_row(e) for e in events if e.event_type.startswith(_TASK_EVENTS)]
+        rows = [
+            _entry_row(e, entry_of(e.event_type, e.data))
+            for e in events
+            if e.event_type.startswith(_TASK_EVENTS)
+        ]
         if rows:
             await connection.execute(insert(self.tables["timeline"]), rows)
 

@@ -232,7 +232,7 @@ class OutboxRelay:
         ``relay_rounds`` rounds go on side by side, each claiming events of its own, as
         relays in several processes do.
         """
-        await asyncio.gather(*(self._rounds() for _ in range(max(1, self._settings.relay_rounds))))
+        await asyncio.gather(*(self._rounds() for _ in range(self._settings.relay_rounds)))
 
     async def _rounds(self) -> None:
         settings = self._settings
